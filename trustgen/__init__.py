@@ -1,0 +1,4 @@
+"""trustgen: private and trustworthy generative modelling."""
+
+__version__ = "0.1.0"
+

@@ -1,0 +1,5 @@
+import sys
+
+from trustgen.cli import main
+
+sys.exit(main())

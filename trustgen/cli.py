@@ -1,0 +1,209 @@
+"""The ``trustgen`` command. Run ``trustgen --help`` or ``trustgen COMMAND --help``.
+
+Conventions: bad arguments or bad data exit with code 2 and a one-line reason on stderr;
+commands that report something accept ``--json`` and then print exactly one JSON object on
+stdout (progress bars and logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from trustgen.errors import TrustgenError
+
+FAMILIES = ("vae", "gan", "diffusion")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
+        self.exit(2, f"trustgen: error: {message} (see --help)\n")
+
+
+class _Fail(Exception):
+    """A usage error found after parsing: reported like an argparse error."""
+
+
+def _emit(args: argparse.Namespace, obj: dict, text: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(obj))
+    else:
+        print(text)
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise _Fail(f"--option expects KEY=VALUE, got {p!r}")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from trustgen.run import train
+    from trustgen.training import TrainConfig
+
+    cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      device=args.device, seed=args.seed, checkpoint_every=args.checkpoint_every,
+                      progress=not args.no_progress)
+    run = train(args.data, args.model, cfg, schema=args.schema, model_options=_parse_options(args.option),
+                out=args.out, resume=args.resume)
+    last = run.history[-1] if run.history else {}
+    _emit(args, {"run": str(args.out), "family": run.family, "steps": last.get("step"), "final": last,
+                 "caveats": run.caveats},
+          f"trained {run.family} on {args.data}: run saved to {args.out} ({last})")
+    return 0
+
+
+def write_samples(batch, run, out: Path) -> None:
+    """Write a SampleBatch as .csv (tables), .npz or .png (images) atomically."""
+    from trustgen.data.encoders import ImageData
+    from trustgen.io import _atomic, atomic_write_text
+    from trustgen.plots import image_grid, marginals, save_figure
+
+    suffix = out.suffix.lower()
+    if isinstance(batch.data, ImageData):
+        if suffix == ".npz":
+            arrays = {"x": batch.data.x.astype(np.float32)}
+            if batch.labels is not None:
+                arrays["y"] = batch.labels.astype(np.int64)
+            _atomic(out, lambda f: np.savez(f, **arrays), "wb")
+        elif suffix == ".png":
+            s = run.schema
+            save_figure(image_grid(batch.data.x, batch.labels, s.classes, low=s.low, high=s.high,
+                                   title=f"{run.family} samples"), out)
+        else:
+            raise _Fail(f"image samples are written as .npz or .png, not {suffix or 'no extension'!r}")
+    else:
+        if suffix == ".csv":
+            atomic_write_text(out, batch.data.to_csv(index=False))
+        elif suffix == ".png":
+            from trustgen.data.loaders import load_data
+
+            real, _ = load_data(run.data_name, run.schema) if run.data_name not in ("", "in-memory") else (batch.data, None)
+            save_figure(marginals(real, batch.data, list(batch.data.columns)), out)
+        else:
+            raise _Fail(f"tabular samples are written as .csv or .png, not {suffix or 'no extension'!r}")
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from trustgen.run import Run
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".npz", ".png"):
+        raise _Fail(f"--out must end in .csv, .npz or .png, got {args.out!r}")
+    run = Run.load(args.run, device=args.device)
+    batch = run.sample(args.n, labels=args.label, seed=args.seed)
+    write_samples(batch, run, out)
+    counts = {} if batch.labels is None else {str(k): int(v) for k, v in zip(*np.unique(batch.labels, return_counts=True))}
+    _emit(args, {"out": str(out), "n": args.n, "seed": args.seed, "label_counts": counts},
+          f"wrote {args.n} samples to {out}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from trustgen.demo import run_demo
+
+    summary = run_demo(Path(args.out), smoke=args.smoke, seed=args.seed, device=args.device,
+                       progress=not args.no_progress)
+    _emit(args, summary, summary["text"])
+    return 0
+
+
+def cmd_schema_infer(args: argparse.Namespace) -> int:
+    from trustgen.data.loaders import infer_schema, read_data_file
+    from trustgen.data.schema import save_schema
+
+    schema = infer_schema(read_data_file(args.data), label=args.label)
+    warning = ("DRAFT derived from the data itself: these bounds and categories reveal information about "
+               "the rows and are NOT private. Replace them with public knowledge, then set \"source\": \"declared\".")
+    if args.out:
+        save_schema(schema, args.out)
+    d = schema.to_dict()
+    if args.json:
+        print(json.dumps({"schema": d, "warning": warning, "out": args.out}))
+    else:
+        print(warning, file=sys.stderr)
+        if not args.out:
+            print(json.dumps(d, indent=2))
+        else:
+            print(f"wrote draft schema to {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="trustgen", description="Private and trustworthy generative models for tables and images.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model and write a run directory")
+    t.add_argument("--data", required=True, help="digits | breast_cancer | randhie | FILE.csv | FILE.npz")
+    t.add_argument("--schema", help="schema JSON (required for user files)")
+    t.add_argument("--model", required=True, choices=FAMILIES)
+    t.add_argument("--epochs", type=int, default=100)
+    t.add_argument("--steps", type=int, help="total steps (overrides --epochs)")
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt after an interruption")
+    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. latent_dim=32")
+    t.add_argument("--out", required=True, help="run directory to write")
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sample", help="draw samples from a run")
+    s.add_argument("run")
+    s.add_argument("-n", type=int, required=True)
+    s.add_argument("--label", help="class to condition on (name or index); default: the label prior")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", required=True, help=".csv (tables), .npz or .png")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")
+    d.add_argument("--out", default="trustgen-demo")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="auto")
+    d.add_argument("--smoke", action="store_true", help="a few steps only (for CI)")
+    d.add_argument("--no-progress", action="store_true")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    sc = sub.add_parser("schema", help="schema tools")
+    scs = sc.add_subparsers(dest="schema_command", required=True, parser_class=_Parser)
+    si = scs.add_parser("infer", help="draft a schema from a data file (NOT private: review it)")
+    si.add_argument("data")
+    si.add_argument("--label")
+    si.add_argument("--out")
+    si.add_argument("--json", action="store_true")
+    si.set_defaults(func=cmd_schema_infer)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (TrustgenError, _Fail) as e:
+        print(f"trustgen: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

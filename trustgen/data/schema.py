@@ -1,0 +1,269 @@
+"""Schemas: the public domain of the data, declared up front.
+
+A schema says what values a record *may* take: bounds for numbers, the category list of a
+categorical column, the shape and value range of an image. Encoders are built from the schema
+alone, never from statistics of the private rows, because a min, max or set of unique values
+computed on private data is itself a release that differential privacy does not cover.
+
+Example:
+    >>> s = TabularSchema([NumericColumn("age", 18, 100, integer=True),
+    ...                    CategoricalColumn("sex", ("f", "m"))], label="sex")
+    >>> s.label_column.categories
+    ('f', 'm')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence, Union
+
+from trustgen.errors import SchemaError
+from trustgen.io import atomic_write_text
+
+Source = Literal["declared", "data-derived"]
+
+
+@dataclass(frozen=True)
+class NumericColumn:
+    """A number in ``[low, high]``; ``integer=True`` for counts and other whole numbers."""
+
+    name: str
+    low: float
+    high: float
+    integer: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+            raise SchemaError(
+                f"column {self.name!r}: bounds must be finite with low < high, got "
+                f"[{self.low}, {self.high}]. Declare the public range the value can take."
+            )
+
+
+@dataclass(frozen=True)
+class CategoricalColumn:
+    """One of a fixed, public list of categories (strings or integers)."""
+
+    name: str
+    categories: tuple
+
+    def __post_init__(self) -> None:
+        cats = tuple(self.categories)
+        object.__setattr__(self, "categories", cats)
+        if len(cats) < 2:
+            raise SchemaError(
+                f"column {self.name!r}: a categorical column needs at least 2 categories, "
+                f"got {list(cats)}. A constant column carries no information: drop it."
+            )
+        keys = [category_key(c) for c in cats]
+        if len(set(keys)) != len(keys):
+            raise SchemaError(f"column {self.name!r}: duplicate categories in {list(cats)}")
+
+    def index_of(self) -> dict[str, int]:
+        """Map from the normalised key of each category to its position."""
+        return {category_key(c): i for i, c in enumerate(self.categories)}
+
+
+Column = Union[NumericColumn, CategoricalColumn]
+
+
+def category_key(value: Any) -> str:
+    """Normalise a category value so ``1``, ``1.0`` and ``"1"`` match the same category."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if hasattr(value, "item") and not isinstance(value, str):  # numpy scalar
+        return category_key(value.item())
+    return str(value)
+
+
+@dataclass
+class TabularSchema:
+    """Columns of a table and, optionally, the label column models condition on.
+
+    Args:
+        columns: every column, in the order of the data (the label included).
+        label: name of a categorical column to condition on, or None for unconditional models.
+        source: ``"declared"`` when a person wrote the bounds from public knowledge;
+            ``"data-derived"`` when :func:`trustgen.data.infer.infer_schema` drafted it from the
+            data (then it leaks information about the private rows and a run records a caveat).
+    """
+
+    columns: list
+    label: str | None = None
+    source: Source = "declared"
+    kind: Literal["tabular"] = field(default="tabular", init=False)
+
+    def __post_init__(self) -> None:
+        self.columns = list(self.columns)
+        if not self.columns:
+            raise SchemaError("a tabular schema needs at least one column")
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise SchemaError(f"duplicate column names in schema: {names}")
+        if self.label is not None:
+            if self.label not in names:
+                raise SchemaError(
+                    f"label column {self.label!r} is not among the schema's columns {names}"
+                )
+            if not isinstance(self.column(self.label), CategoricalColumn):
+                raise SchemaError(
+                    f"label column {self.label!r} must be categorical (models condition on a "
+                    "class); declare it as CategoricalColumn with its classes."
+                )
+        if len(self.feature_columns) == 0:
+            raise SchemaError("the schema has no feature column besides the label")
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise SchemaError(f"no column {name!r} in schema (known: {[c.name for c in self.columns]})")
+
+    @property
+    def label_column(self) -> CategoricalColumn | None:
+        return None if self.label is None else self.column(self.label)  # type: ignore[return-value]
+
+    @property
+    def feature_columns(self) -> list:
+        return [c for c in self.columns if c.name != self.label]
+
+    @property
+    def classes(self) -> tuple | None:
+        lc = self.label_column
+        return None if lc is None else lc.categories
+
+    @property
+    def n_classes(self) -> int:
+        return 0 if self.classes is None else len(self.classes)
+
+    def to_dict(self) -> dict:
+        cols = []
+        for c in self.columns:
+            d = asdict(c)
+            if isinstance(c, CategoricalColumn):
+                d["type"] = "categorical"
+                d["categories"] = list(c.categories)
+            else:
+                d["type"] = "integer" if c.integer else "numeric"
+                d.pop("integer")
+            cols.append(d)
+        return {"kind": "tabular", "source": self.source, "label": self.label, "columns": cols}
+
+
+@dataclass
+class ImageSchema:
+    """Images of a fixed shape ``channels x height x width`` with values in ``[low, high]``.
+
+    Args:
+        classes: names of the label classes (labels are integers ``0..len(classes)-1``), or None.
+    """
+
+    channels: int
+    height: int
+    width: int
+    low: float = 0.0
+    high: float = 1.0
+    classes: tuple | None = None
+    source: Source = "declared"
+    kind: Literal["image"] = field(default="image", init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "height", "width"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise SchemaError(f"image {name} must be a positive integer, got {v!r}")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+            raise SchemaError(f"image value range must be finite with low < high, got [{self.low}, {self.high}]")
+        if self.classes is not None:
+            self.classes = tuple(self.classes)
+            if len(self.classes) < 2:
+                raise SchemaError("an image label needs at least 2 classes")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def n_classes(self) -> int:
+        return 0 if self.classes is None else len(self.classes)
+
+    @property
+    def label(self) -> str | None:
+        return None if self.classes is None else "label"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": "image", "source": self.source, "channels": self.channels,
+            "height": self.height, "width": self.width, "low": self.low, "high": self.high,
+            "classes": None if self.classes is None else list(self.classes),
+        }
+
+
+Schema = Union[TabularSchema, ImageSchema]
+
+
+def schema_from_dict(d: dict) -> Schema:
+    """Rebuild a schema from :meth:`to_dict` output, with errors that name the bad field."""
+    try:
+        kind = d["kind"]
+        source = d.get("source", "declared")
+        if kind == "image":
+            return ImageSchema(
+                int(d["channels"]), int(d["height"]), int(d["width"]), float(d["low"]),
+                float(d["high"]), None if d.get("classes") is None else tuple(d["classes"]), source,
+            )
+        if kind == "tabular":
+            cols: list[Column] = []
+            for c in d["columns"]:
+                t = c["type"]
+                if t in ("numeric", "integer"):
+                    cols.append(NumericColumn(c["name"], float(c["low"]), float(c["high"]), t == "integer"))
+                elif t == "categorical":
+                    cols.append(CategoricalColumn(c["name"], tuple(c["categories"])))
+                else:
+                    raise SchemaError(
+                        f"column {c.get('name')!r}: unknown type {t!r} (known: numeric, integer, categorical)"
+                    )
+            return TabularSchema(cols, d.get("label"), source)
+        raise SchemaError(f"unknown schema kind {kind!r} (known: tabular, image)")
+    except (KeyError, TypeError) as e:
+        raise SchemaError(f"malformed schema: missing or invalid field {e}") from e
+
+
+def save_schema(schema: Schema, path: str | Path) -> None:
+    """Write ``schema`` as JSON (atomically: a crash never leaves half a file)."""
+    atomic_write_text(Path(path), json.dumps(schema.to_dict(), indent=2) + "\n")
+
+
+def load_schema(path: str | Path) -> Schema:
+    """Read a schema JSON file written by :func:`save_schema` or by hand."""
+    p = Path(path)
+    if not p.is_file():
+        raise SchemaError(f"schema file {str(p)!r} does not exist")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"schema file {str(p)!r} is not valid JSON: {e}") from e
+    return schema_from_dict(d)
+
+
+def check_names(names: Sequence[str], schema: TabularSchema) -> None:
+    """Raise if the data's columns differ from the schema's (label missing, extra, unknown)."""
+    have, want = list(names), [c.name for c in schema.columns]
+    missing = [n for n in want if n not in have]
+    extra = [n for n in have if n not in want]
+    if schema.label is not None and schema.label in missing:
+        raise SchemaError(
+            f"label column {schema.label!r} is missing from the data (columns: {have}). "
+            "Add it, or use a schema with another label (or label null for unconditional models)."
+        )
+    if missing or extra:
+        raise SchemaError(
+            f"data columns do not match the schema: missing {missing}, not in schema {extra}. "
+            "Every column must be declared; drop the extra ones or add them to the schema."
+        )

@@ -1,0 +1,115 @@
+"""The contract every generative model family fulfils.
+
+A model is an ``nn.Module`` that owns no loop, no device choice and no privacy mechanism:
+
+* ``loss(x, y, generator=...)`` returns one loss per example (shape ``[B]``, never reduced),
+  because DP-SGD clips each example's gradient. For a GAN this is the discriminator's loss,
+  the only part that touches real records.
+* Sampling is split at the latent noise so later stages can act on it: ``sample_noise``
+  draws ``z``, ``generate(z, y)`` maps it to encoded data, ``invert(x, y)`` maps data back to a
+  latent (VAE encoder, DDIM inversion, GAN inversion by optimisation). Watermarks and
+  conditioning act on ``z``; constraints act on the output.
+* Randomness only comes from an explicit ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from trustgen.errors import ConfigError
+from trustgen.models.nets import DataSpec, one_hot
+
+
+def randn(shape: tuple, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise on ``like``'s device, drawn from ``generator``'s stream.
+
+    The generator may live on the CPU while the model is on a GPU (then the draw happens on
+    the CPU and is moved): results are then identical across devices for the same seed.
+    """
+    dev = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=dev, dtype=like.dtype).to(like.device)
+
+
+def rand(shape: tuple, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    dev = generator.device if generator is not None else like.device
+    return torch.rand(shape, generator=generator, device=dev, dtype=like.dtype).to(like.device)
+
+
+def randint(high: int, shape: tuple, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    dev = generator.device if generator is not None else like.device
+    return torch.randint(high, shape, generator=generator, device=dev).to(like.device)
+
+
+class GenerativeModel(nn.Module):
+    """Base class: see the module docstring for the contract."""
+
+    family: ClassVar[str]
+    objective: ClassVar[Literal["likelihood", "adversarial"]] = "likelihood"
+    Config: ClassVar[type]
+
+    def __init__(self, spec: DataSpec, config: Any) -> None:
+        super().__init__()
+        self.spec = spec
+        self.config = config
+
+    # -- the contract -------------------------------------------------------------------
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-example training loss, shape ``[B]``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement loss()")
+
+    def noise_shape(self) -> tuple:
+        """Shape of one sample's latent noise ``z``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement noise_shape()")
+
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Map latent noise (and labels) to encoded samples."""
+        raise NotImplementedError(f"{type(self).__name__} must implement generate()")
+
+    def invert(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Map encoded samples back to a latent ``z`` with ``generate(z, y) ~= x``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement invert()")
+
+    # -- shared behaviour ---------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        like = next(self.parameters())
+        return randn((n, *self.noise_shape()), generator, like.detach())
+
+    @torch.no_grad()
+    def sample(self, n: int, *, cond: torch.Tensor | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw ``n`` encoded samples, conditioned on labels ``cond`` (``[n]`` ints) if given."""
+        z = self.sample_noise(n, generator)
+        return self.generate(z, cond, generator=generator)
+
+    def label_vector(self, y: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
+        if y is not None and self.spec.n_classes == 0:
+            raise ConfigError("this model is unconditional (the schema has no label): pass no labels")
+        return one_hot(y, self.spec.n_classes, batch, like)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by optimiser; likelihood models have one group."""
+        return {"model": list(self.parameters())}
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+
+def make_config(config_cls: type, spec: DataSpec, overrides: dict | None) -> Any:
+    """Build a family's config from its defaults for this kind of data plus user overrides."""
+    overrides = dict(overrides or {})
+    names = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ConfigError(f"unknown {config_cls.__name__} options {unknown} (known: {sorted(names)})")
+    base = config_cls.defaults_for(spec) if hasattr(config_cls, "defaults_for") else config_cls()
+    return type(base)(**{**asdict(base), **overrides})

@@ -1,0 +1,124 @@
+"""Conditional variational autoencoder with likelihoods chosen by the schema.
+
+Tabular: a Gaussian likelihood (with a per-example predicted scale) for each number, a
+categorical likelihood for each one-hot block. Images: a Bernoulli likelihood on pixels
+rescaled to [0, 1] (soft targets), decoded by the mean. The encoder gives ``invert``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from trustgen.models.base import GenerativeModel, rand, randn
+from trustgen.models.nets import ConvDecoder, ConvEncoder, DataSpec, mlp
+
+LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 2.0
+
+
+@dataclass
+class VAEConfig:
+    latent_dim: int = 16
+    hidden: int = 256
+    depth: int = 2
+    width: int = 32
+    beta: float = 1.0
+
+    @classmethod
+    def defaults_for(cls, spec: DataSpec) -> "VAEConfig":
+        return cls(latent_dim=16 if spec.kind == "image" else 8)
+
+
+class VAE(GenerativeModel):
+    """Conditional VAE. Example:
+
+        >>> spec = DataSpec("tabular", 3, 2, (("numeric", 0, 1), ("categorical", 1, 2)))
+        >>> m = VAE(spec, VAEConfig())
+        >>> m.loss(torch.zeros(4, 3), torch.tensor([0, 1, 0, 1])).shape
+        torch.Size([4])
+    """
+
+    family = "vae"
+    Config = VAEConfig
+
+    def __init__(self, spec: DataSpec, config: VAEConfig) -> None:
+        super().__init__(spec, config)
+        c, k, nc = config, config.latent_dim, spec.n_classes
+        if spec.kind == "image":
+            self.encoder = ConvEncoder(spec.shape, nc, c.width, 2 * k)
+            self.decoder = ConvDecoder(k + nc, spec.shape, c.width)
+        else:
+            self.numeric = [b for b in spec.blocks if b[0] == "numeric"]
+            self.categorical = [b for b in spec.blocks if b[0] == "categorical"]
+            hidden = [c.hidden] * c.depth
+            self.encoder = mlp([spec.dim + nc, *hidden, 2 * k])
+            # One extra output per number: its log-scale (predicted, so Opacus sees it inside a layer).
+            self.decoder = mlp([k + nc, *hidden, spec.dim + len(self.numeric)])
+
+    def noise_shape(self) -> tuple:
+        return (self.config.latent_dim,)
+
+    def encode(self, x: torch.Tensor, y1h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.spec.kind == "image":
+            h = self.encoder(x, y1h)
+        else:
+            h = self.encoder(torch.cat([x, y1h], 1))
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def decode(self, z: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(torch.cat([z, y1h], 1))
+
+    def reconstruction_nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of ``x`` under the decoder output, per example."""
+        if self.spec.kind == "image":
+            target = (x + 1.0) / 2.0
+            return F.binary_cross_entropy_with_logits(out, target, reduction="none").flatten(1).sum(1)
+        nll = out.new_zeros(out.shape[0])
+        d = self.spec.dim
+        for j, (_, start, _) in enumerate(self.numeric):
+            mean, log_s = out[:, start], out[:, d + j].clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+            nll = nll + 0.5 * ((x[:, start] - mean) / log_s.exp()) ** 2 + log_s
+        for _, start, size in self.categorical:
+            target = x[:, start:start + size].argmax(1)
+            nll = nll + F.cross_entropy(out[:, start:start + size], target, reduction="none")
+        return nll
+
+    def loss(self, x, y=None, *, generator=None):
+        y1h = self.label_vector(y, x.shape[0], x)
+        mu, logvar = self.encode(x, y1h)
+        z = mu + (0.5 * logvar).exp() * randn(mu.shape, generator, mu)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
+        return self.reconstruction_nll(self.decode(z, y1h), x) + self.config.beta * kl
+
+    def generate(self, z, y=None, *, generator=None):
+        """Decode ``z``. Images: the Bernoulli mean. Tables: numbers drawn from their Gaussian
+        and categories from their softmax when ``generator`` is given, else means and modes."""
+        y1h = self.label_vector(y, z.shape[0], z)
+        out = self.decode(z, y1h)
+        if self.spec.kind == "image":
+            return torch.sigmoid(out) * 2.0 - 1.0
+        x = torch.zeros(z.shape[0], self.spec.dim, device=z.device, dtype=out.dtype)
+        d = self.spec.dim
+        for j, (_, start, _) in enumerate(self.numeric):
+            mean = out[:, start]
+            if generator is not None:
+                log_s = out[:, d + j].clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+                mean = mean + log_s.exp() * randn(mean.shape, generator, mean)
+            x[:, start] = mean.clamp(-1.0, 1.0)
+        for _, start, size in self.categorical:
+            logits = out[:, start:start + size]
+            if generator is not None:
+                u = rand(logits.shape, generator, logits)
+                logits = logits - torch.log(-torch.log(u.clamp_min(1e-12)))  # Gumbel-max draw
+            x[torch.arange(len(x)), start + logits.argmax(1)] = 1.0
+        return x
+
+    @torch.no_grad()
+    def invert(self, x, y=None):
+        mu, _ = self.encode(x, self.label_vector(y, x.shape[0], x))
+        return mu
+
+

@@ -1,0 +1,88 @@
+"""Figures people would rather look at than read: sample grids and marginals."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from trustgen.io import _atomic
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers or in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Save a matplotlib figure atomically as PNG."""
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d) / "fig.png"
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        data = tmp.read_bytes()
+    _atomic(Path(path), lambda f: f.write(data), "wb")
+    _pyplot().close(fig)
+
+
+def image_grid(x: np.ndarray, labels: np.ndarray | None, class_names=None, *, low: float = 0.0,
+               high: float = 1.0, per_row: int = 10, title: str | None = None):
+    """A grid of images ``x`` (N x C x H x W); one row per class when labels are given."""
+    plt = _pyplot()
+    if labels is not None:
+        rows = [np.flatnonzero(labels == c)[:per_row] for c in np.unique(labels)]
+    else:
+        idx = np.arange(len(x))
+        rows = [idx[i:i + per_row] for i in range(0, len(idx), per_row)]
+    fig, axes = plt.subplots(len(rows), per_row, figsize=(per_row * 0.9, len(rows) * 0.95), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(per_row):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c >= len(row):
+                continue
+            img = (x[row[c]] - low) / (high - low)
+            if img.shape[0] == 1:
+                ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
+            else:
+                ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1))
+        if labels is not None and len(row):
+            name = labels[row[0]] if class_names is None else class_names[labels[row[0]]]
+            axes[r, 0].set_title(f"class {name}", fontsize=7, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def marginals(real, synth, columns: list[str], max_columns: int = 12):
+    """Histograms (numbers) or bar charts (categories) of real vs synthetic columns."""
+    plt = _pyplot()
+    cols = columns[:max_columns]
+    n = len(cols)
+    ncol = min(4, n)
+    nrow = (n + ncol - 1) // ncol
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.4 * nrow), squeeze=False)
+    for ax, name in zip(axes.flat, cols):
+        r, s = real[name], synth[name]
+        if r.dtype.kind in "if" and s.dtype.kind in "if":
+            bins = np.histogram_bin_edges(np.concatenate([r, s]).astype(float), bins=30)
+            ax.hist(r, bins=bins, alpha=0.5, density=True, label="real")
+            ax.hist(s, bins=bins, alpha=0.5, density=True, label="synthetic")
+        else:
+            cats = sorted(set(map(str, r)) | set(map(str, s)))
+            rf = [np.mean(r.astype(str) == c) for c in cats]
+            sf = [np.mean(s.astype(str) == c) for c in cats]
+            pos = np.arange(len(cats))
+            ax.bar(pos - 0.2, rf, 0.4, label="real")
+            ax.bar(pos + 0.2, sf, 0.4, label="synthetic")
+            ax.set_xticks(pos, cats, fontsize=7, rotation=30)
+        ax.set_title(name, fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

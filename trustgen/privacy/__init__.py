@@ -1,0 +1,51 @@
+"""Differential privacy for trustgen: accounting, reports and audit bounds.
+
+Submodules:
+
+* :mod:`trustgen.privacy.accounting`: epsilon for DP-SGD (Opacus PRV / RDP maths), fast noise
+  calibration, the delta policy, and a resumable :class:`~trustgen.privacy.accounting.Accountant`.
+* :mod:`trustgen.privacy.report`: :class:`~trustgen.privacy.report.PrivacyReport`, the JSON report
+  shipped with each model.
+* :mod:`trustgen.privacy.audit_bounds`: empirical lower bounds on epsilon from attacks.
+
+Names are imported lazily (accounting imports Opacus, hence torch, on first use), so
+``import trustgen.privacy`` stays cheap.
+
+Example:
+    >>> from trustgen.privacy import epsilon_for
+    >>> round(epsilon_for(1.0, 0.01, 10_000, 1e-5, accountant="rdp"), 3)
+    6.713
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Accountant": "accounting",
+    "calibrate_noise": "accounting",
+    "check_delta": "accounting",
+    "default_delta": "accounting",
+    "epsilon_for": "accounting",
+    "PrivacyReport": "report",
+    "AuditBound": "audit_bounds",
+    "epsilon_lower_bound": "audit_bounds",
+    "epsilon_lower_bound_from_scores": "audit_bounds",
+    "gaussian_mechanism_epsilon": "audit_bounds",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))

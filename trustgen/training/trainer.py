@@ -1,0 +1,255 @@
+"""The training loop: device, mixed precision, seeding, progress, checkpoints, resume.
+
+Two objectives are supported, chosen by the model's ``objective``:
+
+* ``"likelihood"`` (VAE, diffusion): one optimiser on ``model.loss(x, y).mean()``.
+* ``"adversarial"`` (GAN): a discriminator step on ``model.loss`` (the only part that sees
+  real records), then a generator step on ``model.generator_loss`` with labels from a prior.
+
+All randomness comes from two CPU ``torch.Generator`` streams seeded from ``seed``: one
+orders the data, one feeds the model's noise. Both are saved in checkpoints, so a run that
+is killed and resumed produces the same weights as one that never stopped.
+
+Example:
+    >>> import torch
+    >>> from trustgen.models import build_model, DataSpec
+    >>> m = build_model("vae", DataSpec("tabular", 2, 0, (("numeric", 0, 1), ("numeric", 1, 1))))
+    >>> result = Trainer(m, TrainConfig(steps=3, batch_size=4, progress=False)).fit(torch.zeros(8, 2))
+    >>> result.steps
+    3
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from trustgen.errors import ConfigError, DataError, RunError, TrainingError
+from trustgen.io import atomic_torch_save, safe_torch_load
+from trustgen.models.base import GenerativeModel
+
+DEFAULT_LR = {"vae": 1e-3, "gan": 2e-4, "diffusion": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (all public: none is derived from private data).
+
+    Attributes:
+        epochs: passes over the data (ignored when ``steps`` is set).
+        steps: total optimiser steps; overrides ``epochs``.
+        lr: learning rate; None picks the family's default.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
+        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        checkpoint_every: write a checkpoint every N steps (0: only at the end).
+    """
+
+    epochs: int = 100
+    steps: int | None = None
+    batch_size: int = 128
+    lr: float | None = None
+    device: str = "auto"
+    seed: int = 0
+    amp: bool = True
+    checkpoint_every: int = 0
+    log_every: int = 50
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.steps is None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
+            raise ConfigError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        resolve_device(self.device)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA if available else CPU; a clear error for CUDA requested without one."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}: use auto, cpu or cuda")
+    return dev
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    history: list = field(default_factory=list)
+
+
+Callback = Callable[["Trainer", int, dict], None]
+
+
+class Trainer:
+    """Trains a :class:`GenerativeModel` on encoded tensors. See the module docstring."""
+
+    def __init__(self, model: GenerativeModel, config: TrainConfig | None = None,
+                 callbacks: tuple[Callback, ...] = ()) -> None:
+        self.model = model
+        self.config = config or TrainConfig()
+        self.callbacks = callbacks
+
+    # ------------------------------------------------------------------ set-up
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        lr = self.config.lr or DEFAULT_LR.get(self.model.family, 1e-3)
+        betas = (0.5, 0.999) if self.model.objective == "adversarial" else (0.9, 0.999)
+        return {name: torch.optim.Adam(params, lr=lr, betas=betas)
+                for name, params in self.model.parameter_groups().items()}
+
+    def total_steps(self, n: int) -> int:
+        c = self.config
+        return c.steps if c.steps is not None else c.epochs * math.ceil(n / c.batch_size)
+
+    def _autocast(self, device: torch.device):
+        if device.type == "cuda" and self.config.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+            checkpoint: str | Path | None = None, resume: bool = False,
+            label_prior: torch.Tensor | None = None) -> TrainResult:
+        """Train on encoded data ``x`` (``[N, ...]``) with labels ``y`` (``[N]``) if conditional.
+
+        Args:
+            checkpoint: file for periodic checkpoints (written atomically).
+            resume: continue from ``checkpoint`` if it exists (same config required).
+            label_prior: class probabilities for the GAN generator's labels (uniform if None).
+        """
+        c = self.config
+        c.validate()
+        n = len(x)
+        if n == 0:
+            raise DataError("no training data (0 examples)")
+        if y is not None and len(y) != n:
+            raise DataError(f"{n} examples but {len(y)} labels")
+        device = resolve_device(c.device)
+        model = self.model.to(device)
+        model.train()
+        opts = self._optimizers()
+        data_gen = torch.Generator().manual_seed(c.seed)
+        noise_gen = torch.Generator().manual_seed(c.seed + 1)
+        total = self.total_steps(n)
+        state = {"step": 0, "perm": torch.randperm(n, generator=data_gen), "pos": 0, "history": []}
+        ckpt = Path(checkpoint) if checkpoint is not None else None
+        if resume and ckpt is not None and ckpt.exists():
+            state = self._load_checkpoint(ckpt, opts, data_gen, noise_gen, n, total)
+
+        xs = x.to(device)
+        ys = None if y is None else y.to(device)
+        prior = None if label_prior is None else label_prior.float()
+        bar = tqdm(total=total, initial=state["step"], disable=not c.progress, desc=f"train {model.family}",
+                   unit="step", dynamic_ncols=True)
+        running: dict[str, float] = {}
+        while state["step"] < total:
+            if state["pos"] >= n:
+                state["perm"], state["pos"] = torch.randperm(n, generator=data_gen), 0
+            idx = state["perm"][state["pos"]:state["pos"] + c.batch_size].to(device)
+            state["pos"] += c.batch_size
+            xb, yb = xs[idx], None if ys is None else ys[idx]
+            with self._autocast(device):
+                logs = self._step(model, opts, xb, yb, noise_gen, prior)
+            state["step"] += 1
+            for k, v in logs.items():
+                running[k] = v if k not in running else 0.98 * running[k] + 0.02 * v
+            if state["step"] % c.log_every == 0 or state["step"] == total:
+                state["history"].append({"step": state["step"], **{k: round(v, 6) for k, v in running.items()}})
+                bar.set_postfix({k: f"{v:.4g}" for k, v in running.items()})
+            bar.update(1)
+            if ckpt is not None and c.checkpoint_every and state["step"] % c.checkpoint_every == 0:
+                self._save_checkpoint(ckpt, opts, data_gen, noise_gen, state)
+            for cb in self.callbacks:
+                cb(self, state["step"], logs)
+        bar.close()
+        if ckpt is not None:
+            self._save_checkpoint(ckpt, opts, data_gen, noise_gen, state)
+        model.eval()
+        return TrainResult(state["step"], state["history"])
+
+    def _step(self, model: GenerativeModel, opts: dict, xb: torch.Tensor, yb: torch.Tensor | None,
+              gen: torch.Generator, prior: torch.Tensor | None) -> dict[str, float]:
+        if model.objective == "likelihood":
+            opt = opts["model"]
+            opt.zero_grad(set_to_none=True)
+            loss = model.loss(xb, yb, generator=gen).float().mean()
+            _check_finite(loss, model.family)
+            loss.backward()
+            opt.step()
+            return {"loss": loss.item()}
+        d_opt, g_opt = opts["discriminator"], opts["generator"]
+        d_opt.zero_grad(set_to_none=True)
+        d_loss = model.loss(xb, yb, generator=gen).float().mean()
+        _check_finite(d_loss, model.family)
+        d_loss.backward()
+        d_opt.step()
+        g_opt.zero_grad(set_to_none=True)
+        g_loss = model.generator_loss(xb.shape[0], prior, generator=gen).float().mean()
+        # Only the generator's parameters are updated here; the discriminator's gradients from
+        # this backward are discarded by the next zero_grad.
+        g_loss.backward(inputs=opts_params(g_opt))
+        g_opt.step()
+        return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_checkpoint(self, path: Path, opts, data_gen, noise_gen, state) -> None:
+        atomic_torch_save({
+            "format": 1,
+            "family": self.model.family,
+            "train_config": asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in opts.items()},
+            "data_gen": data_gen.get_state(),
+            "noise_gen": noise_gen.get_state(),
+            "step": state["step"], "perm": state["perm"], "pos": state["pos"],
+            "history": state["history"],
+        }, path)
+
+    def _load_checkpoint(self, path: Path, opts, data_gen, noise_gen, n: int, total: int) -> dict:
+        ck = safe_torch_load(path)
+        if ck.get("family") != self.model.family:
+            raise RunError(f"checkpoint {str(path)!r} is for a {ck.get('family')} model, not {self.model.family}")
+        if len(ck["perm"]) != n:
+            raise RunError(f"checkpoint {str(path)!r} was made on {len(ck['perm'])} examples, not {n}: "
+                           "resume with the same data")
+        saved = {k: v for k, v in ck["train_config"].items() if k not in ("progress", "device", "epochs", "steps")}
+        now = {k: v for k, v in asdict(self.config).items() if k in saved}
+        if saved != now:
+            raise RunError(f"checkpoint settings {saved} differ from the current ones {now}: resume with the same settings")
+        self.model.load_state_dict(ck["model"])
+        for k, o in opts.items():
+            o.load_state_dict(ck["optimizers"][k])
+        data_gen.set_state(ck["data_gen"])
+        noise_gen.set_state(ck["noise_gen"])
+        if ck["step"] > total:
+            warnings.warn(f"checkpoint is at step {ck['step']}, past the planned {total} steps")
+        return {"step": ck["step"], "perm": ck["perm"], "pos": ck["pos"], "history": ck["history"]}
+
+
+def opts_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [p for g in opt.param_groups for p in g["params"]]
+
+
+def _check_finite(loss: torch.Tensor, family: str) -> None:
+    if not torch.isfinite(loss):
+        raise TrainingError(
+            f"the {family} loss became {loss.item()}: training diverged. Lower the learning rate (--lr)."
+        )
+
