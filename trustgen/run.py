@@ -33,6 +33,7 @@ from trustgen.errors import RunError
 from trustgen.io import atomic_torch_save, atomic_write_text, safe_torch_load
 from trustgen.models import GenerativeModel, build_model
 from trustgen.models.nets import DataSpec
+from trustgen.privacy.report import PrivacyReport
 from trustgen.training.trainer import TrainConfig, Trainer, resolve_device
 
 RUN_FORMAT = 1
@@ -47,7 +48,7 @@ class Run:
     train_config: TrainConfig
     label_prior: list | None = None
     history: list = field(default_factory=list)
-    privacy: dict | None = None
+    privacy: PrivacyReport | None = None
     caveats: list = field(default_factory=list)
     data_name: str = ""
     path: Path | None = None
@@ -76,7 +77,7 @@ class Run:
         save_schema(self.schema, p / "schema.json")
         atomic_write_text(p / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
         if self.privacy is not None:
-            atomic_write_text(p / "privacy.json", json.dumps(self.privacy, indent=2) + "\n")
+            self.privacy.to_json(p / "privacy.json")
         # run.json last: its presence marks a complete run directory.
         atomic_write_text(p / "run.json", json.dumps(self.metadata(), indent=2) + "\n")
         self.path = p
@@ -107,7 +108,7 @@ class Run:
         history = []
         if (p / "train_log.jsonl").is_file():
             history = [json.loads(line) for line in (p / "train_log.jsonl").read_text().splitlines() if line]
-        privacy = json.loads((p / "privacy.json").read_text()) if (p / "privacy.json").is_file() else None
+        privacy = PrivacyReport.from_json(p / "privacy.json") if (p / "privacy.json").is_file() else None
         return cls(model, schema, TrainConfig(**meta["train_config"]), meta.get("label_prior"), history,
                    privacy, meta.get("caveats", []), meta.get("data", ""), p)
 
@@ -164,7 +165,10 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
         ckpt.unlink()  # a fresh run must not silently continue an old one
     result = Trainer(model, config).fit(x, y, checkpoint=ckpt, resume=resume,
                                         label_prior=None if prior is None else torch.tensor(prior))
-    run = Run(model, schema, config, prior, result.history, None, caveats, name)
+    n = len(x)
+    privacy = PrivacyReport.non_private(steps=result.steps, epochs=result.steps * config.batch_size / n,
+                                        sample_rate=min(1.0, config.batch_size / n), caveats=caveats)
+    run = Run(model, schema, config, prior, result.history, privacy, caveats, name)
     if out is not None:
         run.save(out)
     return run

@@ -189,7 +189,9 @@ class Diffusion(GenerativeModel):
         return self._from_model(self.ddim(z, y, eta=0.0, generator=generator))
 
     def ddim(self, z: torch.Tensor, y: torch.Tensor | None = None, *, steps: int | None = None,
-             eta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+             eta: float = 0.0, generator: torch.Generator | None = None, clip: bool = True) -> torch.Tensor:
+        """DDIM sampling from ``x_T = z``. ``clip`` bounds each x0 estimate to [-1, 1] (better
+        samples); pass ``clip=False`` where exact invertibility matters (inversion round trips)."""
         T = self.config.timesteps
         ts = self._schedule(steps or self.config.sample_steps)
         x = z
@@ -199,8 +201,10 @@ class Diffusion(GenerativeModel):
             ab = alpha_bar(torch.tensor([t]), T).item()
             ab_prev = alpha_bar(torch.tensor([t_prev]), T).item() if t_prev >= 0 else 1.0
             eps = self.predict_noise(x, tt, y)
-            x0 = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1.0, 1.0)
-            eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)  # consistent with the clipped x0
+            x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+            if clip:
+                x0 = x0.clamp(-1.0, 1.0)
+                eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)  # consistent with the clipped x0
             sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
             x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0)) * eps
             if sigma > 0:
@@ -237,7 +241,7 @@ class Diffusion(GenerativeModel):
         for t in ts:
             ab_prev = alpha_bar(torch.tensor([prev]), T).item() if prev >= 0 else 1.0
             ab = alpha_bar(torch.tensor([t]), T).item()
-            tp = torch.full((h.shape[0],), max(prev, 0), device=h.device, dtype=torch.long)
+            tp = torch.full((h.shape[0],), t, device=h.device, dtype=torch.long)
             eps = self.predict_noise(h, tp, y)
             x0 = (h - math.sqrt(1 - ab_prev) * eps) / math.sqrt(ab_prev)
             h = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
