@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)
 
+    ev = sub.add_parser("evaluate", help="fidelity, utility, privacy-attack and fairness report for samples")
+    from trustgen.evaluation.command import add_arguments, cmd_evaluate
+
+    add_arguments(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
     sc = sub.add_parser("schema", help="schema tools")
     scs = sc.add_subparsers(dest="schema_command", required=True, parser_class=_Parser)
     si = scs.add_parser("infer", help="draft a schema from a data file (NOT private: review it)")

@@ -33,6 +33,7 @@ from trustgen.errors import RunError
 from trustgen.io import atomic_torch_save, atomic_write_text, safe_torch_load
 from trustgen.models import GenerativeModel, build_model
 from trustgen.models.nets import DataSpec
+from trustgen.privacy.dp_sgd import PrivacyConfig
 from trustgen.privacy.report import PrivacyReport
 from trustgen.training.trainer import TrainConfig, Trainer, resolve_device
 
@@ -127,7 +128,7 @@ def encode_tensors(data: Data, schema: Schema) -> tuple[torch.Tensor, torch.Tens
 
 def train(data: str | Path | Data, family: str, config: TrainConfig | None = None, *,
           schema: Schema | str | Path | None = None, model_options: dict | None = None,
-          out: str | Path | None = None, resume: bool = False) -> Run:
+          out: str | Path | None = None, resume: bool = False, privacy: PrivacyConfig | None = None) -> Run:
     """Load, validate, encode, train and (if ``out``) save a run. The main Python entry point.
 
     Args:
@@ -136,6 +137,7 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
         family: ``"vae"``, ``"gan"`` or ``"diffusion"``.
         out: run directory; checkpoints go to ``out/checkpoint.pt`` and ``resume=True``
             continues from there after an interruption.
+        privacy: train with DP-SGD to this (epsilon, delta); None trains without privacy.
     """
     config = config or TrainConfig()
     config.validate()
@@ -149,13 +151,20 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
             schema = load_schema(schema)
         name = "in-memory"
     x, y = encode_tensors(data, schema)
-    model = build_model(family, DataSpec.from_encoder(make_encoder(schema)), model_options)
+    options = dict(model_options or {})
+    if privacy is not None and family == "gan":
+        options.setdefault("r1_gamma", 0.0)  # Opacus cannot clip a gradient penalty per example
+    model = build_model(family, DataSpec.from_encoder(make_encoder(schema)), options)
     caveats = []
     if schema.source == "data-derived":
         caveats.append("The schema was derived from the private data (bounds/categories read from the rows); "
                        "those values are released without differential privacy.")
     prior = None
-    if y is not None:
+    if y is not None and privacy is not None:
+        prior = [1.0 / schema.n_classes] * schema.n_classes
+        caveats.append("Labels are sampled uniformly: the class frequencies of the private data are not "
+                       "released (they would need their own privacy budget).")
+    elif y is not None:
         counts = torch.bincount(y, minlength=schema.n_classes).double()
         prior = (counts / counts.sum()).tolist()
         caveats.append("The label prior used for sampling is the empirical class frequency of the training data "
@@ -163,12 +172,16 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
     ckpt = None if out is None else Path(out) / "checkpoint.pt"
     if out is not None and not resume and ckpt.exists():
         ckpt.unlink()  # a fresh run must not silently continue an old one
-    result = Trainer(model, config).fit(x, y, checkpoint=ckpt, resume=resume,
-                                        label_prior=None if prior is None else torch.tensor(prior))
+    result = Trainer(model, config, privacy=privacy).fit(x, y, checkpoint=ckpt, resume=resume,
+                                                         label_prior=None if prior is None else torch.tensor(prior))
     n = len(x)
-    privacy = PrivacyReport.non_private(steps=result.steps, epochs=result.steps * config.batch_size / n,
-                                        sample_rate=min(1.0, config.batch_size / n), caveats=caveats)
-    run = Run(model, schema, config, prior, result.history, privacy, caveats, name)
+    if result.privacy is not None:
+        report = result.privacy
+        report.caveats.extend(caveats)
+    else:
+        report = PrivacyReport.non_private(steps=result.steps, epochs=result.steps * config.batch_size / n,
+                                           sample_rate=min(1.0, config.batch_size / n), caveats=caveats)
+    run = Run(model, schema, config, prior, result.history, report, caveats, name)
     if out is not None:
         run.save(out)
     return run

@@ -100,6 +100,15 @@ class GenerativeModel(nn.Module):
         """Parameters by optimiser; likelihood models have one group."""
         return {"model": list(self.parameters())}
 
+    def private_module(self) -> nn.Module:
+        """The sub-module whose training touches private records (DP-SGD wraps only this)."""
+        return self
+
+    def private_rows_per_example(self) -> int:
+        """How many consecutive batch rows of :meth:`private_module`'s layers belong to one
+        example (1 unless a family stacks several passes of one example example-major)."""
+        return 1
+
     def config_dict(self) -> dict:
         return asdict(self.config)
 

@@ -63,7 +63,9 @@ class MLPDenoiser(nn.Module):
         self.out = nn.Linear(c.hidden, spec.dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:
-        c = F.silu(self.cond(torch.cat([timestep_embedding(t, self.time_dim).to(x), y1h], 1)))
+        # Works on [B, d] and on [B, K, d] (K noise draws of one example on a sequence axis).
+        temb = timestep_embedding(t.flatten(), self.time_dim).view(*t.shape, self.time_dim).to(x)
+        c = F.silu(self.cond(torch.cat([temb, y1h], -1)))
         h = self.inp(x)
         for blk in self.blocks:
             h = blk(h, c)
@@ -150,19 +152,34 @@ class Diffusion(GenerativeModel):
         return v.view(-1, *([1] * (x.dim() - 1)))
 
     def loss(self, x, y=None, *, generator=None):
+        """Per-example loss, averaged over K = ``noise_multiplicity`` draws of (t, noise).
+
+        Layout matters for per-example clipping: tables put the K draws on a sequence axis
+        (``[B, K, d]``), so Linear layers see one row per example; images repeat each example
+        K times consecutively (``[B*K, C, H, W]``, example-major), see :meth:`private_rows_per_example`.
+        """
         c = self.config
         b, k = x.shape[0], c.noise_multiplicity
-        x0 = self._to_model(x).repeat_interleave(k, 0)
-        y1h = self.label_vector(y, b, x).repeat_interleave(k, 0)
+        y1h = self.label_vector(y, b, x)
+        if self.spec.kind == "image":
+            x0, y1h, lead = self._to_model(x).repeat_interleave(k, 0), y1h.repeat_interleave(k, 0), (b * k,)
+        else:
+            x0, y1h, lead = self._to_model(x)[:, None].expand(b, k, -1), y1h[:, None].expand(b, k, -1), (b, k)
         if self.spec.n_classes and c.label_dropout > 0:
-            keep = (rand((b * k,), generator, x) >= c.label_dropout).to(x)
-            y1h = y1h * keep[:, None]
-        t = randint(c.timesteps, (b * k,), generator, x)
+            keep = (rand(lead, generator, x) >= c.label_dropout).to(x)
+            y1h = y1h * keep[..., None]
+        t = randint(c.timesteps, lead, generator, x)
         noise = randn(x0.shape, generator, x0)
-        ab = self._bcast(alpha_bar(t, c.timesteps).to(x), x0)
+        ab = alpha_bar(t, c.timesteps).to(x).view(*lead, *([1] * (x0.dim() - len(lead))))
         xt = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
-        err = (self.denoiser(xt, t, y1h) - noise).pow(2).flatten(1).mean(1)
-        return err.view(b, k).mean(1)
+        err = (self.denoiser(xt, t, y1h) - noise).pow(2)
+        return err.reshape(b, k, -1).mean(2).mean(1)
+
+    def private_module(self) -> nn.Module:
+        return self.denoiser
+
+    def private_rows_per_example(self) -> int:
+        return self.config.noise_multiplicity if self.spec.kind == "image" else 1
 
     def predict_noise(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         """Noise prediction with classifier-free guidance ``eps_u + w (eps_c - eps_u)``."""

@@ -53,8 +53,8 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:
         if self.spec.kind == "image":
-            return self.net(x, y1h).squeeze(1)
-        return self.net(torch.cat([x, y1h], 1)).squeeze(1)
+            return self.net(x, y1h).squeeze(-1)
+        return self.net(torch.cat([x, y1h], -1)).squeeze(-1)  # [B, d] or [B, 2, d]
 
 
 class Generator(nn.Module):
@@ -118,13 +118,25 @@ class GAN(GenerativeModel):
         with torch.no_grad():
             fake = self.generator(self.sample_noise(b, generator), y1h)
         real = x.detach().requires_grad_(self.config.r1_gamma > 0)
-        s_real = self.discriminator(real, y1h)
-        s_fake = self.discriminator(fake, y1h)
-        loss = F.softplus(-s_real) + F.softplus(s_fake)
+        # One discriminator pass over the (real_i, fake_i) pairs, laid out per example so that
+        # per-example clipping sees both halves of example i's loss together: a [B, 2, d]
+        # sequence axis for tables, example-major rows [2B, C, H, W] for images.
+        pair = torch.stack([real, fake], 1)
+        if self.spec.kind == "image":
+            scores = self.discriminator(pair.flatten(0, 1), y1h.repeat_interleave(2, 0)).view(b, 2)
+        else:
+            scores = self.discriminator(pair, y1h[:, None].expand(b, 2, -1))
+        loss = F.softplus(-scores[:, 0]) + F.softplus(scores[:, 1])
         if self.config.r1_gamma > 0:
-            (g,) = torch.autograd.grad(s_real.sum(), real, create_graph=True)
+            (g,) = torch.autograd.grad(scores[:, 0].sum(), real, create_graph=True)
             loss = loss + 0.5 * self.config.r1_gamma * g.flatten(1).pow(2).sum(1)
         return loss
+
+    def private_module(self) -> nn.Module:
+        return self.discriminator
+
+    def private_rows_per_example(self) -> int:
+        return 2 if self.spec.kind == "image" else 1
 
     def generator_loss(self, n: int, label_prior: torch.Tensor | None = None, *,
                        generator: torch.Generator | None = None) -> torch.Tensor:

@@ -31,9 +31,12 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from trustgen.errors import ConfigError, DataError, RunError, TrainingError
+from trustgen.errors import ConfigError, DataError, PrivacyError, RunError, TrainingError
 from trustgen.io import atomic_torch_save, safe_torch_load
 from trustgen.models.base import GenerativeModel
+from trustgen.privacy.accounting import Accountant, calibrate_noise, check_delta, default_delta
+from trustgen.privacy.dp_sgd import PrivacyConfig, PrivateGradients, choose_mode, poisson_batch
+from trustgen.privacy.report import PrivacyReport
 
 DEFAULT_LR = {"vae": 1e-3, "gan": 2e-4, "diffusion": 1e-3}
 
@@ -93,6 +96,7 @@ def resolve_device(device: str) -> torch.device:
 class TrainResult:
     steps: int
     history: list = field(default_factory=list)
+    privacy: PrivacyReport | None = None
 
 
 Callback = Callable[["Trainer", int, dict], None]
@@ -102,10 +106,30 @@ class Trainer:
     """Trains a :class:`GenerativeModel` on encoded tensors. See the module docstring."""
 
     def __init__(self, model: GenerativeModel, config: TrainConfig | None = None,
-                 callbacks: tuple[Callback, ...] = ()) -> None:
+                 callbacks: tuple[Callback, ...] = (), privacy: PrivacyConfig | None = None) -> None:
         self.model = model
         self.config = config or TrainConfig()
         self.callbacks = callbacks
+        self.privacy = privacy
+
+    # ------------------------------------------------------------------ privacy plan
+    def plan_privacy(self, n: int) -> dict:
+        """Sample rate, delta and the noise multiplier calibrated so that the planned steps
+        reach the target epsilon exactly (never more)."""
+        p, c = self.privacy, self.config
+        p.validate()
+        if self.model.family == "gan" and self.model.config.r1_gamma > 0:
+            raise ConfigError("the R1 gradient penalty cannot be clipped per example by Opacus; "
+                              "train a DP GAN with --option r1_gamma=0 (the default under DP)")
+        q = c.batch_size / n
+        if q > 1:
+            raise ConfigError(f"batch size {c.batch_size} exceeds the {n} records; lower --batch-size")
+        delta = default_delta(n) if p.delta is None else p.delta
+        check_delta(delta, n)
+        steps = self.total_steps(n)
+        sigma = calibrate_noise(p.epsilon, delta, q, steps, p.accountant)
+        return {"sample_rate": q, "delta": delta, "noise_multiplier": sigma, "steps": steps,
+                "mode": choose_mode(self.model) if p.clipping == "auto" else p.clipping}
 
     # ------------------------------------------------------------------ set-up
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -119,7 +143,8 @@ class Trainer:
         return c.steps if c.steps is not None else c.epochs * math.ceil(n / c.batch_size)
 
     def _autocast(self, device: torch.device):
-        if device.type == "cuda" and self.config.amp:
+        # No autocast under DP: per-example gradient hooks are verified in float32 only.
+        if device.type == "cuda" and self.config.amp and self.privacy is None:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
@@ -148,10 +173,36 @@ class Trainer:
         data_gen = torch.Generator().manual_seed(c.seed)
         noise_gen = torch.Generator().manual_seed(c.seed + 1)
         total = self.total_steps(n)
+        self.dp = self.accountant = None
+        if self.privacy is not None:
+            self.plan = self.plan_privacy(n)
+            self.accountant = Accountant(self.privacy.accountant)
+            self.dp = PrivateGradients(
+                model.private_module(), max_grad_norm=self.privacy.max_grad_norm,
+                noise_multiplier=self.plan["noise_multiplier"], expected_batch_size=self.plan["sample_rate"] * n,
+                mode=self.plan["mode"], rows_per_example=model.private_rows_per_example(),
+                noise_generator=torch.Generator().manual_seed(c.seed + 2))
         state = {"step": 0, "perm": torch.randperm(n, generator=data_gen), "pos": 0, "history": []}
         ckpt = Path(checkpoint) if checkpoint is not None else None
         if resume and ckpt is not None and ckpt.exists():
             state = self._load_checkpoint(ckpt, opts, data_gen, noise_gen, n, total)
+        try:
+            return self._loop(model, opts, x, y, label_prior, data_gen, noise_gen, state, total, ckpt, device, n)
+        finally:
+            if self.dp is not None:
+                self.dp.close()
+
+    def _next_batch(self, state: dict, n: int, data_gen: torch.Generator) -> torch.Tensor:
+        if self.dp is not None:  # Poisson sampling, as the accountant assumes
+            return poisson_batch(n, self.plan["sample_rate"], data_gen)
+        if state["pos"] >= n:
+            state["perm"], state["pos"] = torch.randperm(n, generator=data_gen), 0
+        idx = state["perm"][state["pos"]:state["pos"] + self.config.batch_size]
+        state["pos"] += self.config.batch_size
+        return idx
+
+    def _loop(self, model, opts, x, y, label_prior, data_gen, noise_gen, state, total, ckpt, device, n):
+        c = self.config
 
         xs = x.to(device)
         ys = None if y is None else y.to(device)
@@ -159,15 +210,19 @@ class Trainer:
         bar = tqdm(total=total, initial=state["step"], disable=not c.progress, desc=f"train {model.family}",
                    unit="step", dynamic_ncols=True)
         running: dict[str, float] = {}
+        if self.accountant is not None and self.accountant.would_exceed(
+                self.privacy.epsilon, self.plan["delta"], total - state["step"], self.plan["noise_multiplier"],
+                self.plan["sample_rate"]):
+            # Cannot happen with a calibrated plan; refuse rather than overspend if it ever does.
+            raise PrivacyError(f"the remaining {total - state['step']} steps would exceed epsilon {self.privacy.epsilon}")
         while state["step"] < total:
-            if state["pos"] >= n:
-                state["perm"], state["pos"] = torch.randperm(n, generator=data_gen), 0
-            idx = state["perm"][state["pos"]:state["pos"] + c.batch_size].to(device)
-            state["pos"] += c.batch_size
+            idx = self._next_batch(state, n, data_gen).to(device)
             xb, yb = xs[idx], None if ys is None else ys[idx]
             with self._autocast(device):
                 logs = self._step(model, opts, xb, yb, noise_gen, prior)
             state["step"] += 1
+            if self.accountant is not None:
+                self.accountant.step(self.plan["noise_multiplier"], self.plan["sample_rate"])
             for k, v in logs.items():
                 running[k] = v if k not in running else 0.98 * running[k] + 0.02 * v
             if state["step"] % c.log_every == 0 or state["step"] == total:
@@ -182,31 +237,49 @@ class Trainer:
         if ckpt is not None:
             self._save_checkpoint(ckpt, opts, data_gen, noise_gen, state)
         model.eval()
-        return TrainResult(state["step"], state["history"])
+        return TrainResult(state["step"], state["history"], self._report())
+
+    def _report(self) -> PrivacyReport | None:
+        if self.accountant is None or self.accountant.steps == 0:
+            return None
+        p = self.privacy
+        return PrivacyReport.from_accountant(
+            self.accountant, delta=self.plan["delta"], max_grad_norm=p.max_grad_norm, target_epsilon=p.epsilon,
+            sampling_scheme="poisson", private_modules=[type(self.model.private_module()).__name__],
+            caveats=[f"Per-example clipping: Opacus {self.plan['mode']} mode, C = {p.max_grad_norm}.",
+                     "The sample rate q = batch_size / n uses the number of records n, treated as public "
+                     "(standard in DP-SGD; under add/remove adjacency n itself is not protected).",
+                     "Training losses of private batches are not logged (they are not private)."])
 
     def _step(self, model: GenerativeModel, opts: dict, xb: torch.Tensor, yb: torch.Tensor | None,
               gen: torch.Generator, prior: torch.Tensor | None) -> dict[str, float]:
-        if model.objective == "likelihood":
-            opt = opts["model"]
-            opt.zero_grad(set_to_none=True)
-            loss = model.loss(xb, yb, generator=gen).float().mean()
-            _check_finite(loss, model.family)
-            loss.backward()
-            opt.step()
-            return {"loss": loss.item()}
-        d_opt, g_opt = opts["discriminator"], opts["generator"]
-        d_opt.zero_grad(set_to_none=True)
-        d_loss = model.loss(xb, yb, generator=gen).float().mean()
-        _check_finite(d_loss, model.family)
-        d_loss.backward()
-        d_opt.step()
-        g_opt.zero_grad(set_to_none=True)
-        g_loss = model.generator_loss(xb.shape[0], prior, generator=gen).float().mean()
-        # Only the generator's parameters are updated here; the discriminator's gradients from
-        # this backward are discarded by the next zero_grad.
-        g_loss.backward(inputs=opts_params(g_opt))
-        g_opt.step()
-        return {"d_loss": d_loss.item(), "g_loss": g_loss.item()}
+        """One optimiser step. Under DP the private part goes through ``self.dp`` and its loss
+        is not reported (a loss of private records is itself a statistic of them)."""
+        d_name = "model" if model.objective == "likelihood" else "discriminator"
+        opt = opts[d_name]
+        opt.zero_grad(set_to_none=True)
+        logs: dict[str, float] = {}
+        if self.dp is not None and len(xb) == 0:
+            self.dp.noise_only_step()  # an empty Poisson batch still gets its noisy step
+        else:
+            loss = model.loss(xb, yb, generator=gen).float()
+            _check_finite(loss.detach().mean(), model.family)
+            if self.dp is None:
+                loss.mean().backward()
+                logs["loss" if d_name == "model" else "d_loss"] = loss.mean().item()
+            else:
+                self.dp.backward(loss, opt)
+        opt.step()
+        if model.objective == "adversarial":
+            g_opt = opts["generator"]
+            g_opt.zero_grad(set_to_none=True)
+            with self.dp.hooks_disabled() if self.dp is not None else contextlib.nullcontext():
+                g_loss = model.generator_loss(self.config.batch_size, prior, generator=gen).float().mean()
+                # Only the generator is updated; no real record enters this loss.
+                g_loss.backward(inputs=opts_params(g_opt))
+            g_opt.step()
+            logs["g_loss"] = g_loss.item()
+        return logs
 
     # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self, path: Path, opts, data_gen, noise_gen, state) -> None:
@@ -220,6 +293,8 @@ class Trainer:
             "noise_gen": noise_gen.get_state(),
             "step": state["step"], "perm": state["perm"], "pos": state["pos"],
             "history": state["history"],
+            "privacy": None if self.dp is None else {
+                "plan": self.plan, "accountant": self.accountant.state_dict(), "noise_gen": self.dp.gen.get_state()},
         }, path)
 
     def _load_checkpoint(self, path: Path, opts, data_gen, noise_gen, n: int, total: int) -> dict:
@@ -238,6 +313,13 @@ class Trainer:
             o.load_state_dict(ck["optimizers"][k])
         data_gen.set_state(ck["data_gen"])
         noise_gen.set_state(ck["noise_gen"])
+        if (ck.get("privacy") is None) != (self.dp is None):
+            raise RunError("the checkpoint and this run disagree on differential privacy: resume with the same settings")
+        if self.dp is not None:
+            if ck["privacy"]["plan"] != self.plan:
+                raise RunError(f"checkpoint privacy plan {ck['privacy']['plan']} differs from {self.plan}")
+            self.accountant.load_state_dict(ck["privacy"]["accountant"])  # continue, never reset
+            self.dp.gen.set_state(ck["privacy"]["noise_gen"])
         if ck["step"] > total:
             warnings.warn(f"checkpoint is at step {ck['step']}, past the planned {total} steps")
         return {"step": ck["step"], "perm": ck["perm"], "pos": ck["pos"], "history": ck["history"]}

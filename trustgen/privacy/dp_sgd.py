@@ -1,0 +1,187 @@
+"""DP-SGD for trustgen models: per-example clipping through Opacus, noise and sampling here.
+
+What Opacus does: per-example gradients (``hooks`` mode, for conv/GroupNorm image models)
+or per-example clipped gradient sums without materialising per-example gradients (``ghost``
+fast gradient clipping, for the MLP models on tables: the fastest mode there, see
+benchmarks/dp_overhead.py).
+
+What this module does itself, so that it is checkpointable and testable:
+
+* Poisson sampling of each batch from an explicit generator (:func:`poisson_batch`);
+* Gaussian noise ``N(0, (sigma C)^2)`` from an explicit generator, added once to the
+  clipped sum, which is then divided by the *expected* batch size (as Opacus does);
+* empty Poisson batches: a noise-only step (the correct DP-SGD update for a batch of none),
+  where Opacus modes crash or cannot skip a step (shared/STACK-NOTES.md).
+
+An example may occupy several rows of the private module's batch (diffusion's K noise draws
+on images, the GAN's real/fake pair on images): rows are example-major and their per-row
+gradients are summed into one per-example gradient *before* clipping
+(``rows_per_example``). On tables those rows sit on a sequence axis instead, which Opacus's
+Linear grad samplers already sum within the example.
+
+Example:
+    >>> import torch
+    >>> net = torch.nn.Linear(3, 1)
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    >>> dp = PrivateGradients(net, max_grad_norm=1.0, noise_multiplier=0.0, expected_batch_size=4,
+    ...                       mode="hooks", noise_generator=torch.Generator().manual_seed(0))
+    >>> loss = net(torch.randn(4, 3)).squeeze(1) ** 2       # one loss per example
+    >>> opt.zero_grad(); dp.backward(loss, opt); opt.step()
+    >>> dp.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+from typing import Iterator, Literal
+
+import torch
+from torch import nn
+
+from trustgen.errors import ConfigError
+
+ClippingMode = Literal["ghost", "hooks"]
+
+
+@dataclass
+class PrivacyConfig:
+    """What a user asks of DP training.
+
+    Attributes:
+        epsilon: target epsilon; the noise is calibrated so the planned steps reach it exactly.
+        delta: target delta; None picks ``default_delta(n)`` (well below 1/n).
+        max_grad_norm: per-example clipping norm C.
+        accountant: ``"prv"`` (tight, default) or ``"rdp"``.
+        clipping: ``"auto"`` picks the fastest correct Opacus mode for the model.
+    """
+
+    epsilon: float
+    delta: float | None = None
+    max_grad_norm: float = 1.0
+    accountant: Literal["prv", "rdp"] = "prv"
+    clipping: Literal["auto", "ghost", "hooks"] = "auto"
+
+    def validate(self) -> None:
+        from trustgen.errors import PrivacyError
+
+        if not (isinstance(self.epsilon, (int, float)) and self.epsilon > 0) or self.epsilon != self.epsilon:
+            raise PrivacyError(f"epsilon must be a positive number, got {self.epsilon!r}")
+        if not self.max_grad_norm > 0:
+            raise PrivacyError(f"max_grad_norm must be positive, got {self.max_grad_norm!r}")
+        if self.accountant not in ("prv", "rdp"):
+            raise PrivacyError(f"unknown accountant {self.accountant!r} (known: prv, rdp)")
+        if self.clipping not in ("auto", "ghost", "hooks"):
+            raise ConfigError(f"unknown clipping mode {self.clipping!r} (known: auto, ghost, hooks)")
+
+
+def choose_mode(model) -> ClippingMode:
+    """Ghost clipping for MLPs on tables (2-3x a non-private step, where per-example
+    gradients cost 60-80x); hooks for conv nets (1.8x) and wherever an example spans rows."""
+    return "ghost" if model.spec.kind == "tabular" and model.private_rows_per_example() == 1 else "hooks"
+
+
+def poisson_batch(n: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:
+    """Indices of a Poisson-sampled batch: each of ``n`` records enters independently with
+    probability ``sample_rate`` (the sampling the privacy accountant assumes)."""
+    return torch.nonzero(torch.rand(n, generator=generator) < sample_rate).flatten()
+
+
+def _quiet_full_backward_hook_warning():
+    # torch 2.13 warns on every backward under Opacus hooks; filter that one message only.
+    warnings.filterwarnings("ignore", message="Full backward hook is firing when gradients are computed")
+
+
+class PrivateGradients:
+    """Turns a per-example loss into a clipped, noised gradient on ``module``'s parameters.
+
+    Args:
+        module: the sub-module that touches private data (its parameters get DP gradients).
+        max_grad_norm: clipping norm C of each example's whole gradient (all parameters).
+        noise_multiplier: sigma; the noise std on the summed gradient is ``sigma * C``.
+        expected_batch_size: ``sample_rate * n``; the noisy sum is divided by it.
+        mode: ``"ghost"`` or ``"hooks"`` (see the module docstring).
+        rows_per_example: consecutive rows of the module's batch that form one example.
+        noise_generator: the stream of the Gaussian noise (saved in checkpoints).
+    """
+
+    def __init__(self, module: nn.Module, *, max_grad_norm: float, noise_multiplier: float,
+                 expected_batch_size: float, mode: ClippingMode, rows_per_example: int = 1,
+                 noise_generator: torch.Generator) -> None:
+        from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
+
+        if mode == "ghost" and rows_per_example != 1:
+            raise ConfigError("ghost clipping needs one row per example; use mode='hooks'")
+        _quiet_full_backward_hook_warning()
+        self.module = module
+        self.C = float(max_grad_norm)
+        self.sigma = float(noise_multiplier)
+        self.expected_batch_size = float(expected_batch_size)
+        self.mode = mode
+        self.rows = rows_per_example
+        self.gen = noise_generator
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        if mode == "ghost":
+            self.gsm = GradSampleModuleFastGradientClipping(module, loss_reduction="mean", max_grad_norm=self.C,
+                                                            use_ghost_clipping=True)
+        else:
+            self.gsm = GradSampleModule(module, loss_reduction="sum")
+        self.last_norms: torch.Tensor | None = None
+
+    def backward(self, loss_per_example: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Set ``p.grad = (sum_i clip_C(g_i) + N(0, sigma^2 C^2)) / expected_batch_size``."""
+        b = loss_per_example.shape[0]
+        if loss_per_example.dim() != 1:
+            raise ConfigError(f"DP-SGD needs one loss per example (shape [B]), got {tuple(loss_per_example.shape)}")
+        if b == 0:
+            self.noise_only_step()
+            return
+        if self.mode == "ghost":
+            from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+
+            # Two backward passes: per-example norms (hooks), then the loss reweighted by
+            # min(1, C / norm_i): p.grad is the sum of clipped per-example gradients.
+            DPTensorFastGradientClipping(self.gsm, optimizer, loss_per_example, "mean").backward()
+            self.last_norms = self.gsm.get_norm_sample().detach()
+        else:
+            loss_per_example.sum().backward()
+            per_example = [p.grad_sample.reshape(b, self.rows, *p.shape).sum(1) for p in self.params]
+            norms = torch.stack([g.flatten(1).norm(dim=1) for g in per_example], 1).norm(dim=1)
+            coef = (self.C / (norms + 1e-6)).clamp(max=1.0)
+            for p, g in zip(self.params, per_example):
+                p.grad = torch.einsum("b,b...->...", coef, g)
+                p.grad_sample = None
+            self.last_norms = norms.detach()
+        self._add_noise_and_scale()
+
+    def noise_only_step(self) -> None:
+        """The DP-SGD gradient of an empty batch: noise alone (clipped sum is zero)."""
+        for p in self.params:
+            p.grad = torch.zeros_like(p)
+            if hasattr(p, "grad_sample"):
+                p.grad_sample = None
+        self.last_norms = None
+        self._add_noise_and_scale()
+
+    def _add_noise_and_scale(self) -> None:
+        std = self.sigma * self.C
+        for p in self.params:
+            if std > 0:
+                noise = torch.randn(p.shape, generator=self.gen, device=self.gen.device, dtype=torch.float32)
+                p.grad = p.grad + std * noise.to(p.grad)
+            p.grad = p.grad / self.expected_batch_size
+
+    @contextlib.contextmanager
+    def hooks_disabled(self) -> Iterator[None]:
+        """For backwards through the module that are not private steps (the GAN generator's
+        step): without this Opacus would record per-example gradients from them."""
+        self.gsm.disable_hooks()
+        try:
+            yield
+        finally:
+            self.gsm.enable_hooks()
+
+    def close(self) -> None:
+        """Remove Opacus's hooks and per-example state from the module."""
+        self.gsm._close()
