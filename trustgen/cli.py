@@ -54,15 +54,59 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trustgen.run import train
     from trustgen.training import TrainConfig
 
+    from trustgen.privacy.dp_sgd import PrivacyConfig
+
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       device=args.device, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       progress=not args.no_progress)
+    privacy = None
+    if args.epsilon is not None:
+        privacy = PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm, args.accountant, args.clipping)
+    elif args.delta is not None:
+        raise _Fail("--delta needs --epsilon (without --epsilon training is not private)")
     run = train(args.data, args.model, cfg, schema=args.schema, model_options=_parse_options(args.option),
-                out=args.out, resume=args.resume)
+                out=args.out, resume=args.resume, privacy=privacy)
     last = run.history[-1] if run.history else {}
+    eps = run.privacy.epsilon if run.privacy is not None else float("inf")
     _emit(args, {"run": str(args.out), "family": run.family, "steps": last.get("step"), "final": last,
-                 "caveats": run.caveats},
-          f"trained {run.family} on {args.data}: run saved to {args.out} ({last})")
+                 "epsilon": None if eps == float("inf") else eps, "caveats": run.caveats},
+          f"trained {run.family} on {args.data}: run saved to {args.out} "
+          f"({'epsilon = %.3f' % eps if eps != float('inf') else 'NOT private'}; see `trustgen privacy {args.out}`)")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from trustgen.data.loaders import load_data
+    from trustgen.io import atomic_write_text
+    from trustgen.privacy.audit import audit
+    from trustgen.privacy.dp_sgd import PrivacyConfig
+    from trustgen.training import TrainConfig
+
+    data, schema = load_data(args.data, args.schema)
+    privacy = None if args.epsilon is None else PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm)
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+    r = audit(data, schema, args.model, cfg, privacy=privacy, canaries=args.canaries, seed=args.seed,
+              model_options=_parse_options(args.option))
+    if args.out:
+        atomic_write_text(Path(args.out) / "audit.json", json.dumps(r.to_dict(), indent=2) + "\n")
+    claimed = "not private" if r.claimed_epsilon is None else f"claimed epsilon {r.claimed_epsilon:.3f}"
+    _emit(args, r.to_dict(),
+          f"audit of {args.model} on {args.data} with {r.canaries} canaries ({r.members} inserted): attack AUC "
+          f"{r.attack_auc:.3f}, empirical epsilon lower bound {r.epsilon_lower_bound:.3f} "
+          f"(95% confidence; {claimed})")
+    return 0
+
+
+def cmd_privacy(args: argparse.Namespace) -> int:
+    from trustgen.run import Run
+
+    run = Run.load(args.run)
+    if run.privacy is None:
+        raise _Fail(f"run {args.run!r} has no privacy report (privacy.json)")
+    if args.json:
+        print(json.dumps(run.privacy.to_dict()))
+    else:
+        print(run.privacy.summary())
     return 0
 
 
@@ -160,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt after an interruption")
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. latent_dim=32")
+    t.add_argument("--epsilon", type=float, help="train with DP-SGD to this epsilon (omit: not private)")
+    t.add_argument("--delta", type=float, help="DP delta (default: min(1e-5, 1/(10 n)); must be < 1/n)")
+    t.add_argument("--max-grad-norm", type=float, default=1.0, help="per-example clipping norm C")
+    t.add_argument("--accountant", choices=("prv", "rdp"), default="prv")
+    t.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--json", action="store_true")
@@ -183,6 +232,28 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    pr = sub.add_parser("privacy", help="print a run's privacy report")
+    pr.add_argument("run")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_privacy)
+
+    au = sub.add_parser("audit", help="canary membership audit: an empirical lower bound on epsilon")
+    au.add_argument("--data", required=True)
+    au.add_argument("--schema")
+    au.add_argument("--model", required=True, choices=FAMILIES)
+    au.add_argument("--epsilon", type=float, help="audit a DP run at this epsilon (omit: non-private)")
+    au.add_argument("--delta", type=float)
+    au.add_argument("--max-grad-norm", type=float, default=1.0)
+    au.add_argument("--steps", type=int, default=2000)
+    au.add_argument("--batch-size", type=int, default=64)
+    au.add_argument("--canaries", type=int, default=200)
+    au.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
+    au.add_argument("--seed", type=int, default=0)
+    au.add_argument("--out", help="directory for audit.json")
+    au.add_argument("--no-progress", action="store_true")
+    au.add_argument("--json", action="store_true")
+    au.set_defaults(func=cmd_audit)
 
     ev = sub.add_parser("evaluate", help="fidelity, utility, privacy-attack and fairness report for samples")
     from trustgen.evaluation.command import add_arguments, cmd_evaluate

@@ -154,7 +154,10 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
     options = dict(model_options or {})
     if privacy is not None and family == "gan":
         options.setdefault("r1_gamma", 0.0)  # Opacus cannot clip a gradient penalty per example
-    model = build_model(family, DataSpec.from_encoder(make_encoder(schema)), options)
+    # Initial weights from the run's seed, without touching the caller's global RNG state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(family, DataSpec.from_encoder(make_encoder(schema)), options)
     caveats = []
     if schema.source == "data-derived":
         caveats.append("The schema was derived from the private data (bounds/categories read from the rows); "

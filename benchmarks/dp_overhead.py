@@ -1,0 +1,98 @@
+"""DP-SGD step time divided by non-private step time, measured side by side in one run.
+
+For each family on tabular data (breast_cancer's 30 numbers + label) and image data (digits,
+1x8x8), times trustgen's own training step (``Trainer._step``) without DP, with DP in the
+clipping mode trustgen chooses, and with DP in plain Opacus ``hooks`` mode. Modes are
+interleaved round-robin so machine load affects them alike; the median of the rounds is used.
+Absolute times are only meaningful on a GPU; the ratios are the claim.
+
+    python benchmarks/dp_overhead.py [--batch-size 256] [--rounds 5] [--steps 10] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from trustgen.data.encoders import make_encoder
+from trustgen.data.loaders import load_data
+from trustgen.models import build_model
+from trustgen.models.nets import DataSpec
+from trustgen.privacy.dp_sgd import PrivacyConfig, PrivateGradients, choose_mode
+from trustgen.run import encode_tensors
+from trustgen.training import TrainConfig, Trainer
+from trustgen.training.trainer import resolve_device
+
+
+def setup(family: str, dataset: str, mode: str | None, batch: int, device):
+    data, schema = load_data(dataset)
+    x, y = encode_tensors(data, schema)
+    torch.manual_seed(0)
+    opts = {"r1_gamma": 0.0} if family == "gan" else {}
+    model = build_model(family, DataSpec.from_encoder(make_encoder(schema)), opts).to(device)
+    trainer = Trainer(model, TrainConfig(batch_size=batch, progress=False), privacy=PrivacyConfig(1.0) if mode else None)
+    trainer.dp = None
+    if mode:
+        trainer.dp = PrivateGradients(model.private_module(), max_grad_norm=1.0, noise_multiplier=1.0,
+                                      expected_batch_size=batch, mode=mode,
+                                      rows_per_example=model.private_rows_per_example(),
+                                      noise_generator=torch.Generator().manual_seed(0))
+    idx = torch.arange(batch) % len(x)
+    return trainer, trainer._optimizers(), x[idx].to(device), y[idx].to(device)
+
+
+def time_steps(state, steps: int, device) -> float:
+    trainer, opts, xb, yb = state
+    gen = torch.Generator().manual_seed(0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer._step(trainer.model, opts, xb, yb, gen, None)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--families", nargs="+", default=["vae", "gan", "diffusion"])
+    ap.add_argument("--datasets", nargs="+", default=["breast_cancer", "digits"])
+    args = ap.parse_args(argv)
+    device = resolve_device(args.device)
+    for dataset in args.datasets:
+        for family in args.families:
+            probe = build_model(family, DataSpec.from_encoder(make_encoder(load_data(dataset)[1])))
+            chosen = choose_mode(probe)
+            variants = {"non_private": None, f"trustgen_{chosen}": chosen, "opacus_hooks": "hooks"}
+            states = {k: setup(family, dataset, m, args.batch_size, device) for k, m in variants.items()}
+            for s in states.values():
+                time_steps(s, 2, device)  # warm-up
+            times = {k: [] for k in variants}
+            for _ in range(args.rounds):
+                for k, s in states.items():
+                    times[k].append(time_steps(s, args.steps, device))
+            med = {k: statistics.median(v) for k, v in times.items()}
+            base = med["non_private"]
+            row = {"dataset": dataset, "family": family, "device": str(device), "batch_size": args.batch_size,
+                   "chosen_mode": chosen, "non_private_ms": round(1000 * base, 2),
+                   "ratio_trustgen": round(med[f"trustgen_{chosen}"] / base, 2),
+                   "ratio_opacus_hooks": round(med["opacus_hooks"] / base, 2)}
+            print(json.dumps(row), flush=True)
+            for s in states.values():
+                if s[0].dp is not None:
+                    s[0].dp.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

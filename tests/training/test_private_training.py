@@ -1,0 +1,149 @@
+"""DP training end to end: budget, accounting, resume, the GAN's private/public split."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+
+from trustgen.cli import main
+from trustgen.errors import ConfigError, PrivacyError
+from trustgen.models import build_model
+from trustgen.models.nets import DataSpec
+from trustgen.privacy.dp_sgd import PrivacyConfig
+from trustgen.run import Run, train
+from trustgen.training import TrainConfig, Trainer
+
+SPEC = DataSpec("tabular", 4, 2, (("numeric", 0, 1), ("categorical", 1, 3)))
+
+
+def data(n=200):
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 4)
+    x[:, 0] = torch.rand(n, generator=g) * 2 - 1
+    x[torch.arange(n), 1 + torch.randint(3, (n,), generator=g)] = 1
+    return x, torch.randint(2, (n,), generator=g)
+
+
+def fresh(family, **opts):
+    torch.manual_seed(123)
+    return build_model(family, SPEC, {"hidden": 16, **opts})
+
+
+def test_report_epsilon_matches_independent_accountant_and_target():
+    """The run's epsilon (PRV, Opacus maths) against Google's dp-accounting PLD for the same
+    (sigma, q, steps): within 1%, and never above the target."""
+    dp_accounting = pytest.importorskip("dp_accounting")
+    x, y = data()
+    res = Trainer(fresh("vae"), TrainConfig(steps=40, batch_size=20, progress=False),
+                  privacy=PrivacyConfig(epsilon=3.0, delta=1e-4)).fit(x, y)
+    r = res.privacy
+    assert r.steps == 40 and r.sample_rate == 0.1 and r.sampling_scheme == "poisson"
+    acc = dp_accounting.pld.PLDAccountant()
+    event = dp_accounting.PoissonSampledDpEvent(r.sample_rate, dp_accounting.GaussianDpEvent(r.noise_multiplier))
+    acc.compose(event, r.steps)
+    independent = acc.get_epsilon(r.delta)
+    assert abs(r.epsilon - independent) / independent < 0.01
+    assert 0.99 * 3.0 <= r.epsilon <= 3.0
+
+
+@pytest.mark.parametrize("family", ["vae", "gan", "diffusion"])
+def test_resume_continues_the_accountant_and_the_weights(family, tmp_path):
+    x, y = data()
+    cfg = dict(steps=12, batch_size=20, seed=2, checkpoint_every=4, progress=False)
+    priv = PrivacyConfig(epsilon=5.0, delta=1e-4)
+    straight_model = fresh(family, r1_gamma=0.0) if family == "gan" else fresh(family)
+    straight = Trainer(straight_model, TrainConfig(**cfg), privacy=priv).fit(x, y)
+
+    def kill(trainer, step, logs):
+        if step == 9:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "ck.pt"
+    m = fresh(family, r1_gamma=0.0) if family == "gan" else fresh(family)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(m, TrainConfig(**cfg), callbacks=(kill,), privacy=priv).fit(x, y, checkpoint=ckpt)
+    resumed_model = fresh(family, r1_gamma=0.0) if family == "gan" else fresh(family)
+    resumed = Trainer(resumed_model, TrainConfig(**cfg), privacy=priv).fit(x, y, checkpoint=ckpt, resume=True)
+    assert resumed.privacy.steps == 12  # 8 from the checkpoint + 4: not reset, not double-counted
+    assert resumed.privacy.epsilon == straight.privacy.epsilon
+    for a, b in zip(straight_model.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_gan_generator_update_ignores_real_records_when_discriminator_is_fixed():
+    """Hold D fixed (lr 0): one full DP adversarial step with two different real datasets gives
+    the same generator update, because no real record enters the generator's loss."""
+    x1, y = data(100)
+    x2 = x1.clone()
+    x2[:, 0] = -x2[:, 0]  # every real record altered
+    results = []
+    for x in (x1, x2):
+        m = fresh("gan", r1_gamma=0.0)
+        t = Trainer(m, TrainConfig(steps=1, batch_size=50, seed=0, progress=False), privacy=PrivacyConfig(epsilon=5.0, delta=1e-3))
+        t._optimizers = lambda: {"discriminator": torch.optim.SGD(m.discriminator.parameters(), lr=0.0),
+                                 "generator": torch.optim.Adam(m.generator.parameters(), lr=1e-2)}
+        d_before = copy.deepcopy(m.discriminator.state_dict())
+        t.fit(x, y)
+        assert all(torch.equal(a, b) for a, b in zip(d_before.values(), m.discriminator.state_dict().values()))
+        results.append(torch.cat([p.flatten() for p in m.generator.parameters()]))
+    fresh_g = torch.cat([p.flatten() for p in fresh("gan", r1_gamma=0.0).generator.parameters()])
+    assert not torch.equal(results[0], fresh_g)  # the generator did move
+    assert torch.equal(results[0], results[1])
+
+
+def test_sanity_check_the_gan_test_would_catch_a_leak():
+    """Mutation check for the test above: a discriminator that moves (lr > 0) makes the
+    generator's update depend on the real data, and the comparison sees it."""
+    x1, y = data(100)
+    x2 = x1.clone()
+    x2[:, 0] = -x2[:, 0]
+    outs = []
+    for x in (x1, x2):
+        m = fresh("gan", r1_gamma=0.0)
+        Trainer(m, TrainConfig(steps=2, batch_size=50, seed=0, progress=False, lr=1e-2),
+                privacy=PrivacyConfig(epsilon=50.0, delta=1e-3)).fit(x, y)
+        outs.append(torch.cat([p.flatten() for p in m.generator.parameters()]))
+    assert not torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("priv, n, words", [
+    (PrivacyConfig(epsilon=1.0, delta=0.01), 200, "1/n"),
+    (PrivacyConfig(epsilon=0.0), 200, "epsilon"),
+    (PrivacyConfig(epsilon=-1.0), 200, "epsilon"),
+])
+def test_bad_privacy_settings_are_refused_before_training(priv, n, words):
+    x, y = data(n)
+    with pytest.raises(PrivacyError, match=words):
+        Trainer(fresh("vae"), TrainConfig(steps=2, progress=False), privacy=priv).fit(x, y)
+
+
+def test_dp_gan_with_gradient_penalty_is_refused():
+    x, y = data()
+    with pytest.raises(ConfigError, match="r1_gamma=0"):
+        Trainer(fresh("gan", r1_gamma=1.0), TrainConfig(steps=2, progress=False), privacy=PrivacyConfig(2.0)).fit(x, y)
+
+
+def test_empty_poisson_batches_are_noise_only_steps():
+    """q = 1/200 on 200 records: about a third of batches are empty; training must not crash
+    and must count every step."""
+    x, y = data(200)
+    r = Trainer(fresh("diffusion"), TrainConfig(steps=30, batch_size=1, progress=False),
+                privacy=PrivacyConfig(epsilon=50.0, delta=1e-3)).fit(x, y)
+    assert r.privacy.steps == 30
+
+
+def test_dp_run_on_disk_and_privacy_command(tmp_path, capsys):
+    run = train("breast_cancer", "vae", TrainConfig(steps=5, batch_size=64, progress=False),
+                model_options={"hidden": 16}, out=tmp_path / "r", privacy=PrivacyConfig(epsilon=2.0))
+    assert run.privacy.is_private and run.privacy.delta <= 1e-5
+    assert Run.load(tmp_path / "r").privacy.epsilon == run.privacy.epsilon
+    assert main(["privacy", str(tmp_path / "r"), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["sampling_scheme"] == "poisson" and any("uniformly" in c for c in obj["caveats"])
+    assert main(["privacy", str(tmp_path / "r")]) == 0 and "epsilon" in capsys.readouterr().out.lower()
+    # No loss of private batches is logged under DP.
+    log = (tmp_path / "r" / "train_log.jsonl").read_text()
+    assert "loss" not in log
