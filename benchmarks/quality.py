@@ -24,7 +24,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from trustgen.data.encoders import ImageData, make_encoder
+from trustgen.data.encoders import ImageData
 from trustgen.data.loaders import load_data
 from trustgen.run import train
 from trustgen.training import TrainConfig

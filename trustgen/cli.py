@@ -64,8 +64,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         privacy = PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm, args.accountant, args.clipping)
     elif args.delta is not None:
         raise _Fail("--delta needs --epsilon (without --epsilon training is not private)")
-    run = train(args.data, args.model, cfg, schema=args.schema, model_options=_parse_options(args.option),
-                out=args.out, resume=args.resume, privacy=privacy)
+    if args.distributed:
+        cfg.device = _init_distributed(args.device)
+    try:
+        run = train(args.data, args.model, cfg, schema=args.schema, model_options=_parse_options(args.option),
+                    out=args.out, resume=args.resume, privacy=privacy)
+    finally:
+        if args.distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    from trustgen.training.trainer import dist_info
+
+    if dist_info()[0] > 0:
+        return 0
     last = run.history[-1] if run.history else {}
     eps = run.privacy.epsilon if run.privacy is not None else float("inf")
     _emit(args, {"run": str(args.out), "family": run.family, "steps": last.get("step"), "final": last,
@@ -73,6 +85,24 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"trained {run.family} on {args.data}: run saved to {args.out} "
           f"({'epsilon = %.3f' % eps if eps != float('inf') else 'NOT private'}; see `trustgen privacy {args.out}`)")
     return 0
+
+
+def _init_distributed(device: str) -> str:
+    """Join the process group torchrun set up (gloo on CPU, NCCL on GPUs); returns the device."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        raise _Fail("--distributed must be launched by torchrun, e.g. torchrun --nproc_per_node 2 -m trustgen train ...")
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -209,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-grad-norm", type=float, default=1.0, help="per-example clipping norm C")
     t.add_argument("--accountant", choices=("prv", "rdp"), default="prv")
     t.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes of torchrun (each samples its own shard)")
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--no-progress", action="store_true")
     t.add_argument("--json", action="store_true")

@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from trustgen.io import _atomic
 
@@ -84,5 +85,24 @@ def marginals(real, synth, columns: list[str], max_columns: int = 12):
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def association_heatmap(panels: list[tuple[pd.DataFrame, str, bool]]):
+    """Heat maps of association matrices: signed ones on a diverging scale, differences in [0, 1]."""
+    plt = _pyplot()
+    cols = list(panels[0][0].columns)
+    n = len(cols)
+    labels = [str(c) if len(str(c)) <= 22 else str(c)[:21] + "…" for c in cols]
+    size = min(max(3.2, 0.19 * n + 1.8), 7.5)
+    fontsize = 8 if n <= 12 else 6 if n <= 35 else 4
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (size + 0.9), size), squeeze=False)
+    for i, (ax, (mat, title, signed)) in enumerate(zip(axes[0], panels)):
+        im = ax.imshow(mat.to_numpy(), cmap="RdBu_r" if signed else "Reds", vmin=-1 if signed else 0, vmax=1)
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks(range(n), labels, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(n), labels if i == 0 else [""] * n, fontsize=fontsize)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig

@@ -185,7 +185,9 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
         report = PrivacyReport.non_private(steps=result.steps, epochs=result.steps * config.batch_size / n,
                                            sample_rate=min(1.0, config.batch_size / n), caveats=caveats)
     run = Run(model, schema, config, prior, result.history, report, caveats, name)
-    if out is not None:
+    from trustgen.training.trainer import dist_info
+
+    if out is not None and dist_info()[0] == 0:  # one writer when several processes train
         run.save(out)
     return run
 

@@ -8,28 +8,16 @@ import json
 import pytest
 import torch
 
+from toy import fresh, toy_data
 from trustgen.cli import main
 from trustgen.errors import ConfigError, PrivacyError
-from trustgen.models import build_model
-from trustgen.models.nets import DataSpec
 from trustgen.privacy.dp_sgd import PrivacyConfig
 from trustgen.run import Run, train
 from trustgen.training import TrainConfig, Trainer
 
-SPEC = DataSpec("tabular", 4, 2, (("numeric", 0, 1), ("categorical", 1, 3)))
-
 
 def data(n=200):
-    g = torch.Generator().manual_seed(0)
-    x = torch.zeros(n, 4)
-    x[:, 0] = torch.rand(n, generator=g) * 2 - 1
-    x[torch.arange(n), 1 + torch.randint(3, (n,), generator=g)] = 1
-    return x, torch.randint(2, (n,), generator=g)
-
-
-def fresh(family, **opts):
-    torch.manual_seed(123)
-    return build_model(family, SPEC, {"hidden": 16, **opts})
+    return toy_data(n)
 
 
 def test_report_epsilon_matches_independent_accountant_and_target():

@@ -5,25 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from toy import fresh, toy_data
 from trustgen.errors import ConfigError, DataError, RunError
-from trustgen.models import build_model
-from trustgen.models.nets import DataSpec
 from trustgen.training import TrainConfig, Trainer
-
-SPEC = DataSpec("tabular", 4, 2, (("numeric", 0, 1), ("categorical", 1, 3)))
 
 
 def data(n=40):
-    g = torch.Generator().manual_seed(0)
-    x = torch.zeros(n, 4)
-    x[:, 0] = torch.rand(n, generator=g) * 2 - 1
-    x[torch.arange(n), 1 + torch.randint(3, (n,), generator=g)] = 1
-    return x, torch.randint(2, (n,), generator=g)
-
-
-def fresh(family):
-    torch.manual_seed(123)  # identical initial weights for the runs being compared
-    return build_model(family, SPEC, {"hidden": 16})
+    return toy_data(n)
 
 
 class Kill(Exception):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trustgen.models.base import GenerativeModel, randint, randn
+from trustgen.models.base import GenerativeModel, randint
 from trustgen.models.nets import ConvDecoder, ConvEncoder, DataSpec
 
 

@@ -10,6 +10,8 @@ What this module does itself, so that it is checkpointable and testable:
 * Poisson sampling of each batch from an explicit generator (:func:`poisson_batch`);
 * Gaussian noise ``N(0, (sigma C)^2)`` from an explicit generator, added once to the
   clipped sum, which is then divided by the *expected* batch size (as Opacus does);
+* several processes (``torch.distributed``, gloo or NCCL): clipped sums are all-reduced and
+  the same noise is added on every rank, i.e. once;
 * empty Poisson batches: a noise-only step (the correct DP-SGD update for a batch of none),
   where Opacus modes crash or cannot skip a step (shared/STACK-NOTES.md).
 
@@ -86,6 +88,12 @@ def poisson_batch(n: int, sample_rate: float, generator: torch.Generator) -> tor
     """Indices of a Poisson-sampled batch: each of ``n`` records enters independently with
     probability ``sample_rate`` (the sampling the privacy accountant assumes)."""
     return torch.nonzero(torch.rand(n, generator=generator) < sample_rate).flatten()
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _quiet_full_backward_hook_warning():
@@ -165,6 +173,14 @@ class PrivateGradients:
         self._add_noise_and_scale()
 
     def _add_noise_and_scale(self) -> None:
+        # Several processes: sum the clipped sums of all ranks first. Every rank then adds the
+        # same noise vector (its generator is seeded identically on all ranks), so the noise
+        # enters once, not once per rank, and the parameters stay identical everywhere.
+        if _distributed():
+            import torch.distributed as dist
+
+            for p in self.params:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         std = self.sigma * self.C
         for p in self.params:
             if std > 0:

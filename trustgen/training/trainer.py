@@ -170,8 +170,10 @@ class Trainer:
         model = self.model.to(device)
         model.train()
         opts = self._optimizers()
-        data_gen = torch.Generator().manual_seed(c.seed)
-        noise_gen = torch.Generator().manual_seed(c.seed + 1)
+        rank, world = dist_info()
+        # Each rank samples its own shard with its own stream; the DP noise stream is shared.
+        data_gen = torch.Generator().manual_seed(c.seed + 7919 * rank)
+        noise_gen = torch.Generator().manual_seed(c.seed + 1 + 7919 * rank)
         total = self.total_steps(n)
         self.dp = self.accountant = None
         if self.privacy is not None:
@@ -182,10 +184,13 @@ class Trainer:
                 noise_multiplier=self.plan["noise_multiplier"], expected_batch_size=self.plan["sample_rate"] * n,
                 mode=self.plan["mode"], rows_per_example=model.private_rows_per_example(),
                 noise_generator=torch.Generator().manual_seed(c.seed + 2))
-        state = {"step": 0, "perm": torch.randperm(n, generator=data_gen), "pos": 0, "history": []}
+        n_local = len(range(rank, n, world))
+        state = {"step": 0, "perm": torch.randperm(n_local, generator=data_gen), "pos": 0, "history": []}
         ckpt = Path(checkpoint) if checkpoint is not None else None
+        if ckpt is not None and rank > 0:  # each rank keeps its own streams and data position
+            ckpt = ckpt.with_name(f"{ckpt.name}.rank{rank}")
         if resume and ckpt is not None and ckpt.exists():
-            state = self._load_checkpoint(ckpt, opts, data_gen, noise_gen, n, total)
+            state = self._load_checkpoint(ckpt, opts, data_gen, noise_gen, n_local, total)
         try:
             return self._loop(model, opts, x, y, label_prior, data_gen, noise_gen, state, total, ckpt, device, n)
         finally:
@@ -204,10 +209,13 @@ class Trainer:
     def _loop(self, model, opts, x, y, label_prior, data_gen, noise_gen, state, total, ckpt, device, n):
         c = self.config
 
-        xs = x.to(device)
-        ys = None if y is None else y.to(device)
+        rank, world = dist_info()
+        shard = torch.arange(rank, n, world)  # records of this rank (all of them when world == 1)
+        xs = x[shard].to(device)
+        ys = None if y is None else y[shard].to(device)
+        n_local = len(shard)
         prior = None if label_prior is None else label_prior.float()
-        bar = tqdm(total=total, initial=state["step"], disable=not c.progress, desc=f"train {model.family}",
+        bar = tqdm(total=total, initial=state["step"], disable=not c.progress or rank > 0, desc=f"train {model.family}",
                    unit="step", dynamic_ncols=True)
         running: dict[str, float] = {}
         if self.accountant is not None and self.accountant.would_exceed(
@@ -216,7 +224,7 @@ class Trainer:
             # Cannot happen with a calibrated plan; refuse rather than overspend if it ever does.
             raise PrivacyError(f"the remaining {total - state['step']} steps would exceed epsilon {self.privacy.epsilon}")
         while state["step"] < total:
-            idx = self._next_batch(state, n, data_gen).to(device)
+            idx = self._next_batch(state, n_local, data_gen).to(device)
             xb, yb = xs[idx], None if ys is None else ys[idx]
             with self._autocast(device):
                 logs = self._step(model, opts, xb, yb, noise_gen, prior)
@@ -266,6 +274,7 @@ class Trainer:
             _check_finite(loss.detach().mean(), model.family)
             if self.dp is None:
                 loss.mean().backward()
+                _average_gradients(opt)
                 logs["loss" if d_name == "model" else "d_loss"] = loss.mean().item()
             else:
                 self.dp.backward(loss, opt)
@@ -277,6 +286,7 @@ class Trainer:
                 g_loss = model.generator_loss(self.config.batch_size, prior, generator=gen).float().mean()
                 # Only the generator is updated; no real record enters this loss.
                 g_loss.backward(inputs=opts_params(g_opt))
+            _average_gradients(g_opt)
             g_opt.step()
             logs["g_loss"] = g_loss.item()
         return logs
@@ -323,6 +333,28 @@ class Trainer:
         if ck["step"] > total:
             warnings.warn(f"checkpoint is at step {ck['step']}, past the planned {total} steps")
         return {"step": ck["step"], "perm": ck["perm"], "pos": ck["pos"], "history": ck["history"]}
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) without torch.distributed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(opt: torch.optim.Optimizer) -> None:
+    """Non-private multi-process training: average gradients over ranks (as DDP does)."""
+    rank, world = dist_info()
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    for p in opts_params(opt):
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world
 
 
 def opts_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
