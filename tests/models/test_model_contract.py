@@ -164,3 +164,16 @@ def test_no_batchnorm_anywhere():
         for spec in SPECS.values():
             mods = build_model(family, spec).modules()
             assert not any(isinstance(mm, torch.nn.modules.batchnorm._BatchNorm) for mm in mods)
+
+
+def test_a_family_missing_part_of_the_contract_cannot_be_built():
+    from trustgen.models.base import GenerativeModel
+
+    class Incomplete(GenerativeModel):
+        family = "incomplete"
+
+        def loss(self, x, y=None, *, generator=None):
+            return x.sum(1)
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete(TAB, None)

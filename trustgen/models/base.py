@@ -14,6 +14,7 @@ A model is an ``nn.Module`` that owns no loop, no device choice and no privacy m
 
 from __future__ import annotations
 
+import abc
 from dataclasses import asdict, fields
 from typing import Any, ClassVar, Literal
 
@@ -44,7 +45,7 @@ def randint(high: int, shape: tuple, generator: torch.Generator | None, like: to
     return torch.randint(high, shape, generator=generator, device=dev).to(like.device)
 
 
-class GenerativeModel(nn.Module):
+class GenerativeModel(nn.Module, abc.ABC):
     """Base class: see the module docstring for the contract."""
 
     family: ClassVar[str]
@@ -57,23 +58,23 @@ class GenerativeModel(nn.Module):
         self.config = config
 
     # -- the contract -------------------------------------------------------------------
+    @abc.abstractmethod
     def loss(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """Per-example training loss, shape ``[B]``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement loss()")
 
+    @abc.abstractmethod
     def noise_shape(self) -> tuple:
         """Shape of one sample's latent noise ``z``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement noise_shape()")
 
+    @abc.abstractmethod
     def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, *,
                  generator: torch.Generator | None = None) -> torch.Tensor:
         """Map latent noise (and labels) to encoded samples."""
-        raise NotImplementedError(f"{type(self).__name__} must implement generate()")
 
+    @abc.abstractmethod
     def invert(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Map encoded samples back to a latent ``z`` with ``generate(z, y) ~= x``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement invert()")
 
     # -- shared behaviour ---------------------------------------------------------------
     @property
