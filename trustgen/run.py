@@ -160,6 +160,12 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
         model = build_model(family, DataSpec.from_encoder(make_encoder(schema)), options)
     caveats = []
     if schema.source == "data-derived":
+        if privacy is not None:
+            import warnings
+
+            warnings.warn("DP training with a data-derived schema: its bounds and categories were read from "
+                          "the private rows and are released without privacy. Declare them from public "
+                          "knowledge (set \"source\": \"declared\") for an end-to-end guarantee.", stacklevel=2)
         caveats.append("The schema was derived from the private data (bounds/categories read from the rows); "
                        "those values are released without differential privacy.")
     prior = None

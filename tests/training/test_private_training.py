@@ -41,7 +41,7 @@ def test_report_epsilon_matches_independent_accountant_and_target():
 def test_resume_continues_the_accountant_and_the_weights(family, tmp_path):
     x, y = data()
     cfg = dict(steps=12, batch_size=20, seed=2, checkpoint_every=4, progress=False)
-    priv = PrivacyConfig(epsilon=5.0, delta=1e-4)
+    priv = PrivacyConfig(epsilon=5.0, delta=1e-4, secret_seed=11)  # fixed so the two runs are comparable
     straight_model = fresh(family, r1_gamma=0.0) if family == "gan" else fresh(family)
     straight = Trainer(straight_model, TrainConfig(**cfg), privacy=priv).fit(x, y)
 
@@ -70,7 +70,8 @@ def test_gan_generator_update_ignores_real_records_when_discriminator_is_fixed()
     results = []
     for x in (x1, x2):
         m = fresh("gan", r1_gamma=0.0)
-        t = Trainer(m, TrainConfig(steps=1, batch_size=50, seed=0, progress=False), privacy=PrivacyConfig(epsilon=5.0, delta=1e-3))
+        t = Trainer(m, TrainConfig(steps=1, batch_size=50, seed=0, progress=False),
+                    privacy=PrivacyConfig(epsilon=5.0, delta=1e-3, secret_seed=5))
         t._optimizers = lambda: {"discriminator": torch.optim.SGD(m.discriminator.parameters(), lr=0.0),
                                  "generator": torch.optim.Adam(m.generator.parameters(), lr=1e-2)}
         d_before = copy.deepcopy(m.discriminator.state_dict())
@@ -92,7 +93,7 @@ def test_sanity_check_the_gan_test_would_catch_a_leak():
     for x in (x1, x2):
         m = fresh("gan", r1_gamma=0.0)
         Trainer(m, TrainConfig(steps=2, batch_size=50, seed=0, progress=False, lr=1e-2),
-                privacy=PrivacyConfig(epsilon=50.0, delta=1e-3)).fit(x, y)
+                privacy=PrivacyConfig(epsilon=50.0, delta=1e-3, secret_seed=5)).fit(x, y)
         outs.append(torch.cat([p.flatten() for p in m.generator.parameters()]))
     assert not torch.equal(outs[0], outs[1])
 
@@ -135,3 +136,30 @@ def test_dp_run_on_disk_and_privacy_command(tmp_path, capsys):
     # No loss of private batches is logged under DP.
     log = (tmp_path / "r" / "train_log.jsonl").read_text()
     assert "loss" not in log
+
+
+def test_dp_noise_and_sampling_are_secret_not_derived_from_the_public_seed(tmp_path):
+    """Two DP runs with the same public seed must differ (the noise comes from OS entropy), the
+    report must not carry the fixed-seed caveat, and no checkpoint with the secret generator
+    states may remain in the released run directory."""
+    runs = [train("breast_cancer", "vae", TrainConfig(steps=3, batch_size=64, seed=0, progress=False,
+                                                      checkpoint_every=1),
+                  model_options={"hidden": 16}, out=tmp_path / f"r{i}", privacy=PrivacyConfig(epsilon=2.0))
+            for i in range(2)]
+    w = [torch.cat([p.flatten() for p in r.model.parameters()]) for r in runs]
+    assert not torch.equal(w[0], w[1])
+    assert not any("secret_seed" in c for c in runs[0].privacy.caveats)
+    assert not (tmp_path / "r0" / "checkpoint.pt").exists()
+
+
+def test_a_fixed_secret_seed_is_reproducible_and_flagged():
+    x, y = data()
+    reports, weights = [], []
+    for _ in range(2):
+        m = fresh("vae")
+        r = Trainer(m, TrainConfig(steps=3, batch_size=20, progress=False),
+                    privacy=PrivacyConfig(epsilon=2.0, delta=1e-4, secret_seed=3)).fit(x, y)
+        reports.append(r.privacy)
+        weights.append(torch.cat([p.flatten() for p in m.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+    assert any("secret_seed" in c for c in reports[0].caveats)

@@ -57,6 +57,10 @@ class PrivacyConfig:
         max_grad_norm: per-example clipping norm C.
         accountant: ``"prv"`` (tight, default) or ``"rdp"``.
         clipping: ``"auto"`` picks the fastest correct Opacus mode for the model.
+        secret_seed: seed of the DP noise and of Poisson sampling. Leave it None: it is then
+            drawn from the operating system's entropy and kept only in the (private) resume
+            checkpoint. Anyone who knows it can replay the noise and the batches, which voids
+            the guarantee, so a fixed value is for tests only and the report says so.
     """
 
     epsilon: float
@@ -64,6 +68,7 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0
     accountant: Literal["prv", "rdp"] = "prv"
     clipping: Literal["auto", "ghost", "hooks"] = "auto"
+    secret_seed: int | None = None
 
     def validate(self) -> None:
         from trustgen.errors import PrivacyError
@@ -135,23 +140,26 @@ class PrivateGradients:
                                                             use_ghost_clipping=True)
         else:
             self.gsm = GradSampleModule(module, loss_reduction="sum")
-        self.last_norms: torch.Tensor | None = None
 
-    def backward(self, loss_per_example: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Set ``p.grad = (sum_i clip_C(g_i) + N(0, sigma^2 C^2)) / expected_batch_size``."""
+    def backward(self, loss_per_example: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor | None:
+        """Set ``p.grad = (sum_i clip_C(g_i) + N(0, sigma^2 C^2)) / expected_batch_size``.
+
+        Returns the per-example gradient norms *before* clipping, for tests only: they are
+        statistics of private records, so they are never stored, logged or released.
+        """
         b = loss_per_example.shape[0]
         if loss_per_example.dim() != 1:
             raise ConfigError(f"DP-SGD needs one loss per example (shape [B]), got {tuple(loss_per_example.shape)}")
         if b == 0:
             self.noise_only_step()
-            return
+            return None
         if self.mode == "ghost":
             from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
             # Two backward passes: per-example norms (hooks), then the loss reweighted by
             # min(1, C / norm_i): p.grad is the sum of clipped per-example gradients.
             DPTensorFastGradientClipping(self.gsm, optimizer, loss_per_example, "mean").backward()
-            self.last_norms = self.gsm.get_norm_sample().detach()
+            norms = self.gsm.get_norm_sample().detach()
         else:
             loss_per_example.sum().backward()
             per_example = [p.grad_sample.reshape(b, self.rows, *p.shape).sum(1) for p in self.params]
@@ -160,8 +168,8 @@ class PrivateGradients:
             for p, g in zip(self.params, per_example):
                 p.grad = torch.einsum("b,b...->...", coef, g)
                 p.grad_sample = None
-            self.last_norms = norms.detach()
         self._add_noise_and_scale()
+        return norms.detach()
 
     def noise_only_step(self) -> None:
         """The DP-SGD gradient of an empty batch: noise alone (clipped sum is zero)."""
@@ -169,7 +177,6 @@ class PrivateGradients:
             p.grad = torch.zeros_like(p)
             if hasattr(p, "grad_sample"):
                 p.grad_sample = None
-        self.last_norms = None
         self._add_noise_and_scale()
 
     def _add_noise_and_scale(self) -> None:

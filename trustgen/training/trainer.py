@@ -171,8 +171,12 @@ class Trainer:
         model.train()
         opts = self._optimizers()
         rank, world = dist_info()
-        # Each rank samples its own shard with its own stream; the DP noise stream is shared.
-        data_gen = torch.Generator().manual_seed(c.seed + 7919 * rank)
+        # Under DP the batch sampling and the DP noise must be unpredictable: they come from
+        # a secret seed (OS entropy), never from the public ``seed``. Each rank samples its own
+        # shard with its own stream; the DP noise stream is shared by all ranks.
+        secret = self._secret_seed() if self.privacy is not None else None
+        data_seed = c.seed if secret is None else secret + 1
+        data_gen = torch.Generator().manual_seed(data_seed + 7919 * rank)
         noise_gen = torch.Generator().manual_seed(c.seed + 1 + 7919 * rank)
         total = self.total_steps(n)
         self.dp = self.accountant = None
@@ -183,7 +187,7 @@ class Trainer:
                 model.private_module(), max_grad_norm=self.privacy.max_grad_norm,
                 noise_multiplier=self.plan["noise_multiplier"], expected_batch_size=self.plan["sample_rate"] * n,
                 mode=self.plan["mode"], rows_per_example=model.private_rows_per_example(),
-                noise_generator=torch.Generator().manual_seed(c.seed + 2))
+                noise_generator=torch.Generator().manual_seed(secret + 2))
         n_local = len(range(rank, n, world))
         state = {"step": 0, "perm": torch.randperm(n_local, generator=data_gen), "pos": 0, "history": []}
         ckpt = Path(checkpoint) if checkpoint is not None else None
@@ -196,6 +200,19 @@ class Trainer:
         finally:
             if self.dp is not None:
                 self.dp.close()
+
+    def _secret_seed(self) -> int:
+        """A seed from OS entropy (or the explicit test seed), identical on every rank."""
+        import secrets
+
+        seed = self.privacy.secret_seed if self.privacy.secret_seed is not None else secrets.randbits(62)
+        if dist_info()[1] > 1:  # rank 0's draw, so all ranks add the same (single) noise
+            import torch.distributed as dist
+
+            t = torch.tensor([seed], dtype=torch.int64)
+            dist.broadcast(t, src=0)
+            seed = int(t.item())
+        return seed
 
     def _next_batch(self, state: dict, n: int, data_gen: torch.Generator) -> torch.Tensor:
         if self.dp is not None:  # Poisson sampling, as the accountant assumes
@@ -240,10 +257,16 @@ class Trainer:
             if ckpt is not None and c.checkpoint_every and state["step"] % c.checkpoint_every == 0:
                 self._save_checkpoint(ckpt, opts, data_gen, noise_gen, state)
             for cb in self.callbacks:
-                cb(self, state["step"], logs)
+                # A callback's forward passes must not leave activations for the next DP step.
+                with self.dp.hooks_disabled() if self.dp is not None else contextlib.nullcontext():
+                    cb(self, state["step"], logs)
         bar.close()
-        if ckpt is not None:
+        if ckpt is not None and self.dp is None:
             self._save_checkpoint(ckpt, opts, data_gen, noise_gen, state)
+        elif ckpt is not None and ckpt.exists():
+            # A DP checkpoint holds the secret noise and sampling streams: once training is
+            # complete nothing needs it, and it must not ship with the released run.
+            ckpt.unlink()
         model.eval()
         return TrainResult(state["step"], state["history"], self._report())
 
@@ -254,7 +277,10 @@ class Trainer:
         return PrivacyReport.from_accountant(
             self.accountant, delta=self.plan["delta"], max_grad_norm=p.max_grad_norm, target_epsilon=p.epsilon,
             sampling_scheme="poisson", private_modules=[type(self.model.private_module()).__name__],
-            caveats=[f"Per-example clipping: Opacus {self.plan['mode']} mode, C = {p.max_grad_norm}.",
+            caveats=([] if p.secret_seed is None else [
+                         "The DP noise and sampling seed was fixed by the caller (secret_seed): the guarantee "
+                         "holds only while that seed stays secret. Use this for tests only."]) + [
+                     f"Per-example clipping: Opacus {self.plan['mode']} mode, C = {p.max_grad_norm}.",
                      "The sample rate q = batch_size / n uses the number of records n, treated as public "
                      "(standard in DP-SGD; under add/remove adjacency n itself is not protected).",
                      "Training losses of private batches are not logged (they are not private)."])
@@ -271,13 +297,19 @@ class Trainer:
             self.dp.noise_only_step()  # an empty Poisson batch still gets its noisy step
         else:
             loss = model.loss(xb, yb, generator=gen).float()
-            _check_finite(loss.detach().mean(), model.family)
             if self.dp is None:
+                _check_finite(loss.detach().mean(), model.family)
                 loss.mean().backward()
                 _average_gradients(opt)
                 logs["loss" if d_name == "model" else "d_loss"] = loss.mean().item()
             else:
                 self.dp.backward(loss, opt)
+        if self.dp is not None:
+            # Inspect only the noised gradient (a DP release), never the private loss.
+            for p in opts_params(opt):
+                if p.grad is not None and not torch.isfinite(p.grad).all():
+                    raise TrainingError("the DP gradient became NaN/inf: training diverged. Lower --lr "
+                                        "or --max-grad-norm.")
         opt.step()
         if model.objective == "adversarial":
             g_opt = opts["generator"]
