@@ -143,7 +143,7 @@ def cmd_privacy(args: argparse.Namespace) -> int:
 def write_samples(batch, run, out: Path) -> None:
     """Write a SampleBatch as .csv (tables), .npz or .png (images) atomically."""
     from trustgen.data.encoders import ImageData
-    from trustgen.io import _atomic, atomic_write_text
+    from trustgen.io import atomic_write, atomic_write_text
     from trustgen.plots import image_grid, marginals, save_figure
 
     suffix = out.suffix.lower()
@@ -152,7 +152,7 @@ def write_samples(batch, run, out: Path) -> None:
             arrays = {"x": batch.data.x.astype(np.float32)}
             if batch.labels is not None:
                 arrays["y"] = batch.labels.astype(np.int64)
-            _atomic(out, lambda f: np.savez(f, **arrays), "wb")
+            atomic_write(out, lambda f: np.savez(f, **arrays), "wb")
         elif suffix == ".png":
             s = run.schema
             save_figure(image_grid(batch.data.x, batch.labels, s.classes, low=s.low, high=s.high,

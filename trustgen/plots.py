@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trustgen.io import _atomic
+from trustgen.io import atomic_write
 
 
 def _pyplot():
@@ -26,7 +26,7 @@ def save_figure(fig, path: str | Path) -> None:
         tmp = Path(d) / "fig.png"
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
         data = tmp.read_bytes()
-    _atomic(Path(path), lambda f: f.write(data), "wb")
+    atomic_write(Path(path), lambda f: f.write(data), "wb")
     _pyplot().close(fig)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, Sequence, Union
 
 from trustgen.errors import SchemaError
-from trustgen.io import atomic_write_text
+from trustgen.io import atomic_write_text, read_json
 
 Source = Literal["declared", "data-derived"]
 
@@ -242,14 +242,7 @@ def save_schema(schema: Schema, path: str | Path) -> None:
 
 def load_schema(path: str | Path) -> Schema:
     """Read a schema JSON file written by :func:`save_schema` or by hand."""
-    p = Path(path)
-    if not p.is_file():
-        raise SchemaError(f"schema file {str(p)!r} does not exist")
-    try:
-        d = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise SchemaError(f"schema file {str(p)!r} is not valid JSON: {e}") from e
-    return schema_from_dict(d)
+    return schema_from_dict(read_json(path, "schema file", SchemaError))
 
 
 def check_names(names: Sequence[str], schema: TabularSchema) -> None:
