@@ -24,9 +24,9 @@ from trustgen.data.loaders import load_data
 from trustgen.models import build_model
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.dp_sgd import PrivacyConfig, PrivateGradients, choose_mode
-from trustgen.run import encode_tensors
+from trustgen.pipeline import encode_tensors
 from trustgen.training import TrainConfig, Trainer
-from trustgen.training.trainer import resolve_device
+from trustgen.runtime import resolve_device
 
 
 def setup(family: str, dataset: str, mode: str | None, batch: int, device):

@@ -19,7 +19,7 @@ from quality import evaluate_digits, evaluate_table, split
 
 from trustgen.data.loaders import load_data
 from trustgen.privacy.dp_sgd import PrivacyConfig
-from trustgen.run import train
+from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 
 # Public settings (never tuned on a holdout): batch size and steps per dataset.

@@ -26,8 +26,9 @@ from sklearn.preprocessing import StandardScaler
 
 from trustgen.data.encoders import ImageData
 from trustgen.data.loaders import load_data
-from trustgen.run import train
+from trustgen.pipeline import train
 from trustgen.training import TrainConfig
+from trustgen.sampling import Sampler
 
 # Settings per (dataset, family): public choices, the same for every seed.
 STEPS = {
@@ -51,7 +52,7 @@ def logreg():
 
 
 def evaluate_digits(run, test: ImageData, seed: int) -> dict:
-    s = run.sample(2000, labels=np.arange(2000) % 10, seed=seed)
+    s = Sampler(run).sample(2000, labels=np.arange(2000) % 10, seed=seed)
     xs = s.data.x.reshape(2000, -1)
     clf = logreg().fit(xs, s.labels)
     acc = accuracy_score(test.y, clf.predict(test.x.reshape(len(test), -1)))
@@ -64,7 +65,7 @@ def evaluate_digits(run, test: ImageData, seed: int) -> dict:
 
 
 def evaluate_table(run, test, seed: int) -> dict:
-    s = run.sample(2000, seed=seed)
+    s = Sampler(run).sample(2000, seed=seed)
     label = run.schema.label
     xs, ys = s.data.drop(columns=[label]), s.data[label]
     classes = run.schema.classes

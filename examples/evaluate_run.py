@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from trustgen.cli import write_samples
+from trustgen.sampling.writers import write_samples
 from trustgen.data.loaders import load_data
 from trustgen.data.schema import save_schema
 from trustgen.evaluation.report import evaluate
-from trustgen.run import train
+from trustgen.pipeline import train
 from trustgen.training import TrainConfig
+from trustgen.sampling import Sampler
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data", default="breast_cancer", choices=["breast_cancer", "digits"])
@@ -55,7 +56,7 @@ options = {"hidden": 16, "width": 8} if args.smoke else {}
 run = train(str(out / f"train{suffix}"), "vae", TrainConfig(steps=steps, progress=not args.smoke),
             schema=out / "schema.json", model_options=options, out=out / "run")
 n = 200 if args.smoke else 1000
-write_samples(run.sample(n, seed=0), run, out / f"samples{suffix}")
+write_samples(Sampler(run).sample(n, seed=0), out / f"samples{suffix}", schema=run.schema)
 
 # 3. Evaluate against the training data (the default) and the holdout.
 report = evaluate(out / "run", out / f"samples{suffix}", holdout=out / f"holdout{suffix}", out=out / "report",

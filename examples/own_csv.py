@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema, save_schema
-from trustgen.run import Run, train
+from trustgen.pipeline import train
+from trustgen.run import Run
 from trustgen.training import TrainConfig
+from trustgen.sampling import Sampler
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--smoke", action="store_true", help="a few steps only (CI)")
@@ -38,5 +40,5 @@ save_schema(schema, work / "schema.json")
 
 train(work / "trial.csv", "vae", TrainConfig(steps=20 if args.smoke else 2000, progress=not args.smoke),
       schema=work / "schema.json", out=work / "run")
-synth = Run.load(work / "run").sample(1000, seed=0).data
+synth = Sampler(Run.load(work / "run")).sample(1000, seed=0).data
 print(synth.groupby("treated")["recovered"].apply(lambda s: (s == "yes").mean()).rename("recovery rate"))

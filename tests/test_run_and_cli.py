@@ -13,8 +13,10 @@ import pytest
 from trustgen.cli import main
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema, save_schema
 from trustgen.errors import RunError
-from trustgen.run import Run, train
+from trustgen.pipeline import train
+from trustgen.run import Run
 from trustgen.training import TrainConfig
+from trustgen.sampling import Sampler
 
 FAST = TrainConfig(steps=6, batch_size=32, progress=False)
 TINY = {"vae": {"hidden": 16, "width": 8}, "gan": {"hidden": 16, "width": 8},
@@ -28,25 +30,25 @@ def test_run_reloads_and_samples_identically(family, dataset, tmp_path):
     for f in ("run.json", "schema.json", "model.pt", "train_log.jsonl", "privacy.json", "checkpoint.pt"):
         assert (tmp_path / "run" / f).is_file(), f
     loaded = Run.load(tmp_path / "run")
-    a, b = run.sample(20, seed=3), loaded.sample(20, seed=3)
+    a, b = Sampler(run).sample(20, seed=3), Sampler(loaded).sample(20, seed=3)
     assert np.array_equal(a.labels, b.labels)
     if dataset == "digits":
         assert np.array_equal(a.data.x, b.data.x) and a.data.x.min() >= 0 and a.data.x.max() <= 16
     else:
         pd.testing.assert_frame_equal(a.data, b.data)
         assert list(a.data.columns) == [c.name for c in run.schema.columns]
-    assert not np.array_equal(run.sample(20, seed=4).encoded.numpy(), a.encoded.numpy())
+    assert not np.array_equal(Sampler(run).sample(20, seed=4).encoded.numpy(), a.encoded.numpy())
     assert loaded.privacy is not None and not loaded.privacy.is_private
 
 
 def test_sampler_labels_by_name_index_and_prior(tmp_path):
     run = train("breast_cancer", "vae", FAST, model_options=TINY["vae"])
-    assert set(run.sample(10, labels="benign", seed=0).data["diagnosis"]) == {"benign"}
-    assert set(run.sample(10, labels=0, seed=0).data["diagnosis"]) == {"malignant"}
-    prior = run.sample(4000, seed=0).labels.mean()
+    assert set(Sampler(run).sample(10, labels="benign", seed=0).data["diagnosis"]) == {"benign"}
+    assert set(Sampler(run).sample(10, labels=0, seed=0).data["diagnosis"]) == {"malignant"}
+    prior = Sampler(run).sample(4000, seed=0).labels.mean()
     assert abs(prior - run.label_prior[1]) < 0.03  # 4000 draws: sd 0.0076, so ~4 sd
     with pytest.raises(Exception, match="unknown label"):
-        run.sample(3, labels="unknown")
+        Sampler(run).sample(3, labels="unknown")
 
 
 def test_incomplete_run_directory_is_a_clear_error(tmp_path):

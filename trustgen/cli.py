@@ -51,10 +51,9 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from trustgen.run import train
-    from trustgen.training import TrainConfig
-
+    from trustgen.pipeline import train
     from trustgen.privacy.dp_sgd import PrivacyConfig
+    from trustgen.training import TrainConfig
 
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       device=args.device, seed=args.seed, checkpoint_every=args.checkpoint_every,
@@ -74,9 +73,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             import torch.distributed as dist
 
             dist.destroy_process_group()
-    from trustgen.training.trainer import dist_info
+    from trustgen.runtime import is_main_process
 
-    if dist_info()[0] > 0:
+    if not is_main_process():
         return 0
     last = run.history[-1] if run.history else {}
     eps = run.privacy.epsilon if run.privacy is not None else float("inf")
@@ -140,46 +139,32 @@ def cmd_privacy(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_samples(batch, run, out: Path) -> None:
-    """Write a SampleBatch as .csv (tables), .npz or .png (images) atomically."""
-    from trustgen.data.encoders import ImageData
-    from trustgen.io import atomic_write, atomic_write_text
-    from trustgen.plots import image_grid, marginals, save_figure
+def sampler_config(args: argparse.Namespace, defaults: dict):
+    """The run's sampling defaults overridden by the sampling flags given."""
+    from trustgen.sampling.config import SamplerConfig
 
-    suffix = out.suffix.lower()
-    if isinstance(batch.data, ImageData):
-        if suffix == ".npz":
-            arrays = {"x": batch.data.x.astype(np.float32)}
-            if batch.labels is not None:
-                arrays["y"] = batch.labels.astype(np.int64)
-            atomic_write(out, lambda f: np.savez(f, **arrays), "wb")
-        elif suffix == ".png":
-            s = run.schema
-            save_figure(image_grid(batch.data.x, batch.labels, s.classes, low=s.low, high=s.high,
-                                   title=f"{run.family} samples"), out)
-        else:
-            raise _Fail(f"image samples are written as .npz or .png, not {suffix or 'no extension'!r}")
-    else:
-        if suffix == ".csv":
-            atomic_write_text(out, batch.data.to_csv(index=False))
-        elif suffix == ".png":
-            from trustgen.data.loaders import load_data
-
-            real, _ = load_data(run.data_name, run.schema) if run.data_name not in ("", "in-memory") else (batch.data, None)
-            save_figure(marginals(real, batch.data, list(batch.data.columns)), out)
-        else:
-            raise _Fail(f"tabular samples are written as .csv or .png, not {suffix or 'no extension'!r}")
+    flags = {"kind": args.sampler, "steps": args.sample_steps, "eta": args.eta, "guidance": args.guidance}
+    settings = {**defaults, **{k: v for k, v in flags.items() if v is not None}}
+    if args.deterministic:
+        settings["deterministic"] = True
+    return SamplerConfig.from_dict(settings)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from trustgen.run import Run
+    from trustgen.sampling.sampler import Sampler
+    from trustgen.sampling.writers import check_out_path, write_samples
 
-    out = Path(args.out)
-    if out.suffix.lower() not in (".csv", ".npz", ".png"):
-        raise _Fail(f"--out must end in .csv, .npz or .png, got {args.out!r}")
+    check_out_path(args.out)
     run = Run.load(args.run, device=args.device)
-    batch = run.sample(args.n, labels=args.label, seed=args.seed)
-    write_samples(batch, run, out)
+    out = check_out_path(args.out, run.schema.kind)
+    batch = Sampler(run, config=sampler_config(args, run.sampling)).sample(args.n, labels=args.label, seed=args.seed)
+    reference = None
+    if out.suffix.lower() == ".png" and run.schema.kind == "tabular" and run.data_name not in ("", "in-memory"):
+        from trustgen.data.loaders import load_data
+
+        reference, _ = load_data(run.data_name, run.schema)
+    write_samples(batch, out, schema=run.schema, title=f"{run.family} samples", reference=reference)
     counts = {} if batch.labels is None else {str(k): int(v) for k, v in zip(*np.unique(batch.labels, return_counts=True))}
     _emit(args, {"out": str(out), "n": args.n, "seed": args.seed, "label_counts": counts},
           f"wrote {args.n} samples to {out}")
@@ -253,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", required=True, help=".csv (tables), .npz or .png")
+    s.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: reverse process (default: the run's, ddim)")
+    s.add_argument("--sample-steps", type=int, help="diffusion: DDIM steps (default: the run's, 50)")
+    s.add_argument("--eta", type=float, help="diffusion: DDIM stochasticity in [0, 1] (default 0)")
+    s.add_argument("--guidance", type=float, help="diffusion: classifier-free guidance scale "
+                                                   "(default: 2 for images, 1 for tables)")
+    s.add_argument("--deterministic", action="store_true",
+                   help="decode without randomness after the latent noise (no decoder noise, DDIM eta 0)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_sample)
 

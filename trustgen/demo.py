@@ -17,8 +17,9 @@ from trustgen.data.encoders import ImageData
 from trustgen.data.loaders import load_data
 from trustgen.io import atomic_write_text
 from trustgen.plots import image_grid, save_figure
-from trustgen.run import train
+from trustgen.pipeline import train
 from trustgen.training import TrainConfig
+from trustgen.sampling import Sampler
 
 DEMO_STEPS, SMOKE_STEPS = 3000, 30
 
@@ -35,10 +36,10 @@ def run_demo(out: Path, *, smoke: bool = False, seed: int = 0, device: str = "au
     steps = SMOKE_STEPS if smoke else DEMO_STEPS
     cfg = TrainConfig(steps=steps, batch_size=128, seed=seed, device=device, progress=progress, checkpoint_every=500)
     run = train(train_data, "vae", cfg, schema=schema, out=out / "run")
-    grid = run.sample(100, labels=np.repeat(np.arange(10), 10), seed=seed)
+    grid = Sampler(run).sample(100, labels=np.repeat(np.arange(10), 10), seed=seed)
     save_figure(image_grid(grid.data.x, grid.labels, schema.classes, low=schema.low, high=schema.high,
                            title=f"trustgen demo: conditional VAE on digits, {steps} steps"), out / "samples.png")
-    synth = run.sample(2000, labels=np.arange(2000) % 10, seed=seed + 1)
+    synth = Sampler(run).sample(2000, labels=np.arange(2000) % 10, seed=seed + 1)
     clf = LogisticRegression(max_iter=2000).fit(synth.data.x.reshape(2000, -1) / 16.0, synth.labels)
     acc = float(np.mean(clf.predict(test.x.reshape(len(test), -1) / 16.0) == test.y))
     summary = {

@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trustgen.cli import main, write_samples
+from trustgen.cli import main
+from trustgen.sampling import Sampler
+from trustgen.sampling.writers import write_samples
 from trustgen.data.loaders import load_data
 from trustgen.data.encoders import ImageData
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema, save_schema
-from trustgen.run import train
+from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 
 FAST = TrainConfig(steps=8, batch_size=32, progress=False)
@@ -42,7 +44,7 @@ def tabular(tmp_path_factory) -> dict:
     _table(160, 0).to_csv(d / "train.csv", index=False)
     _table(80, 1).to_csv(d / "holdout.csv", index=False)
     run = train(str(d / "train.csv"), "vae", FAST, schema=d / "schema.json", model_options=TINY, out=d / "run")
-    write_samples(run.sample(200, seed=0), run, d / "samples.csv")
+    write_samples(Sampler(run).sample(200, seed=0), d / "samples.csv", schema=run.schema)
     return {"dir": d, "run": d / "run", "samples": d / "samples.csv", "holdout": d / "holdout.csv",
             "train": d / "train.csv"}
 
@@ -56,7 +58,7 @@ def images(tmp_path_factory) -> dict:
     np.savez(d / "train.npz", x=data.x[:200], y=data.y[:200])
     np.savez(d / "holdout.npz", x=data.x[200:300], y=data.y[200:300])
     run = train(str(d / "train.npz"), "vae", FAST, schema=d / "schema.json", model_options=TINY, out=d / "run")
-    write_samples(run.sample(200, labels=np.arange(200) % 10, seed=0), run, d / "samples.npz")
+    write_samples(Sampler(run).sample(200, labels=np.arange(200) % 10, seed=0), d / "samples.npz", schema=run.schema)
     return {"dir": d, "run": d / "run", "samples": d / "samples.npz", "holdout": d / "holdout.npz"}
 
 
@@ -224,6 +226,7 @@ def test_bad_options_exit_2(tabular, tmp_path, capsys, extra, message):
 def test_sensitive_on_images_and_in_memory_runs_raise(images, tmp_path):
     from trustgen.errors import ConfigError, DataError
     from trustgen.evaluation.report import evaluate
+    from trustgen.sampling import Sampler
 
     with pytest.raises(ConfigError, match="tabular"):
         evaluate(images["run"], images["samples"], sensitive="label")

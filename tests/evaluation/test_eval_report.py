@@ -11,8 +11,9 @@ import pytest
 
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
 from trustgen.evaluation.report import PRIVATE_NOTICE, _plain, evaluate, render_html
-from trustgen.run import train
+from trustgen.pipeline import train
 from trustgen.training import TrainConfig
+from trustgen.sampling import Sampler
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def run_and_data():
                             CategoricalColumn("label", ("a", "b"))], label="label")
     run = train(df.iloc[:80], "vae", TrainConfig(steps=8, batch_size=32, progress=False), schema=schema,
                 model_options={"hidden": 16})
-    samples = run.sample(100, seed=0).data
+    samples = Sampler(run).sample(100, seed=0).data
     return run, df.iloc[:80].reset_index(drop=True), df.iloc[80:].reset_index(drop=True), samples
 
 

@@ -8,6 +8,7 @@ import torch
 from trustgen.errors import ConfigError
 from trustgen.models import FAMILIES, build_model
 from trustgen.models.nets import DataSpec
+from trustgen.sampling.config import SamplerConfig
 
 TAB = DataSpec("tabular", 6, 3, (("numeric", 0, 1), ("categorical", 1, 3), ("numeric", 4, 1), ("numeric", 5, 1)))
 TAB_UNCOND = DataSpec("tabular", 2, 0, (("numeric", 0, 1), ("numeric", 1, 1)))
@@ -15,7 +16,8 @@ IMG = DataSpec("image", 64, 10, (), (1, 8, 8))
 IMG_RGB = DataSpec("image", 3 * 12 * 12, 2, (), (3, 12, 12))
 SPECS = {"tab": TAB, "tab_uncond": TAB_UNCOND, "img": IMG, "img_rgb": IMG_RGB}
 SMALL = {"vae": {"hidden": 32, "width": 8}, "gan": {"hidden": 32, "width": 8, "invert_steps": 50},
-         "diffusion": {"hidden": 32, "width": 8, "sample_steps": 5}}
+         "diffusion": {"hidden": 32, "width": 8}}
+FAST = SamplerConfig(steps=5)  # diffusion: 5 DDIM steps (the other families ignore it)
 
 
 def batch(spec: DataSpec, n: int, seed: int = 0):
@@ -94,12 +96,12 @@ def test_sample_generate_invert_shapes_and_seeding(family, spec_name, device):
     spec = SPECS[spec_name]
     m = model(family, spec, device).eval()
     y = torch.arange(5, device=device) % spec.n_classes if spec.n_classes else None
-    a = m.sample(5, cond=y, generator=torch.Generator().manual_seed(7))
-    b = m.sample(5, cond=y, generator=torch.Generator().manual_seed(7))
+    a = m.sample(5, cond=y, generator=torch.Generator().manual_seed(7), sampler=FAST)
+    b = m.sample(5, cond=y, generator=torch.Generator().manual_seed(7), sampler=FAST)
     shape = (5, spec.dim) if spec.kind == "tabular" else (5, *spec.shape)
     assert a.shape == shape and torch.equal(a, b)
     assert a.min() >= -1 - 1e-5 and a.max() <= 1 + 1e-5
-    z = m.invert(a, y)
+    z = m.invert(a, y, sampler=FAST)
     assert z.shape == (5, *m.noise_shape()) and torch.isfinite(z).all()
 
 
@@ -120,15 +122,16 @@ class GaussianOracleDenoiser(torch.nn.Module):
 def test_diffusion_ddim_inversion_reconstructs():
     """With an exact denoiser (Gaussian data), DDIM inversion then unclipped DDIM sampling
     returns the starting data: the inversion is the sampler run backwards."""
-    m = build_model("diffusion", TAB_UNCOND, {"hidden": 8, "sample_steps": 100}).eval()
+    m = build_model("diffusion", TAB_UNCOND, {"hidden": 8}).eval()
     m.denoiser = GaussianOracleDenoiser(m.config.timesteps)
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0)) * 0.5
-    z = m.invert(x)
+    s100, s400 = SamplerConfig(steps=100, clip=False), SamplerConfig(steps=400, clip=False)
+    z = m.invert(x, sampler=s100)
     assert 0.7 < z.std() < 1.3  # data mapped to (approximately) standard normal noise
-    err100 = (m.ddim(z, clip=False) - x).abs().max()
+    err100 = (m.generate(z, sampler=s100) - x).abs().max()
     assert err100 < 0.04
     # The inversion is first-order: its error falls roughly as 1/steps (measured 0.062, 0.031, 0.016).
-    err400 = (m.ddim(m.invert(x, steps=400), clip=False, steps=400) - x).abs().max()
+    err400 = (m.generate(m.invert(x, sampler=s400), sampler=s400) - x).abs().max()
     assert err400 < 0.4 * err100
 
 

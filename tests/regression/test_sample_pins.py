@@ -24,8 +24,10 @@ sys.path.insert(0, str(HERE))
 
 from pin_cases import CASES, N_SAMPLES, SAMPLE_SEED, case_data  # noqa: E402
 
-from trustgen.run import Run, train  # noqa: E402
+from trustgen.pipeline import train
+from trustgen.run import Run  # noqa: E402
 from trustgen.training import TrainConfig  # noqa: E402
+from trustgen.sampling import Sampler
 
 PINS = np.load(HERE / "pins.npz")
 TOL = 1e-5
@@ -40,7 +42,7 @@ def check(name: str, batch) -> None:
 @pytest.mark.parametrize("name", CASES)
 def test_old_run_directory_loads_and_samples_as_pinned(name):
     run = Run.load(HERE / "runs" / name, device="cpu")
-    check(name, run.sample(N_SAMPLES, seed=SAMPLE_SEED))
+    check(name, Sampler(run).sample(N_SAMPLES, seed=SAMPLE_SEED))
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -49,4 +51,4 @@ def test_training_from_the_seed_reproduces_the_pinned_samples(name):
     data, schema = case_data(kind)
     cfg = TrainConfig(steps=3, batch_size=16, seed=0, device="cpu", progress=False, log_every=1)
     run = train(data, family, cfg, schema=schema, model_options=options)
-    check(name, run.sample(N_SAMPLES, seed=SAMPLE_SEED))
+    check(name, Sampler(run).sample(N_SAMPLES, seed=SAMPLE_SEED))

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 from trustgen.privacy.dp_sgd import PrivacyConfig
-from trustgen.run import train
+from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 
 dist.init_process_group("gloo")

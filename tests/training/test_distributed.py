@@ -53,7 +53,8 @@ def test_torchrun_two_process_dp_training(tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     from trustgen.privacy.dp_sgd import PrivacyConfig
-    from trustgen.run import Run, train
+    from trustgen.pipeline import train
+    from trustgen.run import Run
     from trustgen.training import TrainConfig
 
     single = train("breast_cancer", "vae", TrainConfig(steps=6, batch_size=32, progress=False),

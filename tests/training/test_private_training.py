@@ -12,7 +12,8 @@ from toy import fresh, toy_data
 from trustgen.cli import main
 from trustgen.errors import ConfigError, PrivacyError
 from trustgen.privacy.dp_sgd import PrivacyConfig
-from trustgen.run import Run, train
+from trustgen.pipeline import train
+from trustgen.run import Run
 from trustgen.training import TrainConfig, Trainer
 
 
@@ -71,9 +72,9 @@ def test_gan_generator_update_ignores_real_records_when_discriminator_is_fixed()
     for x in (x1, x2):
         m = fresh("gan", r1_gamma=0.0)
         t = Trainer(m, TrainConfig(steps=1, batch_size=50, seed=0, progress=False),
-                    privacy=PrivacyConfig(epsilon=5.0, delta=1e-3, secret_seed=5))
-        t._optimizers = lambda: {"discriminator": torch.optim.SGD(m.discriminator.parameters(), lr=0.0),
-                                 "generator": torch.optim.Adam(m.generator.parameters(), lr=1e-2)}
+                    privacy=PrivacyConfig(epsilon=5.0, delta=1e-3, secret_seed=5),
+                    optimizers=lambda m: {"discriminator": torch.optim.SGD(m.discriminator.parameters(), lr=0.0),
+                                          "generator": torch.optim.Adam(m.generator.parameters(), lr=1e-2)})
         d_before = copy.deepcopy(m.discriminator.state_dict())
         t.fit(x, y)
         assert all(torch.equal(a, b) for a, b in zip(d_before.values(), m.discriminator.state_dict().values()))

@@ -18,7 +18,7 @@ from trustgen.data.schema import CategoricalColumn, ImageSchema, NumericColumn, 
 from trustgen.errors import ConfigError
 
 
-def _round_up(v: float) -> float:
+def round_up_bound(v: float) -> float:
     """Round ``v`` up to two significant digits, so a bound is a public round number."""
     if v <= 0:
         return 0.0
@@ -49,7 +49,7 @@ def load_breast_cancer() -> tuple[Data, Schema]:
     published = [float(m) for m in re.findall(r":\s+[\d.]+\s+([\d.]+)\s*$", d.DESCR, re.M)]
     if len(published) != 30:  # the DESCR format changed: refuse rather than guess
         raise RuntimeError("could not read the published feature ranges of breast_cancer")
-    cols = [NumericColumn(n, 0.0, _round_up(1.1 * hi)) for n, hi in zip(d.feature_names, published)]
+    cols = [NumericColumn(n, 0.0, round_up_bound(1.1 * hi)) for n, hi in zip(d.feature_names, published)]
     cols.append(CategoricalColumn("diagnosis", ("malignant", "benign")))
     df = pd.DataFrame(d.data, columns=list(d.feature_names))
     df["diagnosis"] = [("malignant", "benign")[t] for t in d.target]

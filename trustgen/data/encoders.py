@@ -76,6 +76,8 @@ def _check_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
 class TabularEncoder:
     """Encode a DataFrame to ``(x float64 [N, D], y int64 [N] or None)`` and back."""
 
+    kind = "tabular"
+
     def __init__(self, schema: TabularSchema) -> None:
         self.schema = schema
         blocks, start = [], 0
@@ -173,6 +175,8 @@ class TabularEncoder:
 
 class ImageEncoder:
     """Encode :class:`ImageData` to ``x in [-1, 1]`` (N x C x H x W float64) and back."""
+
+    kind = "image"
 
     def __init__(self, schema: ImageSchema) -> None:
         self.schema = schema

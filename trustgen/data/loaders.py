@@ -74,7 +74,7 @@ def infer_schema(data: Data, label: str | None = None, max_categories: int = 20)
     private: review the draft, replace bounds with public knowledge, and set ``source`` to
     ``"declared"`` once you have. Training with a data-derived schema records a caveat.
     """
-    from trustgen.data.datasets import _round_up
+    from trustgen.data.datasets import round_up_bound
     from trustgen.data.schema import CategoricalColumn, NumericColumn
 
     if isinstance(data, ImageData):
@@ -101,8 +101,8 @@ def infer_schema(data: Data, label: str | None = None, max_categories: int = 20)
             cols.append(CategoricalColumn(name, tuple(str(c) if not isinstance(c, (int, str)) else c for c in cats)))
         else:
             lo, hi = float(col.min()), float(col.max())
-            lo = 0.0 if lo >= 0 else -_round_up(-lo)
-            hi = _round_up(hi) if hi > 0 else 0.0
+            lo = 0.0 if lo >= 0 else -round_up_bound(-lo)
+            hi = round_up_bound(hi) if hi > 0 else 0.0
             if hi <= lo:
                 hi = lo + 1.0
             cols.append(NumericColumn(name, lo, hi, integer=pd.api.types.is_integer_dtype(col)))

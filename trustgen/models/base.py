@@ -9,6 +9,14 @@ A model is an ``nn.Module`` that owns no loop, no device choice and no privacy m
   draws ``z``, ``generate(z, y)`` maps it to encoded data, ``invert(x, y)`` maps data back to a
   latent (VAE encoder, DDIM inversion, GAN inversion by optimisation). Watermarks and
   conditioning act on ``z``; constraints act on the output.
+* ``generate(z, y, hard=False)`` is a soft decoding, differentiable from output to ``z``
+  (category probabilities instead of one-hot codes): guidance, projection and counterfactual
+  search need that gradient. ``generate`` and ``invert`` never disable autograd; ``sample``
+  does, and decodes hard.
+* How to sample (DDIM or DDPM, steps, guidance, a deterministic decode) is a
+  :class:`~trustgen.sampling.config.SamplerConfig` chosen at sampling time, not a model option.
+* A model says what it cannot do under DP (:meth:`private_training_issues`) and which of
+  its options DP training changes (``Config.private_defaults``); the trainer checks no names.
 * Randomness only comes from an explicit ``torch.Generator``.
 """
 
@@ -23,6 +31,7 @@ from torch import nn
 
 from trustgen.errors import ConfigError
 from trustgen.models.nets import DataSpec, one_hot
+from trustgen.sampling.config import SamplerConfig
 
 
 def randn(shape: tuple, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
@@ -68,13 +77,26 @@ class GenerativeModel(nn.Module, abc.ABC):
         """Shape of one sample's latent noise ``z``."""
 
     @abc.abstractmethod
-    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, *,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """Map latent noise (and labels) to encoded samples."""
+    def generate(self, z: torch.Tensor, y: torch.Tensor | None = None, *, hard: bool = True,
+                 generator: torch.Generator | None = None, sampler: SamplerConfig | None = None,
+                 step_hooks: tuple = ()) -> torch.Tensor:
+        """Map latent noise (and labels) to encoded samples.
+
+        Args:
+            hard: one-hot categories and in-domain values (what is released); ``False`` gives
+                the soft, differentiable decoding.
+            generator: randomness after ``z`` (decoder noise, DDPM); ignored when
+                ``sampler.deterministic``.
+            sampler: how to sample (None: :class:`SamplerConfig` defaults).
+            step_hooks: callables applied at every step of a reverse process (families
+                without one raise if given any).
+        """
 
     @abc.abstractmethod
-    def invert(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Map encoded samples back to a latent ``z`` with ``generate(z, y) ~= x``."""
+    def invert(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
+               sampler: SamplerConfig | None = None) -> torch.Tensor:
+        """Map encoded samples back to a latent ``z`` with ``generate(z, y, sampler=sampler) ~= x``
+        (differentiable for the VAE and diffusion; the GAN optimises ``z``)."""
 
     # -- shared behaviour ---------------------------------------------------------------
     @property
@@ -87,10 +109,20 @@ class GenerativeModel(nn.Module, abc.ABC):
 
     @torch.no_grad()
     def sample(self, n: int, *, cond: torch.Tensor | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, sampler: SamplerConfig | None = None) -> torch.Tensor:
         """Draw ``n`` encoded samples, conditioned on labels ``cond`` (``[n]`` ints) if given."""
         z = self.sample_noise(n, generator)
-        return self.generate(z, cond, generator=generator)
+        return self.generate(z, cond, generator=generator, sampler=sampler)
+
+    def no_step_hooks(self, step_hooks: tuple) -> None:
+        """Raise for per-step hooks on a family that has no reverse process to act on."""
+        if step_hooks:
+            raise ConfigError(f"per-step hooks act on a reverse process; a {self.family} model has none "
+                              "(use them with diffusion, or use a noise or output hook)")
+
+    def private_training_issues(self) -> list[str]:
+        """Why this model, as configured, cannot be trained with DP-SGD (empty: it can)."""
+        return []
 
     def label_vector(self, y: torch.Tensor | None, batch: int, like: torch.Tensor) -> torch.Tensor:
         if y is not None and self.spec.n_classes == 0:
@@ -114,12 +146,14 @@ class GenerativeModel(nn.Module, abc.ABC):
         return asdict(self.config)
 
 
-def make_config(config_cls: type, spec: DataSpec, overrides: dict | None) -> Any:
-    """Build a family's config from its defaults for this kind of data plus user overrides."""
+def make_config(config_cls: type, spec: DataSpec, overrides: dict | None, *, private: bool = False) -> Any:
+    """Build a family's config: its defaults for this kind of data, then (under DP) its
+    ``private_defaults``, then the user's overrides."""
     overrides = dict(overrides or {})
     names = {f.name for f in fields(config_cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
         raise ConfigError(f"unknown {config_cls.__name__} options {unknown} (known: {sorted(names)})")
     base = config_cls.defaults_for(spec) if hasattr(config_cls, "defaults_for") else config_cls()
-    return type(base)(**{**asdict(base), **overrides})
+    dp = dict(getattr(config_cls, "private_defaults", {})) if private else {}
+    return type(base)(**{**asdict(base), **dp, **overrides})

@@ -1,5 +1,5 @@
-"""Denoising diffusion (DDPM training, epsilon prediction) with DDPM and DDIM samplers and
-DDIM inversion.
+"""Denoising diffusion (DDPM training, epsilon prediction); sampling by DDIM or DDPM and
+DDIM inversion, with the steps taken from :mod:`trustgen.sampling.schedulers`.
 
 Categorical columns are diffused as one-hot vectors rescaled to {-1, +1} (Gaussian diffusion
 on one-hot codes) and decoded by argmax. Labels are dropped with probability
@@ -9,22 +9,29 @@ on one-hot codes) and decoded by argmax. Labels are dropped with probability
 returning it: the per-example loss (and so the clipped gradient under DP) has lower variance
 at no privacy cost, because it is still one example's loss.
 
-The reverse process lives here rather than in ``trustgen.sampling`` because ``sample`` and
-``invert`` are part of the model contract and models import nothing from later stages.
+The loop over steps lives here because ``generate`` and ``invert`` are part of the model
+contract; the step maths are pure functions of the sampling stage's leaf module
+:mod:`trustgen.sampling.schedulers`, shared with anyone who writes their own loop, and
+per-step hooks see each state (:class:`trustgen.sampling.schedulers.StepState`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trustgen.models.backbones import build_backbone
 from trustgen.models.base import GenerativeModel, rand, randint, randn
-from trustgen.models.nets import DataSpec, ResConvBlock, ResMLPBlock, down_levels, groups_for, timestep_embedding
+from trustgen.models.nets import DataSpec
+from trustgen.sampling.config import SamplerConfig
+from trustgen.sampling.schedulers import (
+    StepState, classifier_free_guidance, ddim_inversion_step, ddim_step, ddpm_step, timestep_schedule,
+)
 
 
 @dataclass
@@ -36,13 +43,15 @@ class DiffusionConfig:
     time_dim: int = 64
     noise_multiplicity: int = 1
     label_dropout: float = 0.1
-    guidance: float = 1.0
-    sampler: Literal["ddim", "ddpm"] = "ddim"
-    sample_steps: int = 50
+    denoiser_net: str = "mlp"
+
+    # Options of runs written before sampling became a stage, and the SamplerConfig field each
+    # now sets: given at training they become the run's sampling defaults, and old runs load.
+    sampling_options: ClassVar[dict] = {"sampler": "kind", "sample_steps": "steps", "guidance": "guidance"}
 
     @classmethod
     def defaults_for(cls, spec: DataSpec) -> "DiffusionConfig":
-        return cls(width=32, guidance=2.0) if spec.kind == "image" else cls()
+        return cls(width=32, denoiser_net="unet") if spec.kind == "image" else cls()
 
 
 def alpha_bar(t: torch.Tensor, timesteps: int) -> torch.Tensor:
@@ -53,59 +62,6 @@ def alpha_bar(t: torch.Tensor, timesteps: int) -> torch.Tensor:
     return ab.clamp(1e-5, 1.0).float()
 
 
-class MLPDenoiser(nn.Module):
-    def __init__(self, spec: DataSpec, c: DiffusionConfig) -> None:
-        super().__init__()
-        self.time_dim = c.time_dim
-        self.inp = nn.Linear(spec.dim, c.hidden)
-        self.cond = nn.Linear(c.time_dim + spec.n_classes, c.hidden)
-        self.blocks = nn.ModuleList(ResMLPBlock(c.hidden, c.hidden) for _ in range(c.depth))
-        self.out = nn.Linear(c.hidden, spec.dim)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:
-        # Works on [B, d] and on [B, K, d] (K noise draws of one example on a sequence axis).
-        temb = timestep_embedding(t.flatten(), self.time_dim).view(*t.shape, self.time_dim).to(x)
-        c = F.silu(self.cond(torch.cat([temb, y1h], -1)))
-        h = self.inp(x)
-        for blk in self.blocks:
-            h = blk(h, c)
-        return self.out(F.silu(h))
-
-
-class UNetDenoiser(nn.Module):
-    """A small UNet (GroupNorm residual blocks, one or two resolutions down)."""
-
-    def __init__(self, spec: DataSpec, c: DiffusionConfig) -> None:
-        super().__init__()
-        ch, h, w = spec.shape
-        self.time_dim = c.time_dim
-        cd, wd = c.width * 2, c.width
-        self.cond = nn.Linear(c.time_dim + spec.n_classes, cd)
-        self.inc = nn.Conv2d(ch, wd, 3, 1, 1)
-        levels = down_levels(h, w)
-        chans = [wd * min(2 ** i, 2) for i in range(levels + 1)]
-        self.down_blocks = nn.ModuleList(ResConvBlock(chans[i], chans[i], cd) for i in range(levels))
-        self.downs = nn.ModuleList(nn.Conv2d(chans[i], chans[i + 1], 4, 2, 1) for i in range(levels))
-        self.mid1 = ResConvBlock(chans[-1], chans[-1], cd)
-        self.mid2 = ResConvBlock(chans[-1], chans[-1], cd)
-        self.ups = nn.ModuleList(nn.Conv2d(chans[i + 1], chans[i], 3, 1, 1) for i in range(levels))
-        self.up_blocks = nn.ModuleList(ResConvBlock(2 * chans[i], chans[i], cd) for i in range(levels))
-        self.out_norm = nn.GroupNorm(groups_for(wd), wd)
-        self.out = nn.Conv2d(wd, ch, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:
-        c = F.silu(self.cond(torch.cat([timestep_embedding(t, self.time_dim).to(x), y1h], 1)))
-        h = self.inc(x)
-        skips = []
-        for blk, down in zip(self.down_blocks, self.downs):
-            h = blk(h, c)
-            skips.append(h)
-            h = down(h)
-        h = self.mid2(self.mid1(h, c), c)
-        for i in reversed(range(len(self.ups))):
-            h = self.ups[i](F.interpolate(h, scale_factor=2, mode="nearest"))
-            h = self.up_blocks[i](torch.cat([h, skips[i]], 1), c)
-        return self.out(F.silu(self.out_norm(h)))
 
 
 class Diffusion(GenerativeModel):
@@ -122,7 +78,7 @@ class Diffusion(GenerativeModel):
 
     def __init__(self, spec: DataSpec, config: DiffusionConfig) -> None:
         super().__init__(spec, config)
-        self.denoiser = UNetDenoiser(spec, config) if spec.kind == "image" else MLPDenoiser(spec, config)
+        self.denoiser = build_backbone("diffusion.denoiser", config.denoiser_net, spec, config)
         # Categorical dims are diffused in {-1, +1}; a plain attribute, not a buffer, keeps
         # the module free of state Opacus would have to handle.
         mask = torch.zeros(spec.dim, dtype=torch.bool)
@@ -139,17 +95,16 @@ class Diffusion(GenerativeModel):
             return x
         return torch.where(self._cat_mask.to(x.device), 2.0 * x - 1.0, x)
 
-    def _from_model(self, x: torch.Tensor) -> torch.Tensor:
+    def _from_model(self, x: torch.Tensor, hard: bool = True) -> torch.Tensor:
+        """Back to the encoder's space: categories by argmax (hard) or by undoing the {-1, +1}
+        rescaling (soft: differentiable, values near 0/1 rather than exact one-hot codes)."""
         if self.spec.kind == "image" or not self._cat_mask.any():
             return x
-        out = x.clone()
-        for kind, start, size in self.spec.blocks:
-            if kind == "categorical":
-                out[:, start:start + size] = F.one_hot(x[:, start:start + size].argmax(1), size).to(x)
-        return out
-
-    def _bcast(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return v.view(-1, *([1] * (x.dim() - 1)))
+        if not hard:
+            return torch.where(self._cat_mask.to(x.device), (x + 1.0) / 2.0, x)
+        parts = [F.one_hot(x[:, s:s + k].argmax(1), k).to(x) if kind == "categorical" else x[:, s:s + k]
+                 for kind, s, k in self.spec.blocks]
+        return torch.cat(parts, 1)
 
     def loss(self, x, y=None, *, generator=None):
         """Per-example loss, averaged over K = ``noise_multiplicity`` draws of (t, noise).
@@ -181,86 +136,60 @@ class Diffusion(GenerativeModel):
     def private_rows_per_example(self) -> int:
         return self.config.noise_multiplicity if self.spec.kind == "image" else 1
 
-    def predict_noise(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        """Noise prediction with classifier-free guidance ``eps_u + w (eps_c - eps_u)``."""
+    def predict_noise(self, xt: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None,
+                      guidance: float = 1.0) -> torch.Tensor:
+        """Noise prediction, with classifier-free guidance of scale ``guidance`` when labels are given."""
         n = xt.shape[0]
         y1h = self.label_vector(y, n, xt)
-        w = self.config.guidance
-        if y is None or w == 1.0:
+        if y is None or guidance == 1.0:
             return self.denoiser(xt, t, y1h)
         eps = self.denoiser(torch.cat([xt, xt]), torch.cat([t, t]), torch.cat([y1h, torch.zeros_like(y1h)]))
         eps_c, eps_u = eps.chunk(2)
-        return eps_u + w * (eps_c - eps_u)
+        return classifier_free_guidance(eps_c, eps_u, guidance)
 
-    def _schedule(self, steps: int) -> list[int]:
-        steps = max(1, min(steps, self.config.timesteps))
-        ts = torch.linspace(self.config.timesteps - 1, 0, steps).round().long().unique_consecutive()
-        return ts.tolist()
+    def _alpha_bar(self, t: int) -> float:
+        return alpha_bar(torch.tensor([t]), self.config.timesteps).item() if t >= 0 else 1.0
 
-    @torch.no_grad()
-    def generate(self, z, y=None, *, generator=None):
-        """From noise ``z = x_T``: DDIM (deterministic, ``sample_steps``) by default, or DDPM
-        ancestral sampling over all timesteps (``sampler="ddpm"``, needs ``generator``)."""
-        if self.config.sampler == "ddpm":
-            return self._from_model(self.ddpm(z, y, generator))
-        return self._from_model(self.ddim(z, y, eta=0.0, generator=generator))
+    def _sampler(self, sampler: SamplerConfig | None) -> SamplerConfig:
+        return (sampler or SamplerConfig()).resolved(self.spec.kind)
 
-    def ddim(self, z: torch.Tensor, y: torch.Tensor | None = None, *, steps: int | None = None,
-             eta: float = 0.0, generator: torch.Generator | None = None, clip: bool = True) -> torch.Tensor:
-        """DDIM sampling from ``x_T = z``. ``clip`` bounds each x0 estimate to [-1, 1] (better
-        samples); pass ``clip=False`` where exact invertibility matters (inversion round trips)."""
-        T = self.config.timesteps
-        ts = self._schedule(steps or self.config.sample_steps)
+    def generate(self, z, y=None, *, hard=True, generator=None, sampler=None, step_hooks=()):
+        """From noise ``z = x_T``: DDIM (``sampler.steps``, ``eta``) or DDPM ancestral sampling
+        over all timesteps (``sampler.kind == "ddpm"``, needs ``generator``). Each step's
+        output passes through ``step_hooks`` in order. Differentiable in ``z``."""
+        cfg = self._sampler(sampler)
+        if cfg.kind == "ddpm":
+            ts = list(range(self.config.timesteps - 1, -1, -1))
+        else:
+            ts = timestep_schedule(self.config.timesteps, cfg.steps)
         x = z
         for i, t in enumerate(ts):
             t_prev = ts[i + 1] if i + 1 < len(ts) else -1
             tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-            ab = alpha_bar(torch.tensor([t]), T).item()
-            ab_prev = alpha_bar(torch.tensor([t_prev]), T).item() if t_prev >= 0 else 1.0
-            eps = self.predict_noise(x, tt, y)
-            x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
-            if clip:
-                x0 = x0.clamp(-1.0, 1.0)
-                eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)  # consistent with the clipped x0
-            sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
-            x = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0)) * eps
-            if sigma > 0:
-                x = x + sigma * randn(x.shape, generator, x)
-        return x
-
-    def ddpm(self, z: torch.Tensor, y: torch.Tensor | None = None,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        T = self.config.timesteps
-        x = z
-        for t in range(T - 1, -1, -1):
-            tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
-            ab = alpha_bar(torch.tensor([t]), T).item()
-            ab_prev = alpha_bar(torch.tensor([t - 1]), T).item() if t > 0 else 1.0
-            beta = 1 - ab / ab_prev
-            eps = self.predict_noise(x, tt, y)
-            x0 = ((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)).clamp(-1.0, 1.0)
-            # Posterior mean of q(x_{t-1} | x_t, x0).
-            mean = (math.sqrt(ab_prev) * beta / (1 - ab)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x
-            if t > 0:
-                var = beta * (1 - ab_prev) / (1 - ab)
-                x = mean + math.sqrt(var) * randn(x.shape, generator, x)
+            ab, ab_prev = self._alpha_bar(t), self._alpha_bar(t_prev)
+            eps = self.predict_noise(x, tt, y, cfg.guidance)
+            if cfg.kind == "ddpm":
+                noise = randn(x.shape, generator, x) if t > 0 else None
+                out = ddpm_step(eps, x, alpha_bar=ab, alpha_bar_prev=ab_prev, noise=noise, clip=cfg.clip)
             else:
-                x = mean
-        return x
+                # The last step (to t = -1) adds no noise, so it draws none.
+                noise = randn(x.shape, generator, x) if cfg.eta > 0 and t_prev >= 0 else None
+                out = ddim_step(eps, x, alpha_bar=ab, alpha_bar_prev=ab_prev, eta=cfg.eta, noise=noise, clip=cfg.clip)
+            for hook in step_hooks:
+                out = hook(StepState(i, t, t_prev, x, out, y))
+            x = out.prev_sample
+        return self._from_model(x, hard)
 
-    @torch.no_grad()
-    def invert(self, x, y=None, *, steps: int | None = None):
-        """DDIM inversion: run the deterministic sampler backwards from data to ``x_T``."""
-        T = self.config.timesteps
-        ts = list(reversed(self._schedule(steps or self.config.sample_steps)))
+    def invert(self, x, y=None, *, sampler=None):
+        """DDIM inversion: the deterministic sampler run backwards from data to ``x_T``
+        (``sampler.steps`` and ``guidance`` as for generation)."""
+        cfg = self._sampler(sampler)
         h = self._to_model(x)
         prev = -1
-        for t in ts:
-            ab_prev = alpha_bar(torch.tensor([prev]), T).item() if prev >= 0 else 1.0
-            ab = alpha_bar(torch.tensor([t]), T).item()
+        for t in reversed(timestep_schedule(self.config.timesteps, cfg.steps)):
             tp = torch.full((h.shape[0],), t, device=h.device, dtype=torch.long)
-            eps = self.predict_noise(h, tp, y)
-            x0 = (h - math.sqrt(1 - ab_prev) * eps) / math.sqrt(ab_prev)
-            h = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
+            eps = self.predict_noise(h, tp, y, cfg.guidance)
+            h = ddim_inversion_step(eps, h, alpha_bar=self._alpha_bar(prev),
+                                    alpha_bar_next=self._alpha_bar(t)).prev_sample
             prev = t
         return h

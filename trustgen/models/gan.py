@@ -10,13 +10,15 @@ the caller supplies, never from real records.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trustgen.models.backbones import build_backbone
 from trustgen.models.base import GenerativeModel, randint
-from trustgen.models.nets import ConvDecoder, ConvEncoder, DataSpec
+from trustgen.models.nets import DataSpec
 
 
 @dataclass
@@ -27,51 +29,37 @@ class GANConfig:
     width: int = 32
     r1_gamma: float = 1.0
     invert_steps: int = 300
+    generator_net: str = "mlp"
+    discriminator_net: str = "mlp"
+
+    # Under DP: no gradient penalty (Opacus cannot clip one per example; STACK-NOTES).
+    private_defaults: ClassVar[dict] = {"r1_gamma": 0.0}
 
     @classmethod
     def defaults_for(cls, spec: DataSpec) -> "GANConfig":
-        return cls(r1_gamma=1.0 if spec.kind == "image" else 0.1)
-
-
-def _mlp_leaky(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(nn.LeakyReLU(0.2))
-    return nn.Sequential(*layers)
+        if spec.kind == "image":
+            return cls(r1_gamma=1.0, generator_net="conv", discriminator_net="conv")
+        return cls(r1_gamma=0.1)
 
 
 class Discriminator(nn.Module):
+    """``(x, y1h) -> score``; tables may carry a pair axis (``[B, 2, d]``)."""
+
     def __init__(self, spec: DataSpec, c: GANConfig) -> None:
         super().__init__()
-        self.spec = spec
-        if spec.kind == "image":
-            self.net = ConvEncoder(spec.shape, spec.n_classes, c.width, 1)
-        else:
-            self.net = _mlp_leaky([spec.dim + spec.n_classes, *[c.hidden] * c.depth, 1])
+        self.net = build_backbone("gan.discriminator", c.discriminator_net, spec, c)
 
     def forward(self, x: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:
-        if self.spec.kind == "image":
-            return self.net(x, y1h).squeeze(-1)
-        return self.net(torch.cat([x, y1h], -1)).squeeze(-1)  # [B, d] or [B, 2, d]
+        return self.net(x, y1h).squeeze(-1)
 
 
 class Generator(nn.Module):
+    """``(z, y1h) -> sample``: tanh for numbers and pixels, softmax for each category block."""
+
     def __init__(self, spec: DataSpec, c: GANConfig) -> None:
         super().__init__()
         self.spec = spec
-        inp = c.latent_dim + spec.n_classes
-        if spec.kind == "image":
-            self.net = ConvDecoder(inp, spec.shape, c.width)
-        else:
-            sizes = [inp, *[c.hidden] * c.depth, spec.dim]
-            layers: list[nn.Module] = []
-            for i in range(len(sizes) - 1):
-                layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-                if i < len(sizes) - 2:
-                    layers += [nn.GroupNorm(1, sizes[i + 1]), nn.SiLU()]
-            self.net = nn.Sequential(*layers)
+        self.net = build_backbone("gan.generator", c.generator_net, spec, c, inp=c.latent_dim + spec.n_classes)
 
     def forward(self, z: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:
         out = self.net(torch.cat([z, y1h], 1))
@@ -154,16 +142,23 @@ class GAN(GenerativeModel):
         y1h = self.label_vector(y, n, like)
         return F.softplus(-self.discriminator(self.generator(z, y1h), y1h))
 
-    def generate(self, z, y=None, *, generator=None):
+    def generate(self, z, y=None, *, hard=True, generator=None, sampler=None, step_hooks=()):
+        """The generator's sample; hard decoding turns each category block into its argmax."""
+        self.no_step_hooks(step_hooks)
         out = self.generator(z, self.label_vector(y, z.shape[0], z))
-        if self.spec.kind == "tabular":  # hard one-hot for categories
-            for kind, start, size in self.spec.blocks:
-                if kind == "categorical":
-                    block = out[:, start:start + size]
-                    out[:, start:start + size] = F.one_hot(block.argmax(1), size).to(out)
-        return out
+        if not hard or self.spec.kind != "tabular":
+            return out
+        parts = [F.one_hot(out[:, s:s + k].argmax(1), k).to(out) if kind == "categorical" else out[:, s:s + k]
+                 for kind, s, k in self.spec.blocks]
+        return torch.cat(parts, 1)
 
-    def invert(self, x, y=None):
+    def private_training_issues(self) -> list[str]:
+        if self.config.r1_gamma > 0:
+            return ["the R1 gradient penalty cannot be clipped per example by Opacus; train a DP GAN with "
+                    "--option r1_gamma=0 (the default under DP)"]
+        return []
+
+    def invert(self, x, y=None, *, sampler=None):
         """GAN inversion by optimisation: the ``z`` whose generation is closest to ``x``."""
         y1h = self.label_vector(y, x.shape[0], x).detach()
         z = torch.zeros(x.shape[0], self.config.latent_dim, device=x.device, requires_grad=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -45,13 +45,14 @@ class DataSpec:
 
     @classmethod
     def from_encoder(cls, encoder) -> "DataSpec":
-        from trustgen.data.encoders import ImageEncoder
-
-        if isinstance(encoder, ImageEncoder):
-            s = encoder.schema
-            return cls("image", encoder.dim, s.n_classes, (), s.shape)
+        """The spec of an encoder from :mod:`trustgen.data.encoders` (read through its public
+        attributes ``kind``, ``dim``, ``schema`` and, for tables, ``blocks``: models import
+        nothing from the data stage)."""
+        s = encoder.schema
+        if encoder.kind == "image":
+            return cls("image", encoder.dim, s.n_classes, (), tuple(s.shape))
         blocks = tuple((b.kind, b.start, b.size) for b in encoder.blocks)
-        return cls("tabular", encoder.dim, encoder.schema.n_classes, blocks, ())
+        return cls("tabular", encoder.dim, s.n_classes, blocks, ())
 
 
 def one_hot(y: torch.Tensor | None, n_classes: int, batch: int, like: torch.Tensor) -> torch.Tensor:
@@ -61,13 +62,30 @@ def one_hot(y: torch.Tensor | None, n_classes: int, batch: int, like: torch.Tens
     return F.one_hot(y.long(), n_classes).to(like.dtype)
 
 
-def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU, last_act: bool = False) -> nn.Sequential:
+def mlp(sizes: list[int], act: Callable[[], nn.Module] = nn.SiLU,
+        norm: Callable[[int], nn.Module] | None = None, last_act: bool = False) -> nn.Sequential:
+    """``Linear -> [norm] -> act`` for each hidden layer (the one MLP builder of the families).
+
+    ``norm`` must act per example (``GroupNorm``, never ``BatchNorm``: see the module docstring).
+    """
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2 or last_act:
+            if norm is not None:
+                layers.append(norm(sizes[i + 1]))
             layers.append(act())
     return nn.Sequential(*layers)
+
+
+class ConditionalMLP(nn.Sequential):
+    """An :func:`mlp` applied to ``[x, y1h]`` concatenated on the last axis.
+
+    Subclasses ``nn.Sequential`` (no wrapper level), so its weights keep the names of a plain
+    ``mlp`` and runs saved before it existed still load."""
+
+    def forward(self, x: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(torch.cat([x, y1h], -1))
 
 
 def groups_for(channels: int) -> int:

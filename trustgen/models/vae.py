@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from trustgen.models.backbones import build_backbone
 from trustgen.models.base import GenerativeModel, rand, randn
-from trustgen.models.nets import ConvDecoder, ConvEncoder, DataSpec, mlp
+from trustgen.models.nets import DataSpec
 
 LOG_SCALE_MIN, LOG_SCALE_MAX = -7.0, 2.0
 
@@ -25,10 +26,14 @@ class VAEConfig:
     depth: int = 2
     width: int = 32
     beta: float = 1.0
+    encoder_net: str = "mlp"
+    decoder_net: str = "mlp"
 
     @classmethod
     def defaults_for(cls, spec: DataSpec) -> "VAEConfig":
-        return cls(latent_dim=16 if spec.kind == "image" else 8)
+        if spec.kind == "image":
+            return cls(latent_dim=16, encoder_net="conv", decoder_net="conv")
+        return cls(latent_dim=8)
 
 
 class VAE(GenerativeModel):
@@ -45,26 +50,19 @@ class VAE(GenerativeModel):
 
     def __init__(self, spec: DataSpec, config: VAEConfig) -> None:
         super().__init__(spec, config)
-        c, k, nc = config, config.latent_dim, spec.n_classes
-        if spec.kind == "image":
-            self.encoder = ConvEncoder(spec.shape, nc, c.width, 2 * k)
-            self.decoder = ConvDecoder(k + nc, spec.shape, c.width)
-        else:
-            self.numeric = [b for b in spec.blocks if b[0] == "numeric"]
-            self.categorical = [b for b in spec.blocks if b[0] == "categorical"]
-            hidden = [c.hidden] * c.depth
-            self.encoder = mlp([spec.dim + nc, *hidden, 2 * k])
-            # One extra output per number: its log-scale (predicted, so Opacus sees it inside a layer).
-            self.decoder = mlp([k + nc, *hidden, spec.dim + len(self.numeric)])
+        k, nc = config.latent_dim, spec.n_classes
+        self.numeric = [b for b in spec.blocks if b[0] == "numeric"]
+        self.categorical = [b for b in spec.blocks if b[0] == "categorical"]
+        self.encoder = build_backbone("vae.encoder", config.encoder_net, spec, config, out=2 * k)
+        # Tables: one extra output per number, its log-scale (predicted, so Opacus sees it inside a layer).
+        self.decoder = build_backbone("vae.decoder", config.decoder_net, spec, config, inp=k + nc,
+                                      out=spec.dim + len(self.numeric))
 
     def noise_shape(self) -> tuple:
         return (self.config.latent_dim,)
 
     def encode(self, x: torch.Tensor, y1h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.spec.kind == "image":
-            h = self.encoder(x, y1h)
-        else:
-            h = self.encoder(torch.cat([x, y1h], 1))
+        h = self.encoder(x, y1h)
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(-12.0, 8.0)
 
@@ -93,32 +91,39 @@ class VAE(GenerativeModel):
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
         return self.reconstruction_nll(self.decode(z, y1h), x) + self.config.beta * kl
 
-    def generate(self, z, y=None, *, generator=None):
-        """Decode ``z``. Images: the Bernoulli mean. Tables: numbers drawn from their Gaussian
-        and categories from their softmax when ``generator`` is given, else means and modes."""
+    def generate(self, z, y=None, *, hard=True, generator=None, sampler=None, step_hooks=()):
+        """Decode ``z``. Images: the Bernoulli mean. Tables, hard: numbers drawn from their
+        Gaussian and categories from their softmax when ``generator`` is given (and the
+        decode is not deterministic), else means and modes. Soft: means (not clipped to the
+        domain) and category probabilities, differentiable in ``z``."""
+        self.no_step_hooks(step_hooks)
+        if sampler is not None and sampler.deterministic:
+            generator = None
         y1h = self.label_vector(y, z.shape[0], z)
         out = self.decode(z, y1h)
         if self.spec.kind == "image":
             return torch.sigmoid(out) * 2.0 - 1.0
-        x = torch.zeros(z.shape[0], self.spec.dim, device=z.device, dtype=out.dtype)
         d = self.spec.dim
+        values = {}
+        # Draw order (numbers, then categories) is part of what a seed reproduces.
         for j, (_, start, _) in enumerate(self.numeric):
-            mean = out[:, start]
-            if generator is not None:
-                log_s = out[:, d + j].clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+            mean = out[:, start:start + 1]
+            if hard and generator is not None:
+                log_s = out[:, d + j:d + j + 1].clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
                 mean = mean + log_s.exp() * randn(mean.shape, generator, mean)
-            x[:, start] = mean.clamp(-1.0, 1.0)
+            values[start] = mean.clamp(-1.0, 1.0) if hard else mean
         for _, start, size in self.categorical:
             logits = out[:, start:start + size]
+            if not hard:
+                values[start] = torch.softmax(logits, 1)
+                continue
             if generator is not None:
                 u = rand(logits.shape, generator, logits)
                 logits = logits - torch.log(-torch.log(u.clamp_min(1e-12)))  # Gumbel-max draw
-            x[torch.arange(len(x)), start + logits.argmax(1)] = 1.0
-        return x
+            values[start] = F.one_hot(logits.argmax(1), size).to(out.dtype)
+        return torch.cat([values[start] for _, start, _ in self.spec.blocks], 1)
 
-    @torch.no_grad()
-    def invert(self, x, y=None):
+    def invert(self, x, y=None, *, sampler=None):
+        """The encoder's mean: the latent ``z`` of ``x`` (differentiable)."""
         mu, _ = self.encode(x, self.label_vector(y, x.shape[0], x))
         return mu
-
-

@@ -1,5 +1,40 @@
-"""Sampling: the Sampler and its hook points."""
+"""Sampling as a stage: the Sampler, its settings, typed hooks, reverse-process steps, writers.
 
-from trustgen.sampling.sampler import NoiseHook, OutputHook, SampleBatch, Sampler
+* :mod:`~trustgen.sampling.config`: :class:`SamplerConfig` (a leaf, read by the models).
+* :mod:`~trustgen.sampling.schedulers`: DDPM / DDIM / inversion steps and classifier-free
+  guidance as pure functions (a leaf, used by the diffusion model).
+* :mod:`~trustgen.sampling.hooks`: the typed hook protocols and their results.
+* :mod:`~trustgen.sampling.sampler`: :class:`Sampler` and :class:`SampleBatch`.
+* :mod:`~trustgen.sampling.writers`: samples to .csv / .npz / .png.
 
-__all__ = ["Sampler", "SampleBatch", "NoiseHook", "OutputHook"]
+Names are imported lazily so that the models can import the two leaves without importing
+the Sampler (which imports the models).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "SamplerConfig": "config",
+    "StepOutput": "schedulers",
+    "NoiseHook": "hooks", "NoiseResult": "hooks", "OutputHook": "hooks", "OutputResult": "hooks",
+    "StepHook": "hooks", "StepState": "hooks",
+    "Sampler": "sampler", "SampleBatch": "sampler",
+    "write_samples": "writers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))

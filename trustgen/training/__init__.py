@@ -1,5 +1,6 @@
-"""Training loop."""
+"""Training: settings, objectives, checkpoints and the loop."""
 
-from trustgen.training.trainer import TrainConfig, Trainer, TrainResult, resolve_device
+from trustgen.training.config import TrainConfig
+from trustgen.training.trainer import Trainer, TrainResult
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "resolve_device"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult"]

@@ -1,0 +1,117 @@
+"""The training pipeline: the one module that knows every stage.
+
+``train`` loads and validates the data against its schema, encodes it, builds the model, trains
+it (with DP-SGD when asked) and saves the :class:`~trustgen.run.Run`. Every other module knows
+only the stages before it (``tests/test_layering.py``).
+
+Example:
+    >>> from trustgen.training import TrainConfig
+    >>> run = train("breast_cancer", "vae", TrainConfig(steps=5, progress=False))  # doctest: +SKIP
+    >>> from trustgen.sampling import Sampler
+    >>> Sampler(run).sample(10, seed=0).data.shape  # doctest: +SKIP
+    (10, 31)
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from trustgen.data.encoders import Data, make_encoder
+from trustgen.data.loaders import load_data
+from trustgen.data.schema import Schema, load_schema
+from trustgen.errors import RunError
+from trustgen.models import build_model, split_sampling_options
+from trustgen.models.nets import DataSpec
+from trustgen.privacy.dp_sgd import PrivacyConfig
+from trustgen.privacy.report import PrivacyReport
+from trustgen.run import Run
+from trustgen.runtime import is_main_process
+from trustgen.sampling.config import SamplerConfig
+from trustgen.training import TrainConfig, Trainer
+
+DATA_DERIVED_SCHEMA_CAVEAT = ("The schema was derived from the private data (bounds/categories read from the rows); "
+                              "those values are released without differential privacy.")
+
+
+def encode_tensors(data: Data, schema: Schema) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate and encode ``data`` to float32 model tensors."""
+    x, y = make_encoder(schema).transform(data)
+    return torch.as_tensor(x, dtype=torch.float32), None if y is None else torch.as_tensor(y)
+
+
+def _label_prior(y: torch.Tensor | None, schema: Schema, private: bool) -> tuple[list | None, list[str]]:
+    """The class probabilities used for sampling, and the caveat that says where they come from."""
+    if y is None:
+        return None, []
+    k = schema.n_classes
+    if private:
+        return [1.0 / k] * k, ["Labels are sampled uniformly: the class frequencies of the private data are not "
+                               "released (they would need their own privacy budget)."]
+    counts = torch.bincount(y, minlength=k).double()
+    return (counts / counts.sum()).tolist(), [
+        "The label prior used for sampling is the empirical class frequency of the training data "
+        "(computed outside any DP mechanism)."]
+
+
+def train(data: str | Path | Data, family: str, config: TrainConfig | None = None, *,
+          schema: Schema | str | Path | None = None, model_options: dict | None = None,
+          out: str | Path | None = None, resume: bool = False, privacy: PrivacyConfig | None = None) -> Run:
+    """Load, validate, encode, train and (if ``out``) save a run. The main Python entry point.
+
+    Args:
+        data: a built-in dataset name, a CSV/NPZ path, or already-loaded data (then ``schema``
+            is required).
+        family: ``"vae"``, ``"gan"`` or ``"diffusion"``.
+        model_options: the family's config fields; sampler settings given here (``sampler``,
+            ``sample_steps``, ``guidance``) become the run's sampling defaults.
+        out: run directory; checkpoints go to ``out/checkpoint.pt`` and ``resume=True``
+            continues from there after an interruption.
+        privacy: train with DP-SGD to this (epsilon, delta); None trains without privacy.
+    """
+    config = config or TrainConfig()
+    config.validate()
+    options, sampling = split_sampling_options(family, model_options)
+    SamplerConfig.from_dict(sampling)  # bad sampler settings fail before any work
+    if isinstance(data, (str, Path)):
+        name = str(data)
+        data, schema = load_data(data, schema)
+    else:
+        if schema is None:
+            raise RunError("pass the schema together with in-memory data")
+        if isinstance(schema, (str, Path)):
+            schema = load_schema(schema)
+        name = "in-memory"
+    x, y = encode_tensors(data, schema)
+    # Initial weights from the run's seed, without touching the caller's global RNG state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = build_model(family, DataSpec.from_encoder(make_encoder(schema)), options, private=privacy is not None)
+    caveats = []
+    if schema.source == "data-derived":
+        if privacy is not None:
+            warnings.warn("DP training with a data-derived schema: its bounds and categories were read from "
+                          "the private rows and are released without privacy. Declare them from public "
+                          "knowledge (set \"source\": \"declared\") for an end-to-end guarantee.", stacklevel=2)
+        caveats.append(DATA_DERIVED_SCHEMA_CAVEAT)
+    prior, prior_caveats = _label_prior(y, schema, privacy is not None)
+    caveats += prior_caveats
+    ckpt = None if out is None else Path(out) / "checkpoint.pt"
+    if out is not None and not resume and ckpt.exists():
+        ckpt.unlink()  # a fresh run must not silently continue an old one
+    result = Trainer(model, config, privacy=privacy).fit(x, y, checkpoint=ckpt, resume=resume,
+                                                         label_prior=None if prior is None else torch.tensor(prior))
+    n = len(x)
+    if result.privacy is not None:
+        report = result.privacy
+        report.caveats.extend(caveats)
+    else:
+        report = PrivacyReport.non_private(steps=result.steps, epochs=result.steps * config.batch_size / n,
+                                           sample_rate=min(1.0, config.batch_size / n), caveats=caveats)
+    run = Run(model, schema, asdict(config), prior, result.history, report, caveats, name, sampling=sampling)
+    if out is not None and is_main_process():  # one writer when several processes train
+        run.save(out)
+    return run

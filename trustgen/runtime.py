@@ -1,0 +1,72 @@
+"""Where computation runs: the device and the process group (a leaf: imports no stage).
+
+Example:
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> dist_info()
+    (0, 1)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from trustgen.errors import ConfigError
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA if available else CPU; a clear error for CUDA requested without one."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but no CUDA GPU is available; use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}: use auto, cpu or cuda")
+    return dev
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) without torch.distributed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (the one process that writes files when several train)."""
+    return dist_info()[0] == 0
+
+
+def optimizer_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Every parameter an optimiser updates, in order."""
+    return [p for g in opt.param_groups for p in g["params"]]
+
+
+def average_gradients(opt: torch.optim.Optimizer) -> None:
+    """Non-private multi-process training: average gradients over ranks (as DDP does)."""
+    _, world = dist_info()
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    for p in optimizer_params(opt):
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world
+
+
+def broadcast_int(value: int) -> int:
+    """Rank 0's ``value`` on every rank (identity in a single process)."""
+    if dist_info()[1] == 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.broadcast(t, src=0)
+    return int(t.item())
