@@ -156,8 +156,11 @@ class Diffusion(GenerativeModel):
     def generate(self, z, y=None, *, hard=True, generator=None, sampler=None, step_hooks=()):
         """From noise ``z = x_T``: DDIM (``sampler.steps``, ``eta``) or DDPM ancestral sampling
         over all timesteps (``sampler.kind == "ddpm"``, needs ``generator``). Each step's
-        output passes through ``step_hooks`` in order. Differentiable in ``z``."""
+        output passes through ``step_hooks`` in order. Differentiable in ``z``; the soft decode
+        (``hard=False``) also leaves the x0 estimates unclipped, because a clipped estimate
+        has no gradient."""
         cfg = self._sampler(sampler)
+        clip = cfg.clip and hard
         if cfg.kind == "ddpm":
             ts = list(range(self.config.timesteps - 1, -1, -1))
         else:
@@ -170,11 +173,11 @@ class Diffusion(GenerativeModel):
             eps = self.predict_noise(x, tt, y, cfg.guidance)
             if cfg.kind == "ddpm":
                 noise = randn(x.shape, generator, x) if t > 0 else None
-                out = ddpm_step(eps, x, alpha_bar=ab, alpha_bar_prev=ab_prev, noise=noise, clip=cfg.clip)
+                out = ddpm_step(eps, x, alpha_bar=ab, alpha_bar_prev=ab_prev, noise=noise, clip=clip)
             else:
                 # The last step (to t = -1) adds no noise, so it draws none.
                 noise = randn(x.shape, generator, x) if cfg.eta > 0 and t_prev >= 0 else None
-                out = ddim_step(eps, x, alpha_bar=ab, alpha_bar_prev=ab_prev, eta=cfg.eta, noise=noise, clip=cfg.clip)
+                out = ddim_step(eps, x, alpha_bar=ab, alpha_bar_prev=ab_prev, eta=cfg.eta, noise=noise, clip=clip)
             for hook in step_hooks:
                 out = hook(StepState(i, t, t_prev, x, out, y))
             x = out.prev_sample
