@@ -226,7 +226,6 @@ def test_bad_options_exit_2(tabular, tmp_path, capsys, extra, message):
 def test_sensitive_on_images_and_in_memory_runs_raise(images, tmp_path):
     from trustgen.errors import ConfigError, DataError
     from trustgen.evaluation.report import evaluate
-    from trustgen.sampling import Sampler
 
     with pytest.raises(ConfigError, match="tabular"):
         evaluate(images["run"], images["samples"], sensitive="label")

@@ -62,8 +62,6 @@ def alpha_bar(t: torch.Tensor, timesteps: int) -> torch.Tensor:
     return ab.clamp(1e-5, 1.0).float()
 
 
-
-
 class Diffusion(GenerativeModel):
     """Conditional diffusion model. Example:
 
