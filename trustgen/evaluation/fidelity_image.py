@@ -20,7 +20,7 @@ from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from trustgen.errors import DataError
-from trustgen.evaluation._checks import as_labels, as_matrix, same_width, to_numpy
+from trustgen.evaluation.checks import as_labels, as_matrix, same_width, to_numpy
 
 
 def frechet_distance(feats_real: Any, feats_synth: Any, eps: float = 1e-6) -> float:

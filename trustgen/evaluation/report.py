@@ -41,7 +41,7 @@ from trustgen.data.encoders import Data, ImageData, make_encoder
 from trustgen.data.loaders import load_data
 from trustgen.data.schema import CategoricalColumn, ImageSchema, Schema, category_key
 from trustgen.errors import ConfigError, DataError, TrustgenError
-from trustgen.evaluation._checks import encode
+from trustgen.evaluation.checks import encode
 from trustgen.evaluation.diversity import cluster_coverage, is_collapsed, label_coverage
 from trustgen.evaluation.fairness import group_representation, parity_gaps
 from trustgen.evaluation.fidelity_image import FeatureExtractor, frechet_distance, prdc
