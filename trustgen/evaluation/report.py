@@ -53,7 +53,7 @@ from trustgen.evaluation.fidelity_tabular import (
 from trustgen.evaluation.privacy_attacks import density_ratio_mia, distance_to_closest_record
 from trustgen.evaluation.labels import PRIVATE_NOTICE, TRAINING_DATA_NOTICE
 from trustgen.evaluation.report_html import render_html
-from trustgen.evaluation.utility import MODELS, _make_model, trtr, tstr
+from trustgen.evaluation.utility import MODELS, make_classifier, trtr, tstr
 from trustgen.io import atomic_write_text
 from trustgen.plots import association_heatmap, image_grid, marginals, save_figure
 
@@ -594,7 +594,7 @@ class _Context:
                     if len(set(ys.tolist())) < 2:
                         raise DataError("the synthetic labels hold a single class; no classifier can be trained")
                     xa, xb = encode({"x_synth": xs, "x_test": xt})
-                    return _make_model(name, self.seed).fit(xa, ys).predict(xb)
+                    return make_classifier(name, self.seed).fit(xa, ys).predict(xb)
                 pred = _try(s, f"parity_gaps ({name})", fit_predict)
                 if pred is None:
                     continue
