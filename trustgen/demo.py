@@ -29,6 +29,8 @@ def run_demo(out: Path, *, smoke: bool = False, seed: int = 0, device: str = "au
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
+    from trustgen.evaluation.utility import tstr
+
     t0 = time.time()
     data, schema = load_data("digits")
     i_tr, i_te = train_test_split(np.arange(len(data)), test_size=0.3, random_state=seed, stratify=data.y)
@@ -40,8 +42,8 @@ def run_demo(out: Path, *, smoke: bool = False, seed: int = 0, device: str = "au
     save_figure(image_grid(grid.data.x, grid.labels, schema.classes, low=schema.low, high=schema.high,
                            title=f"trustgen demo: conditional VAE on digits, {steps} steps"), out / "samples.png")
     synth = Sampler(run).sample(2000, labels=np.arange(2000) % 10, seed=seed + 1)
-    clf = LogisticRegression(max_iter=2000).fit(synth.data.x.reshape(2000, -1) / 16.0, synth.labels)
-    acc = float(np.mean(clf.predict(test.x.reshape(len(test), -1) / 16.0) == test.y))
+    acc = tstr(synth.data.x.reshape(2000, -1) / 16.0, synth.labels, test.x.reshape(len(test), -1) / 16.0, test.y,
+               models={"logistic": LogisticRegression(max_iter=2000)})["logistic"]["accuracy"]
     summary = {
         "model": "vae", "dataset": "digits", "steps": steps, "seed": seed, "train_images": len(train_data),
         "tstr_accuracy_on_holdout": round(acc, 4), "seconds": round(time.time() - t0, 1),

@@ -165,3 +165,11 @@ def test_builtin_datasets_load_and_fit_their_declared_schema(name, kind):
     assert schema.kind == kind and schema.source == "declared" and schema.n_classes >= 2
     x, y = make_encoder(schema).transform(data)
     assert np.isfinite(x).all() and len(x) == len(y) > 500
+
+
+def test_category_index_is_the_label_index_map_of_columns_and_schemas():
+    from trustgen.data.schema import category_index
+
+    assert category_index(SCHEMA.classes) == SCHEMA.label_column.index_of() == {"0": 0, "1": 1}
+    assert category_index(ImageSchema(1, 8, 8, classes=("a", "b")).classes) == {"a": 0, "b": 1}
+    assert category_index(None) == {}  # an unconditional schema has no classes

@@ -1,4 +1,4 @@
-"""Tests of the shared input validation and encoding used by every evaluation metric."""
+"""Tests of the shared input validation and encoding (evaluation/checks.py) used by every metric."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trustgen.errors import DataError
-from trustgen.evaluation._checks import as_matrix, encode
+from trustgen.evaluation.checks import as_matrix, encode
 
 
 def test_encode_uses_union_of_categories_and_scales() -> None:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
-from trustgen.evaluation.report import PRIVATE_NOTICE, _plain, evaluate, render_html
+from trustgen.evaluation.report import PRIVATE_NOTICE, evaluate, render_html
+from trustgen.io import json_value
 from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 from trustgen.sampling import Sampler
@@ -31,9 +32,10 @@ def run_and_data():
     return run, df.iloc[:80].reset_index(drop=True), df.iloc[80:].reset_index(drop=True), samples
 
 
-def test_plain_converts_numpy_and_non_finite():
-    out = _plain({np.int64(1): np.float32(0.5), "a": (np.bool_(True), np.arange(2)), "inf": math.inf,
-                  "nan": float("nan"), "frame_key": {np.str_("k"): None}})
+def test_report_json_rule_converts_numpy_and_non_finite():
+    # evaluate() cleans the report with trustgen.io.json_value: the values metrics can produce
+    out = json_value({np.int64(1): np.float32(0.5), "a": (np.bool_(True), np.arange(2)), "inf": math.inf,
+                      "nan": float("nan"), "frame_key": {np.str_("k"): None}})
     assert out == {"1": 0.5, "a": [True, [0, 1]], "inf": "inf", "nan": None, "frame_key": {"k": None}}
     assert type(out["a"][0]) is bool and type(out["a"][1][0]) is int
     json.dumps(out, allow_nan=False)
@@ -74,3 +76,30 @@ def test_html_is_escaped_self_contained_and_labelled(run_and_data):
     assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
     assert page.count(PRIVATE_NOTICE) >= 5  # banner + one badge per private section
     assert "tested on training data" in page.lower()
+
+
+REPORT_KEYS = ["format", "version", "trustgen_version", "private_data_used", "private_data_notice",
+               "tested_on_training_data", "run", "inputs", "notes", "privacy_report", "fidelity", "utility",
+               "privacy_attacks", "fairness", "diversity", "metric_table", "skipped", "figures", "files", "seconds"]
+SECTION_KEYS = ["private_data_used", "notice", "data", "tested_on_training_data", "status", "metrics", "skipped",
+                "notes", "seconds"]
+
+
+def test_report_layout_is_unchanged(run_and_data):
+    # The layout of report.json as it was before the sections moved into one module each.
+    run, real, holdout, samples = run_and_data
+    report = evaluate(run, samples, real=real, holdout=holdout, sensitive="label")
+    assert list(report) == REPORT_KEYS
+    extras = {"privacy_report": ["summary", "report"], "privacy_attacks": ["features", "mia_setup"]}
+    for key in REPORT_KEYS[9:15]:
+        assert list(report[key]) == SECTION_KEYS + extras.get(key, []), key
+    assert list(report["fidelity"]["metrics"]) == ["column_distances", "column_distance_mean", "column_distance_max",
+                                                   "worst_column", "correlation_difference",
+                                                   "classifier_two_sample_auc"]
+    assert list(report["utility"]["metrics"]) == ["task", "models", "test_data", "tstr", "trtr", "gap"]
+    assert list(report["fairness"]["metrics"]) == ["sensitive", "group_representation", "max_abs_representation_diff",
+                                                   "positive_labels", "test_data", "parity_gaps"]
+    assert list(report["diversity"]["metrics"]) == ["cluster_coverage", "cluster_space", "collapsed"]
+    assert [r["section"] for r in report["metric_table"]][0] == "privacy guarantee"
+    assert all(list(r) == ["section", "metric", "value", "direction", "range", "data", "private_data_used"]
+               for r in report["metric_table"])

@@ -75,3 +75,22 @@ def test_utility_bad_inputs() -> None:
         trtr(np.zeros((0, 2)), y[:0], x, y)
     with pytest.raises(ConfigError, match="subset"):
         tstr(x, y, x, y, models=("svm",))
+
+
+def test_caller_classifiers_are_cloned_and_scored_like_named_ones() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from trustgen.evaluation.utility import make_classifier
+
+    rng = np.random.default_rng(4)
+    (x_syn, y_syn), (x_te, y_te) = _task(rng, 200), _task(rng, 200)
+    mine = LogisticRegression(max_iter=500)
+    res = tstr(x_syn, y_syn, x_te, y_te, models={"mine": mine, "named": make_classifier("logistic")})
+    assert set(res) == {"mine", "named"} and set(res["mine"]) == {"accuracy", "roc_auc"}
+    assert not hasattr(mine, "coef_")  # the caller's object is not fitted in place
+    # the named "logistic" model is exactly make_classifier("logistic")
+    assert res["named"] == tstr(x_syn, y_syn, x_te, y_te, models=("logistic",))["logistic"]
+    with pytest.raises(ConfigError, match="scikit-learn classifiers"):
+        tstr(x_syn, y_syn, x_te, y_te, models={"bad": object()})
+    with pytest.raises(ConfigError, match="known"):
+        make_classifier("svm")

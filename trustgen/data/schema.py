@@ -64,7 +64,7 @@ class CategoricalColumn:
 
     def index_of(self) -> dict[str, int]:
         """Map from the normalised key of each category to its position."""
-        return {category_key(c): i for i, c in enumerate(self.categories)}
+        return category_index(self.categories)
 
 
 Column = Union[NumericColumn, CategoricalColumn]
@@ -79,6 +79,18 @@ def category_key(value: Any) -> str:
     if hasattr(value, "item") and not isinstance(value, str):  # numpy scalar
         return category_key(value.item())
     return str(value)
+
+
+def category_index(categories: Sequence[Any] | None) -> dict[str, int]:
+    """The label-index map: normalised key (:func:`category_key`) of each category -> its position.
+
+    Use it for a column's categories or a schema's ``classes`` (``{}`` for None: no label).
+
+    Example:
+        >>> category_index((0, "b", 2.0))
+        {'0': 0, 'b': 1, '2': 2}
+    """
+    return {category_key(c): i for i, c in enumerate(categories or ())}
 
 
 @dataclass

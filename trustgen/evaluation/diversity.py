@@ -14,7 +14,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 
 from trustgen.errors import DataError
-from trustgen.evaluation._checks import as_labels, encode
+from trustgen.evaluation.checks import as_labels, encode
 
 
 def _entropy(counts: np.ndarray) -> float:

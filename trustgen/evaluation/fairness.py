@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from trustgen.errors import DataError
-from trustgen.evaluation._checks import as_labels, py
+from trustgen.evaluation.checks import as_labels, builtin_key
 
 
 def group_representation(real_groups: Any, synth_groups: Any) -> dict[Any, dict[str, float]]:
@@ -37,7 +37,7 @@ def group_representation(real_groups: Any, synth_groups: Any) -> dict[Any, dict[
     out: dict[Any, dict[str, float]] = {}
     for g in p.index.union(q.index, sort=False):
         r, s = float(p.get(g, 0.0)), float(q.get(g, 0.0))
-        out[py(g)] = {"real_share": r, "synth_share": s, "diff": s - r}
+        out[builtin_key(g)] = {"real_share": r, "synth_share": s, "diff": s - r}
     return out
 
 
@@ -76,7 +76,7 @@ def parity_gaps(y_true: Any, y_pred: Any, groups: Any, positive_label: Any = 1) 
     for grp in pd.unique(g):
         m = g == grp
         tpr = float(yp[m & pos].mean()) if (m & pos).any() else None
-        per_group[py(grp)] = {"n": int(m.sum()), "selection_rate": float(yp[m].mean()),
+        per_group[builtin_key(grp)] = {"n": int(m.sum()), "selection_rate": float(yp[m].mean()),
                               "true_positive_rate": tpr}
     if len(per_group) < 2:
         raise DataError(f"groups holds a single group ({g[0]!r}); parity gaps need at least two.")

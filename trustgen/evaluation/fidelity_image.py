@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from trustgen.errors import DataError
-from trustgen.evaluation._checks import as_labels, as_matrix, same_width, to_numpy
+from trustgen.evaluation.checks import as_labels, as_matrix, same_width, to_numpy
 
 
 def frechet_distance(feats_real: Any, feats_synth: Any, eps: float = 1e-6) -> float:
@@ -226,17 +226,16 @@ class FeatureExtractor:
         return self.net_
 
     @torch.no_grad()
+    def _in_batches(self, x: Any, fn: Callable[[_ConvNet, torch.Tensor], torch.Tensor]) -> np.ndarray:
+        """``fn(net, batch)`` over images ``x`` in batches of 512, concatenated."""
+        net = self._check_fitted()
+        xt = self._images(x, "x")
+        return np.concatenate([fn(net, xt[i:i + 512]).numpy() for i in range(0, len(xt), 512)])
+
     def transform(self, x: Any) -> np.ndarray:
         """Penultimate-layer features of images ``x``, shape (N, feature_dim), float64."""
-        net = self._check_fitted()
-        xt = self._images(x, "x")
-        return np.concatenate([net.body(xt[i:i + 512]).double().numpy()
-                               for i in range(0, len(xt), 512)])
+        return self._in_batches(x, lambda net, b: net.body(b).double())
 
-    @torch.no_grad()
     def predict(self, x: Any) -> np.ndarray:
         """Predicted class index of each image in ``x``, shape (N,)."""
-        net = self._check_fitted()
-        xt = self._images(x, "x")
-        return np.concatenate([net(xt[i:i + 512]).argmax(1).numpy()
-                               for i in range(0, len(xt), 512)])
+        return self._in_batches(x, lambda net, b: net(b).argmax(1))

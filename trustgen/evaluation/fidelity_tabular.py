@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from trustgen.errors import DataError
-from trustgen.evaluation._checks import as_frame, as_frames, encode, is_categorical, py
+from trustgen.evaluation.checks import as_frame, as_frames, builtin_key, encode, is_categorical
 
 
 def column_distances(real: Any, synth: Any) -> dict[Any, float]:
@@ -47,9 +47,9 @@ def column_distances(real: Any, synth: Any) -> dict[Any, float]:
         if is_categorical(r):
             p = r.astype(str).value_counts(normalize=True)
             q = s.astype(str).value_counts(normalize=True)
-            out[py(col)] = float(0.5 * p.sub(q, fill_value=0.0).abs().sum())
+            out[builtin_key(col)] = float(0.5 * p.sub(q, fill_value=0.0).abs().sum())
         else:
-            out[py(col)] = float(ks_2samp(r.to_numpy(float), s.to_numpy(float)).statistic)
+            out[builtin_key(col)] = float(ks_2samp(r.to_numpy(float), s.to_numpy(float)).statistic)
     return out
 
 

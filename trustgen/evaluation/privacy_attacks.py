@@ -15,7 +15,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity, NearestNeighbors
 
 from trustgen.errors import ConfigError
-from trustgen.evaluation._checks import encode
+from trustgen.evaluation.checks import encode
 
 EXACT_COPY_TOL = 1e-8
 

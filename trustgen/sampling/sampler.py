@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from trustgen.data.encoders import Data, make_encoder
-from trustgen.data.schema import category_key
+from trustgen.data.schema import category_index, category_key
 from trustgen.errors import ConfigError
 from trustgen.run import Run
 from trustgen.sampling.config import SamplerConfig
@@ -103,7 +103,7 @@ class Sampler:
         if labels is None:
             prior = torch.tensor(self.run.label_prior or [1.0 / k] * k, dtype=torch.float64)
             return torch.multinomial(prior, n, replacement=True, generator=generator)
-        keys = {category_key(c): i for i, c in enumerate(schema.classes)}
+        keys = category_index(schema.classes)
 
         def index(v: Any) -> int:
             key = category_key(v)

@@ -1,4 +1,4 @@
-"""Shared input validation and encoding for the evaluation metrics (private helpers).
+"""Shared input validation and encoding for the evaluation metrics and report sections.
 
 Every public metric funnels its inputs through these functions so that bad data fails the same
 way everywhere: with a :class:`~trustgen.errors.DataError` that names the argument, says what is
@@ -22,8 +22,14 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def py(value: Any) -> Any:
-    """Turn a numpy scalar into the matching built-in Python value (JSON-serialisable)."""
+def builtin_key(value: Any) -> Any:
+    """A numpy scalar as the matching built-in Python value, for the keys of a metric's dict.
+
+    Metrics key their results by the caller's column names and group labels; numpy scalars
+    among those would make the dict unfit for ``json.dumps``. Other keys are kept as given (not
+    :func:`trustgen.io.json_value`, which would turn a tuple key into an unhashable list), so the
+    result can still be indexed with the caller's own labels.
+    """
     return value.item() if isinstance(value, np.generic) else value
 
 

@@ -1,0 +1,67 @@
+"""The PNG figures of the evaluation report, written beside ``report.html``.
+
+Images: a grid of synthetic samples and one of real training images. Tables: per-column
+marginals (the columns with the largest fidelity distance first) and, when the fidelity section
+computed the correlation difference, the association matrices and their difference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trustgen.evaluation.report_inputs import EvaluationInputs
+from trustgen.evaluation.report_section import Section
+from trustgen.plots import association_heatmap, image_grid, marginals, save_figure
+
+MAX_MARGINAL_PLOTS = 12
+
+
+def write_figures(out: Path, inputs: EvaluationInputs, fidelity: Section) -> list[dict]:
+    """Write the figures into ``out``; returns ``[{"file", "width", "caption"}]`` in page order."""
+    if inputs.is_image:
+        return _image_figures(out, inputs)
+    return _table_figures(out, inputs, fidelity)
+
+
+def _image_figures(out: Path, inputs: EvaluationInputs) -> list[dict]:
+    classes = inputs.schema.classes
+    names = None if classes is None else list(classes)
+    figs = []
+    for file, x, y, title, caption in (
+            ("samples.png", inputs.synth_x, inputs.synth_y, "synthetic samples (first 10 per class)",
+             "Synthetic samples (one row per requested class)."),
+            ("real.png", inputs.real_x, inputs.real_y, "real training images (first 10 per class)",
+             "Real training images, for comparison (private data).")):
+        save_figure(image_grid(x, None if y is None else np.asarray(y), names, title=title), out / file)
+        figs.append({"file": file, "width": "half", "caption": caption})
+    return figs
+
+
+def _table_figures(out: Path, inputs: EvaluationInputs, fidelity: Section) -> list[dict]:
+    figs = []
+    cols = list(inputs.real_t.columns)
+    distances = fidelity.metrics.get("column_distances")
+    if distances:
+        cols = sorted(cols, key=lambda c: -distances.get(c, 0.0))
+    shown = cols[:MAX_MARGINAL_PLOTS]
+    save_figure(marginals(inputs.real_t, inputs.synth_t, shown, max_columns=MAX_MARGINAL_PLOTS), out / "marginals.png")
+    more = f" (the {len(shown)} with the largest distance of {len(cols)})" if len(cols) > len(shown) else ""
+    figs.append({"file": "marginals.png", "width": "full",
+                 "caption": f"Per-column marginals, real vs synthetic{more}. Private data."})
+    if "correlation_difference" not in fidelity.metrics:  # the association matrices failed or were skipped
+        return figs
+    real_a, synth_a = inputs.associations()
+    save_figure(association_heatmap([(real_a, "real", True), (synth_a, "synthetic", True)]), out / "correlation.png")
+    figs.append({"file": "correlation.png", "width": "full",
+                 "caption": "Association matrices of the real and synthetic data (Pearson r for number pairs, "
+                            "Cramer's V for category pairs, correlation ratio for mixed pairs). Private data."})
+    diff = (real_a - synth_a).abs()
+    save_figure(association_heatmap([(diff, "|real - synthetic| association", False)]),
+                out / "correlation_difference.png")
+    figs.append({"file": "correlation_difference.png", "width": "half",
+                 "caption": "Correlation-difference heat map: absolute difference of the two association matrices "
+                            "(0, white, is ideal; the correlation difference metric is the mean over column pairs). "
+                            "Private data."})
+    return figs
