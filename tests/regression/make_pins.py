@@ -1,11 +1,11 @@
 """Re-record the regression pins (run only when a change to samples is intended, and say so).
 
-    python tests/regression/make_pins.py
+    python tests/regression/make_pins.py [--rewrite-runs]
 
-Writes ``tests/regression/runs/<case>/`` (run directories) and ``tests/regression/pins.npz``.
-The committed run directories were written by trustgen before sampling became a stage (run
-format 1); re-recording replaces them with the current format, so the old-format check is lost:
-keep a copy of format-1 runs if you do.
+Writes ``tests/regression/pins.npz``. The committed run directories in
+``tests/regression/format1_runs/`` were written by trustgen before sampling became a stage (run
+format 1); ``--rewrite-runs`` replaces them with the current format, which loses the old-format
+check: keep a copy of the format-1 runs if you do.
 """
 
 from __future__ import annotations
@@ -29,13 +29,16 @@ TRAIN = TrainConfig(steps=3, batch_size=16, seed=0, device="cpu", progress=False
 
 
 def main() -> None:
+    rewrite = "--rewrite-runs" in sys.argv[1:]
     pins = {}
     for name, (family, kind, options) in CASES.items():
         data, schema = case_data(kind)
-        out = HERE / "runs" / name
-        shutil.rmtree(out, ignore_errors=True)
+        out = HERE / "format1_runs" / name if rewrite else None
+        if rewrite:
+            shutil.rmtree(out, ignore_errors=True)
         run = train(data, family, TRAIN, schema=schema, model_options=options, out=out)
-        (out / "checkpoint.pt").unlink(missing_ok=True)
+        if rewrite:
+            (out / "checkpoint.pt").unlink(missing_ok=True)
         batch = Sampler(run).sample(N_SAMPLES, seed=SAMPLE_SEED)
         pins[name] = batch.encoded.numpy()
         if batch.labels is not None:

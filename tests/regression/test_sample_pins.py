@@ -2,7 +2,7 @@
 
 Two checks per case (every family, tables and images, DDIM and DDPM):
 
-* an old run directory (written by trustgen before the refactor, tests/regression/runs/)
+* an old run directory (written by trustgen before the refactor, tests/regression/format1_runs/)
   still loads and draws exactly the pinned samples;
 * training the same case again from its seed reproduces the same samples (weights init,
   training step and sampling path unchanged).
@@ -41,7 +41,7 @@ def check(name: str, batch) -> None:
 
 @pytest.mark.parametrize("name", CASES)
 def test_old_run_directory_loads_and_samples_as_pinned(name):
-    run = Run.load(HERE / "runs" / name, device="cpu")
+    run = Run.load(HERE / "format1_runs" / name, device="cpu")
     check(name, Sampler(run).sample(N_SAMPLES, seed=SAMPLE_SEED))
 
 

@@ -19,7 +19,7 @@ from trustgen.sampling.schedulers import (
     classifier_free_guidance, ddim_inversion_step, ddim_step, ddpm_step, timestep_schedule,
 )
 
-PINNED_RUNS = Path(__file__).resolve().parents[1] / "regression" / "runs"
+PINNED_RUNS = Path(__file__).resolve().parents[1] / "regression" / "format1_runs"
 
 
 @pytest.mark.parametrize("bad, match", [
