@@ -13,6 +13,7 @@ import pytest
     [
         "trustgen.privacy",
         "trustgen.privacy.accounting",
+        "trustgen.privacy.accountant",
         "trustgen.privacy.report",
         "trustgen.privacy.audit_bounds",
     ],

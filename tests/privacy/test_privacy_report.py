@@ -9,7 +9,8 @@ import os
 import pytest
 
 from trustgen.errors import PrivacyError
-from trustgen.privacy.accounting import Accountant, epsilon_for
+from trustgen.privacy.accountant import Accountant
+from trustgen.privacy.accounting import epsilon_for
 from trustgen.privacy.report import PrivacyReport
 
 

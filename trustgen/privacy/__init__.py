@@ -2,8 +2,10 @@
 
 Submodules:
 
-* :mod:`trustgen.privacy.accounting`: epsilon for DP-SGD (Opacus PRV / RDP maths), fast noise
-  calibration, the delta policy, and a resumable :class:`~trustgen.privacy.accounting.Accountant`.
+* :mod:`trustgen.privacy.accounting`: the pure maths: epsilon for DP-SGD (Opacus PRV / RDP), fast
+  noise calibration, the delta policy.
+* :mod:`trustgen.privacy.accountant`: the resumable :class:`~trustgen.privacy.accountant.Accountant`
+  (the history of one run, saved in checkpoints).
 * :mod:`trustgen.privacy.report`: :class:`~trustgen.privacy.report.PrivacyReport`, the JSON report
   shipped with each model.
 * :mod:`trustgen.privacy.audit_bounds`: empirical lower bounds on epsilon from attacks.
@@ -23,11 +25,12 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Accountant": "accounting",
+    "Accountant": "accountant",
     "calibrate_noise": "accounting",
     "check_delta": "accounting",
     "default_delta": "accounting",
     "epsilon_for": "accounting",
+    "epsilon_of_history": "accounting",
     "PrivacyReport": "report",
     "AuditBound": "audit_bounds",
     "epsilon_lower_bound": "audit_bounds",

@@ -157,13 +157,13 @@ class PrivacyReport:
         private_modules: list[str] | None = None,
         caveats: list[str] | None = None,
     ) -> PrivacyReport:
-        """Report from a :class:`trustgen.privacy.accounting.Accountant` at the end of training.
+        """Report from a :class:`trustgen.privacy.accountant.Accountant` at the end of training.
 
         If sigma or q changed during training, the report shows the smallest sigma and largest q
         (the epsilon still accounts for the exact history) and adds a caveat saying so.
 
         Example:
-            >>> from trustgen.privacy.accounting import Accountant
+            >>> from trustgen.privacy.accountant import Accountant
             >>> acc = Accountant("rdp"); acc.step(1.0, 0.01, n=10_000)
             >>> r = PrivacyReport.from_accountant(acc, delta=1e-5, max_grad_norm=1.0)
             >>> round(r.epsilon, 3), r.epochs
