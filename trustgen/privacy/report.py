@@ -8,9 +8,10 @@ JSON format (``"format": "trustgen-privacy-report"``, ``"version": 1``): one obj
 dataclass field. JSON has no infinity, so non-finite floats are written as the **strings**
 ``"inf"`` / ``"-inf"`` (e.g. ``"epsilon": "inf"`` for a non-private run); every other float is a
 JSON number written with Python's shortest round-trip ``repr``, so ``from_json(to_json(r)) == r``
-exactly. The file is written atomically: to a temporary file in the same directory, flushed and
-fsynced, then moved over the target with :func:`os.replace`; a failure leaves any previous file
-untouched and no partial file behind.
+exactly. This is :func:`trustgen.io.json_value`'s rule for infinities, the one every trustgen file
+follows. The file is written atomically with :func:`trustgen.io.atomic_write_text` (a temporary
+file in the same directory, flushed and fsynced, then moved over the target with
+:func:`os.replace`); a failure leaves any previous file untouched and no partial file behind.
 
 Example:
     >>> r = PrivacyReport(accountant="prv", epsilon=6.198, delta=1e-5, target_epsilon=8.0,
@@ -24,18 +25,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from trustgen.errors import PrivacyError
+from trustgen.io import atomic_write_text, json_value, read_json
 
 REPORT_FORMAT = "trustgen-privacy-report"
 REPORT_VERSION = 1
@@ -297,12 +297,9 @@ class PrivacyReport:
         self.validate()
         out: dict[str, Any] = {"format": REPORT_FORMAT, "version": REPORT_VERSION}
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                value = "inf" if value > 0 else "-inf"
-            elif isinstance(value, list):
-                value = list(value)
-            out[f.name] = value
+            # validate() has ruled out NaN and made every list a list of str, so json_value's rule
+            # is exactly the format's: +/-inf -> "inf"/"-inf", lists copied, all else unchanged.
+            out[f.name] = json_value(getattr(self, f.name))
         return out
 
     @classmethod
@@ -354,23 +351,12 @@ class PrivacyReport:
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"  # fail before touching disk
         target = Path(path)
         directory = target.parent
-        if not directory.is_dir():
+        if not directory.is_dir():  # atomic_write_text would create it; a report goes beside its run
             raise PrivacyError(
                 f"cannot write the privacy report to {target}: directory {directory} does not exist. "
                 f"Create it first."
             )
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(target, text)
         return target
 
     @classmethod
@@ -381,19 +367,8 @@ class PrivacyReport:
             PrivacyError: If the file is missing, not JSON, or not a valid report.
         """
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise PrivacyError(f"privacy report {p} does not exist; was the run finished?") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PrivacyError(f"cannot read privacy report {p}: {exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PrivacyError(
-                f"privacy report {p} is not valid JSON ({exc}); the file is damaged or truncated. "
-                f"Re-create it from the run."
-            ) from exc
+        data = read_json(p, "privacy report", PrivacyError,
+                         hint="re-create it from the run (was the run finished?)")
         try:
             return cls.from_dict(data)
         except TypeError as exc:  # pragma: no cover - from_dict checks fields first
