@@ -11,7 +11,7 @@ import torch
 from trustgen.cli import main
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
 from trustgen.privacy.audit import audit, make_canaries
-from trustgen.privacy.dp_sgd import PrivacyConfig
+from trustgen.privacy.config import PrivacyConfig
 from trustgen.training import TrainConfig
 
 SCHEMA = TabularSchema([NumericColumn(f"v{i}", -1.0, 1.0) for i in range(6)] + [CategoricalColumn("c", ("a", "b"))], label="c")

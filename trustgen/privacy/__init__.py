@@ -6,6 +6,11 @@ Submodules:
   noise calibration, the delta policy.
 * :mod:`trustgen.privacy.accountant`: the resumable :class:`~trustgen.privacy.accountant.Accountant`
   (the history of one run, saved in checkpoints).
+* :mod:`trustgen.privacy.config`: :class:`~trustgen.privacy.config.PrivacyConfig`, what a user asks
+  of DP training.
+* :mod:`trustgen.privacy.plan`: :func:`~trustgen.privacy.plan.plan_privacy`, the one builder of a
+  frozen :class:`~trustgen.privacy.plan.PrivacyPlan` (sample rate, delta, noise, steps, mode).
+* :mod:`trustgen.privacy.dp_sgd`: per-example clipping over Opacus, noise, Poisson sampling.
 * :mod:`trustgen.privacy.report`: :class:`~trustgen.privacy.report.PrivacyReport`, the JSON report
   shipped with each model.
 * :mod:`trustgen.privacy.audit_bounds`: empirical lower bounds on epsilon from attacks.
@@ -31,6 +36,10 @@ _EXPORTS = {
     "default_delta": "accounting",
     "epsilon_for": "accounting",
     "epsilon_of_history": "accounting",
+    "PrivacyConfig": "config",
+    "PrivacyPlan": "plan",
+    "plan_privacy": "plan",
+    "PrivateGradients": "dp_sgd",
     "PrivacyReport": "report",
     "AuditBound": "audit_bounds",
     "epsilon_lower_bound": "audit_bounds",
