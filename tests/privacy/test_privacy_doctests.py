@@ -16,6 +16,7 @@ import pytest
         "trustgen.privacy.accountant",
         "trustgen.privacy.config",
         "trustgen.privacy.dp_sgd",
+        "trustgen.privacy.engine",
         "trustgen.privacy.plan",
         "trustgen.privacy.report",
         "trustgen.privacy.audit_bounds",

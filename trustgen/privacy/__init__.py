@@ -11,6 +11,8 @@ Submodules:
 * :mod:`trustgen.privacy.plan`: :func:`~trustgen.privacy.plan.plan_privacy`, the one builder of a
   frozen :class:`~trustgen.privacy.plan.PrivacyPlan` (sample rate, delta, noise, steps, mode).
 * :mod:`trustgen.privacy.dp_sgd`: per-example clipping over Opacus, noise, Poisson sampling.
+* :mod:`trustgen.privacy.engine`: :func:`~trustgen.privacy.engine.make_private`, DP-SGD for a
+  user's own module, optimiser and training loop.
 * :mod:`trustgen.privacy.report`: :class:`~trustgen.privacy.report.PrivacyReport`, the JSON report
   shipped with each model.
 * :mod:`trustgen.privacy.audit_bounds`: empirical lower bounds on epsilon from attacks.
@@ -40,6 +42,8 @@ _EXPORTS = {
     "PrivacyPlan": "plan",
     "plan_privacy": "plan",
     "PrivateGradients": "dp_sgd",
+    "make_private": "engine",
+    "PrivateTraining": "engine",
     "PrivacyReport": "report",
     "AuditBound": "audit_bounds",
     "epsilon_lower_bound": "audit_bounds",

@@ -138,6 +138,10 @@ class PrivateGradients:
         if loss_per_example.dim() != 1:
             raise ConfigError(f"DP-SGD needs one loss per example (shape [B]), got {tuple(loss_per_example.shape)}")
         if b == 0:
+            if loss_per_example.requires_grad:
+                # The caller ran a forward on the empty batch: Opacus recorded it, and only a
+                # backward consumes that record (left behind, it breaks the next step).
+                loss_per_example.sum().backward()
             self.noise_only_step()
             return None
         if self.mode == "ghost":
@@ -157,6 +161,19 @@ class PrivateGradients:
                 p.grad_sample = None
         self._add_noise_and_scale()
         return norms.detach()
+
+    def discard(self, loss: torch.Tensor) -> None:
+        """Drop a forward pass that will not become a step, leaving no gradient behind.
+
+        Opacus records every forward through the module; a record left behind breaks (ghost) or
+        corrupts (hooks) the next step, and only a backward consumes it.
+        """
+        if loss.requires_grad:
+            loss.sum().backward()
+        for p in self.params:
+            p.grad = None
+            if hasattr(p, "grad_sample"):
+                p.grad_sample = None
 
     def noise_only_step(self) -> None:
         """The DP-SGD gradient of an empty batch: noise alone (clipped sum is zero)."""

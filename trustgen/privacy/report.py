@@ -452,4 +452,22 @@ class PrivacyReport:
         return "\n".join(lines)
 
 
-__all__ = ["NON_PRIVATE_MECHANISM", "PrivacyReport", "REPORT_FORMAT", "REPORT_VERSION", "SamplingScheme"]
+def dp_sgd_caveats(*, mode: str, max_grad_norm: float, fixed_secret_seed: bool) -> list[str]:
+    """The caveats of every DP-SGD run: a caller-fixed secret seed, the clipping, the public n.
+
+    Example:
+        >>> dp_sgd_caveats(mode="ghost", max_grad_norm=1.0, fixed_secret_seed=False)[0]
+        'Per-example clipping: Opacus ghost mode, C = 1.0.'
+    """
+    seed = [
+        "The DP noise and sampling seed was fixed by the caller (secret_seed): the guarantee holds only "
+        "while that seed stays secret. Use this for tests only."] if fixed_secret_seed else []
+    return seed + [
+        f"Per-example clipping: Opacus {mode} mode, C = {max_grad_norm}.",
+        "The sample rate q = batch_size / n uses the number of records n, treated as public "
+        "(standard in DP-SGD; under add/remove adjacency n itself is not protected).",
+    ]
+
+
+__all__ = ["NON_PRIVATE_MECHANISM", "PrivacyReport", "REPORT_FORMAT", "REPORT_VERSION", "SamplingScheme",
+           "dp_sgd_caveats"]
