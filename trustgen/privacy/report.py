@@ -391,10 +391,7 @@ class PrivacyReport:
                 "any training record. Do not describe or share it as privacy-preserving.",
                 f"Training: {self.steps} steps, {self.epochs:g} epochs.",
             ]
-            if self.caveats:
-                lines.append("Caveats:")
-                lines += [f"  - {c}" for c in self.caveats]
-            return "\n".join(lines)
+            return "\n".join(lines + self._caveat_lines())
 
         total = self.total_epsilon
         lines.append(f"Privacy report: {self.mechanism}, accountant '{self.accountant}'")
@@ -446,10 +443,10 @@ class PrivacyReport:
                 "WARNING: batches were formed by shuffling, but the accountant assumes Poisson sampling; "
                 "the stated epsilon is not a proven guarantee for this run."
             )
-        if self.caveats:
-            lines.append("Caveats:")
-            lines += [f"  - {c}" for c in self.caveats]
-        return "\n".join(lines)
+        return "\n".join(lines + self._caveat_lines())
+
+    def _caveat_lines(self) -> list[str]:
+        return ["Caveats:"] + [f"  - {c}" for c in self.caveats] if self.caveats else []
 
 
 def dp_sgd_caveats(*, mode: str, max_grad_norm: float, fixed_secret_seed: bool) -> list[str]:
