@@ -19,9 +19,9 @@ from trustgen.errors import PrivacyError
 from trustgen.privacy.accounting import (
     AccountantKind,
     Segment,
-    _check_epsilon_target,
-    _check_kind,
-    _check_segment,
+    check_accountant,
+    check_segment,
+    check_target_epsilon,
     epsilon_of_history,
 )
 
@@ -53,7 +53,7 @@ class Accountant:
     """
 
     def __init__(self, kind: AccountantKind = "prv") -> None:
-        self.kind: str = _check_kind(kind)
+        self.kind: str = check_accountant(kind)
         self._history: list[Segment] = []
 
     # -- state ------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ class Accountant:
             >>> acc.would_exceed(6.713, 1e-5, 1_100, 1.0, 0.01)
             True
         """
-        target = _check_epsilon_target(target_epsilon)
+        target = check_target_epsilon(target_epsilon)
         seg = _segment(noise_multiplier, sample_rate, extra_steps)
         hist = _append(self._history, seg) if seg[2] > 0 else list(self._history)
         return epsilon_of_history(hist, delta, self.kind) > target
@@ -191,7 +191,7 @@ class Accountant:
 
 
 def _segment(noise_multiplier: Any, sample_rate: Any, n: Any) -> Segment:
-    return _check_segment(noise_multiplier, sample_rate, n, "n")
+    return check_segment(noise_multiplier, sample_rate, n, "n")
 
 
 def _append(history: list[Segment], seg: Segment) -> list[Segment]:

@@ -14,7 +14,8 @@ relation, which is what Opacus implements. The maths is Opacus 1.6's own:
 Opacus's ``gdp`` accountant is a central-limit approximation that comes out *below* the true epsilon;
 it is deliberately not offered.
 
-This module holds only pure functions: the argument checks, :func:`epsilon_for` and
+This module holds only pure functions: the argument checks (``check_*``, shared by the accountant
+and the plan), :func:`epsilon_for` and
 :func:`epsilon_of_history` (epsilon of a history of ``(noise_multiplier, sample_rate, steps)``
 segments), :func:`calibrate_noise`, and the delta policy (:func:`check_delta`,
 :func:`default_delta`). The state of a training run, its history, lives in
@@ -89,7 +90,8 @@ def _real_where(value: Any, name: str, ok: Callable[[float], bool], why: str) ->
     return x
 
 
-def _check_sigma(noise_multiplier: Any) -> float:
+def check_noise_multiplier(noise_multiplier: Any) -> float:
+    """``noise_multiplier`` as a float, refused unless finite and > 0."""
     return _real_where(
         noise_multiplier, "noise_multiplier", lambda s: math.isfinite(s) and s > 0,
         "must be a finite number > 0, got {value!r}: with no noise DP-SGD gives no privacy guarantee "
@@ -98,7 +100,8 @@ def _check_sigma(noise_multiplier: Any) -> float:
     )
 
 
-def _check_sample_rate(sample_rate: Any) -> float:
+def check_sample_rate(sample_rate: Any) -> float:
+    """``sample_rate`` as a float, refused unless 0 < q <= 1."""
     return _real_where(
         sample_rate, "sample_rate", lambda q: 0.0 < q <= 1.0,
         "must satisfy 0 < q <= 1, got {value!r}: it is the probability that a record joins a batch "
@@ -106,7 +109,8 @@ def _check_sample_rate(sample_rate: Any) -> float:
     )
 
 
-def _check_delta_range(delta: Any) -> float:
+def check_delta_range(delta: Any) -> float:
+    """``delta`` as a float, refused unless 0 < delta < 1 (:func:`check_delta` also compares it with 1/n)."""
     return _real_where(
         delta, "delta", lambda d: 0.0 < d < 1.0,
         "must satisfy 0 < delta < 1, got {value!r}: delta is the probability that the epsilon "
@@ -115,7 +119,8 @@ def _check_delta_range(delta: Any) -> float:
     )
 
 
-def _check_epsilon_target(target_epsilon: Any) -> float:
+def check_target_epsilon(target_epsilon: Any) -> float:
+    """``target_epsilon`` as a float, refused unless finite and > 0."""
     eps = _real_where(
         target_epsilon, "target_epsilon", lambda e: e > 0,  # NaN fails too
         "must be > 0, got {value!r}: epsilon = 0 means the output may not depend on the data at all, "
@@ -129,7 +134,8 @@ def _check_epsilon_target(target_epsilon: Any) -> float:
     return eps
 
 
-def _check_steps(steps: Any, name: str = "steps") -> int:
+def check_steps(steps: Any, name: str = "steps") -> int:
+    """``steps`` as an int, refused unless a whole number >= 0 (``name`` is used in the error)."""
     if isinstance(steps, bool):
         raise PrivacyError(f"{name} must be an integer >= 0, got {steps!r}.")
     if isinstance(steps, numbers.Integral):
@@ -147,13 +153,14 @@ def _check_steps(steps: Any, name: str = "steps") -> int:
 
 
 def _check_records(n_records: Any) -> int:
-    n = _check_steps(n_records, "n_records")
+    n = check_steps(n_records, "n_records")
     if n < 1:
         raise PrivacyError("n_records must be >= 1: there is no data to protect (or to train on).")
     return n
 
 
-def _check_kind(accountant: Any) -> str:
+def check_accountant(accountant: Any) -> str:
+    """``accountant``, refused unless one of :data:`ACCOUNTANTS`."""
     if accountant not in ACCOUNTANTS:
         hint = " Opacus's 'gdp' is an approximation that underestimates epsilon." if accountant == "gdp" else ""
         raise PrivacyError(
@@ -163,9 +170,9 @@ def _check_kind(accountant: Any) -> str:
     return str(accountant)
 
 
-def _check_segment(noise_multiplier: Any, sample_rate: Any, steps: Any, steps_name: str = "steps") -> Segment:
-    """One validated history entry ``(sigma, q, steps)``."""
-    return (_check_sigma(noise_multiplier), _check_sample_rate(sample_rate), _check_steps(steps, steps_name))
+def check_segment(noise_multiplier: Any, sample_rate: Any, steps: Any, steps_name: str = "steps") -> Segment:
+    """One validated history entry ``(sigma, q, steps)`` (``steps_name`` is used in the error)."""
+    return (check_noise_multiplier(noise_multiplier), check_sample_rate(sample_rate), check_steps(steps, steps_name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +201,7 @@ def check_delta(delta: float, n_records: int) -> None:
         ...
         trustgen.errors.PrivacyError: delta = 0.001 is not below 1/n = 0.0001 ...
     """
-    d = _check_delta_range(delta)
+    d = check_delta_range(delta)
     n = _check_records(n_records)
     if d >= 1.0 / n:
         raise PrivacyError(
@@ -311,9 +318,9 @@ def epsilon_for(
         >>> round(epsilon_for(1.0, 0.01, 10_000, 1e-5, "prv"), 3)
         6.198
     """
-    segment = _check_segment(noise_multiplier, sample_rate, steps)
-    d = _check_delta_range(delta)
-    kind = _check_kind(accountant)
+    segment = check_segment(noise_multiplier, sample_rate, steps)
+    d = check_delta_range(delta)
+    kind = check_accountant(accountant)
     return _epsilon_history((segment,), d, kind)
 
 
@@ -339,13 +346,13 @@ def epsilon_of_history(
         >>> round(epsilon_of_history([(1.0, 0.01, 5_000), (1.0, 0.01, 5_000)], 1e-5, "rdp"), 3)
         6.713
     """
-    d = _check_delta_range(delta)
-    kind = _check_kind(accountant)
+    d = check_delta_range(delta)
+    kind = check_accountant(accountant)
     segments = []
     for i, entry in enumerate(history):
         if not isinstance(entry, Sequence) or isinstance(entry, (str, bytes)) or len(entry) != 3:
             raise PrivacyError(f"history[{i}] = {entry!r} is not a (noise_multiplier, sample_rate, steps) triple.")
-        segments.append(_check_segment(*entry))
+        segments.append(check_segment(*entry))
     return _epsilon_history(tuple(segments), d, kind)
 
 
@@ -479,11 +486,11 @@ def calibrate_noise(
         >>> round(sigma, 2)
         4.14
     """
-    target = _check_epsilon_target(target_epsilon)
-    d = _check_delta_range(delta)
-    q = _check_sample_rate(sample_rate)
-    n = _check_steps(steps)
-    kind = _check_kind(accountant)
+    target = check_target_epsilon(target_epsilon)
+    d = check_delta_range(delta)
+    q = check_sample_rate(sample_rate)
+    n = check_steps(steps)
+    kind = check_accountant(accountant)
     tol = _real(rel_tol, "rel_tol")
     if not (0.0 < tol < 0.5):
         raise PrivacyError(f"rel_tol must be in (0, 0.5), got {tol!r}; the default is {CALIBRATION_REL_TOL}.")
@@ -519,7 +526,14 @@ __all__ = [
     "PRV_EPS_ERROR",
     "RDP_ORDERS",
     "calibrate_noise",
+    "check_accountant",
     "check_delta",
+    "check_delta_range",
+    "check_noise_multiplier",
+    "check_sample_rate",
+    "check_segment",
+    "check_steps",
+    "check_target_epsilon",
     "default_delta",
     "epsilon_for",
     "epsilon_of_history",

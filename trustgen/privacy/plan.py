@@ -30,11 +30,11 @@ from torch import nn
 from trustgen.errors import ConfigError, DataError, PrivacyError
 from trustgen.models.base import GenerativeModel
 from trustgen.privacy.accounting import (
-    _check_delta_range,
-    _check_sample_rate,
-    _check_sigma,
     calibrate_noise,
     check_delta,
+    check_delta_range,
+    check_noise_multiplier,
+    check_sample_rate,
     default_delta,
 )
 from trustgen.privacy.config import PrivacyConfig
@@ -63,9 +63,9 @@ class PrivacyPlan:
 
     def __post_init__(self) -> None:
         # Normalise to plain Python (a checkpoint loaded with weights_only refuses numpy scalars).
-        object.__setattr__(self, "sample_rate", _check_sample_rate(self.sample_rate))
-        object.__setattr__(self, "delta", _check_delta_range(self.delta))
-        object.__setattr__(self, "noise_multiplier", _check_sigma(self.noise_multiplier))
+        object.__setattr__(self, "sample_rate", check_sample_rate(self.sample_rate))
+        object.__setattr__(self, "delta", check_delta_range(self.delta))
+        object.__setattr__(self, "noise_multiplier", check_noise_multiplier(self.noise_multiplier))
         if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral) or self.steps < 1:
             raise PrivacyError(f"PrivacyPlan.steps must be an integer >= 1, got {self.steps!r}.")
         object.__setattr__(self, "steps", int(self.steps))
