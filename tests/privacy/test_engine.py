@@ -241,3 +241,12 @@ def test_a_refused_step_leaves_no_trace(clipping):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     for private in runs:
         private.close()
+
+
+def test_repr_shows_no_private_records():
+    x = torch.full((20, 1), 123.456)
+    net = nn.Linear(1, 1)
+    private = make_private(net, torch.optim.SGD(net.parameters(), lr=0.1), x, x[:, 0], epsilon=2.0, steps=3,
+                           batch_size=4, accountant="rdp", secret_seed=5)
+    assert "123.4" not in repr(private) and "sample_rate=0.2" in repr(private.sampler)
+    private.close()

@@ -79,8 +79,8 @@ class PoissonSampler:
         last_size: the size of the latest batch.
     """
 
-    x: torch.Tensor
-    y: torch.Tensor | None
+    x: torch.Tensor = field(repr=False)  # private records: never in a repr or a log line
+    y: torch.Tensor | None = field(repr=False)
     sample_rate: float
     steps: int
     generator: torch.Generator = field(repr=False)
