@@ -18,13 +18,14 @@ from dp_accounting import pld, rdp
 
 from trustgen.errors import PrivacyError
 from trustgen.privacy import accounting as acc_mod
+from trustgen.privacy.accountant import Accountant
 from trustgen.privacy.accounting import (
     RDP_ORDERS,
-    Accountant,
     calibrate_noise,
     check_delta,
     default_delta,
     epsilon_for,
+    epsilon_of_history,
 )
 
 # (sigma, q, steps, delta); the first is the STACK-NOTES setting.
@@ -374,3 +375,48 @@ def test_would_exceed():
     assert a.steps == 9_000  # a query, not a step
     with pytest.raises(PrivacyError):
         a.would_exceed(0.0, 1e-5, 1, 1.0, 0.01)
+
+
+# ------------------------------------------------------------------------------------------------
+# pure epsilon of a history (what the Accountant delegates to)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["rdp", "prv"])
+def test_epsilon_of_history_is_what_the_accountant_reports(kind):
+    segments = [(1.0, 0.01, 3_000), (2.0, 0.02, 0), (2.0, 0.02, 2_000)]
+    a = Accountant(kind)
+    for sigma, q, steps in segments:
+        a.step(sigma, q, n=steps)
+    assert epsilon_of_history(segments, 1e-5, kind) == a.epsilon(1e-5)
+    assert epsilon_of_history([], 1e-5, kind) == 0.0
+    assert epsilon_of_history([(1.0, 0.01, 10_000)], 1e-5, kind) == epsilon_for(1.0, 0.01, 10_000, 1e-5, kind)
+
+
+@pytest.mark.parametrize(
+    "history, fragment",
+    [
+        ([(1.0, 0.01)], "triple"),
+        (["abc"], "triple"),
+        ([(0.0, 0.01, 5)], "noise_multiplier must be a finite number > 0"),
+        ([(1.0, 1.5, 5)], "sample_rate must satisfy 0 < q <= 1"),
+        ([(1.0, 0.01, -1)], "steps must be >= 0"),
+        ([(1.0, 0.01, 2.5)], "steps must be an integer"),
+    ],
+)
+def test_epsilon_of_history_rejects_bad_segments(history, fragment):
+    with pytest.raises(PrivacyError, match=fragment):
+        epsilon_of_history(history, 1e-5, "rdp")
+
+
+def test_argument_errors_name_the_argument_and_the_fix():
+    with pytest.raises(PrivacyError, match=r"delta must satisfy 0 < delta < 1, got 0\.0: .*default_delta"):
+        epsilon_for(1.0, 0.01, 10, 0.0)
+    with pytest.raises(PrivacyError, match=r"target_epsilon must be > 0, got nan"):
+        calibrate_noise(math.nan, 1e-5, 0.01, 10)
+    with pytest.raises(PrivacyError, match=r"target_epsilon is inf"):
+        calibrate_noise(math.inf, 1e-5, 0.01, 10)
+    with pytest.raises(PrivacyError, match=r"noise_multiplier must be a real number, got True"):
+        epsilon_for(True, 0.01, 10, 1e-5)
+    with pytest.raises(PrivacyError, match=r"n_records must be >= 1"):
+        default_delta(0)

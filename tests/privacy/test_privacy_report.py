@@ -9,7 +9,8 @@ import os
 import pytest
 
 from trustgen.errors import PrivacyError
-from trustgen.privacy.accounting import Accountant, epsilon_for
+from trustgen.privacy.accountant import Accountant
+from trustgen.privacy.accounting import epsilon_for
 from trustgen.privacy.report import PrivacyReport
 
 
@@ -94,6 +95,17 @@ def test_atomic_write_keeps_old_file_when_replace_fails(tmp_path, monkeypatch):
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["privacy.json"]  # temp file cleaned up
     assert PrivacyReport.from_json(target).epsilon == 1.0
+
+
+def test_written_through_trustgen_io_readable_by_all(tmp_path, monkeypatch):
+    import trustgen.privacy.report as report_mod
+
+    calls = []
+    real = report_mod.atomic_write_text
+    monkeypatch.setattr(report_mod, "atomic_write_text", lambda p, t: calls.append(p) or real(p, t))
+    path = _report().to_json(tmp_path / "privacy.json")
+    assert calls == [path]
+    assert (path.stat().st_mode & 0o777) == 0o644  # a released file is meant to be read
 
 
 def test_to_json_missing_directory(tmp_path):

@@ -2,8 +2,17 @@
 
 Submodules:
 
-* :mod:`trustgen.privacy.accounting`: epsilon for DP-SGD (Opacus PRV / RDP maths), fast noise
-  calibration, the delta policy, and a resumable :class:`~trustgen.privacy.accounting.Accountant`.
+* :mod:`trustgen.privacy.accounting`: the pure maths: epsilon for DP-SGD (Opacus PRV / RDP), fast
+  noise calibration, the delta policy.
+* :mod:`trustgen.privacy.accountant`: the resumable :class:`~trustgen.privacy.accountant.Accountant`
+  (the history of one run, saved in checkpoints).
+* :mod:`trustgen.privacy.config`: :class:`~trustgen.privacy.config.PrivacyConfig`, what a user asks
+  of DP training.
+* :mod:`trustgen.privacy.plan`: :func:`~trustgen.privacy.plan.plan_privacy`, the one builder of a
+  frozen :class:`~trustgen.privacy.plan.PrivacyPlan` (sample rate, delta, noise, steps, mode).
+* :mod:`trustgen.privacy.dp_sgd`: per-example clipping over Opacus, noise, Poisson sampling.
+* :mod:`trustgen.privacy.engine`: :func:`~trustgen.privacy.engine.make_private`, DP-SGD for a
+  user's own module, optimiser and training loop.
 * :mod:`trustgen.privacy.report`: :class:`~trustgen.privacy.report.PrivacyReport`, the JSON report
   shipped with each model.
 * :mod:`trustgen.privacy.audit_bounds`: empirical lower bounds on epsilon from attacks.
@@ -23,11 +32,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Accountant": "accounting",
+    "Accountant": "accountant",
     "calibrate_noise": "accounting",
     "check_delta": "accounting",
     "default_delta": "accounting",
     "epsilon_for": "accounting",
+    "epsilon_of_history": "accounting",
+    "PrivacyConfig": "config",
+    "PrivacyPlan": "plan",
+    "plan_privacy": "plan",
+    "PrivateGradients": "dp_sgd",
+    "make_private": "engine",
+    "PrivateTraining": "engine",
     "PrivacyReport": "report",
     "AuditBound": "audit_bounds",
     "epsilon_lower_bound": "audit_bounds",

@@ -1,4 +1,4 @@
-"""Privacy accounting for DP-SGD: epsilon, noise calibration, delta policy and a resumable accountant.
+"""Privacy accounting for DP-SGD, the pure maths: epsilon, noise calibration and the delta policy.
 
 Everything here accounts for the **Poisson-subsampled Gaussian mechanism** (one DP-SGD step with
 sample rate ``q`` and noise multiplier ``sigma``) under the **add/remove-one-record** neighbouring
@@ -14,9 +14,13 @@ relation, which is what Opacus implements. The maths is Opacus 1.6's own:
 Opacus's ``gdp`` accountant is a central-limit approximation that comes out *below* the true epsilon;
 it is deliberately not offered.
 
-Pure functions (:func:`epsilon_for`, :func:`calibrate_noise`, :func:`check_delta`,
-:func:`default_delta`) hold the maths; :class:`Accountant` holds the history of a training run and
-can be saved into a checkpoint that loads under ``torch.load(weights_only=True)``.
+This module holds only pure functions: the argument checks (``check_*``, shared by the accountant
+and the plan), :func:`epsilon_for` and
+:func:`epsilon_of_history` (epsilon of a history of ``(noise_multiplier, sample_rate, steps)``
+segments), :func:`calibrate_noise`, and the delta policy (:func:`check_delta`,
+:func:`default_delta`). The state of a training run, its history, lives in
+:class:`trustgen.privacy.accountant.Accountant`, which can be saved into a checkpoint that loads
+under ``torch.load(weights_only=True)``.
 
 Example:
     >>> from trustgen.privacy.accounting import epsilon_for, calibrate_noise
@@ -33,7 +37,7 @@ import functools
 import math
 import numbers
 import warnings
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -58,9 +62,6 @@ CALIBRATION_REL_TOL: float = 0.005
 SIGMA_MIN: float = 0.05
 SIGMA_MAX: float = 1e6
 
-#: Format version of :meth:`Accountant.state_dict`.
-STATE_VERSION: int = 1
-
 Segment = tuple[float, float, int]
 
 
@@ -78,29 +79,63 @@ def _real(value: Any, name: str) -> float:
     return float(value)
 
 
-def _check_sigma(noise_multiplier: Any) -> float:
-    sigma = _real(noise_multiplier, "noise_multiplier")
-    if not (math.isfinite(sigma) and sigma > 0):
+def _real_where(value: Any, name: str, ok: Callable[[float], bool], why: str) -> float:
+    """``value`` as a float if it is a real number with ``ok(value)``; else a PrivacyError.
+
+    ``why`` completes the sentence "``name`` <why>" and may refer to the value as ``{value!r}``.
+    """
+    x = _real(value, name)
+    if not ok(x):
+        raise PrivacyError(f"{name} " + why.format(value=x))
+    return x
+
+
+def check_noise_multiplier(noise_multiplier: Any) -> float:
+    """``noise_multiplier`` as a float, refused unless finite and > 0."""
+    return _real_where(
+        noise_multiplier, "noise_multiplier", lambda s: math.isfinite(s) and s > 0,
+        "must be a finite number > 0, got {value!r}: with no noise DP-SGD gives no privacy guarantee "
+        "(epsilon = inf). Use calibrate_noise() to pick one for a target epsilon, or train without DP "
+        "and report PrivacyReport.non_private().",
+    )
+
+
+def check_sample_rate(sample_rate: Any) -> float:
+    """``sample_rate`` as a float, refused unless 0 < q <= 1."""
+    return _real_where(
+        sample_rate, "sample_rate", lambda q: 0.0 < q <= 1.0,
+        "must satisfy 0 < q <= 1, got {value!r}: it is the probability that a record joins a batch "
+        "(expected batch size / number of records). Compute it as batch_size / n_records.",
+    )
+
+
+def check_delta_range(delta: Any) -> float:
+    """``delta`` as a float, refused unless 0 < delta < 1 (:func:`check_delta` also compares it with 1/n)."""
+    return _real_where(
+        delta, "delta", lambda d: 0.0 < d < 1.0,
+        "must satisfy 0 < delta < 1, got {value!r}: delta is the probability that the epsilon "
+        "guarantee fails outright. delta = 0 cannot be reached by the Gaussian mechanism. Use "
+        "default_delta(n_records) (at most 1e-5).",
+    )
+
+
+def check_target_epsilon(target_epsilon: Any) -> float:
+    """``target_epsilon`` as a float, refused unless finite and > 0."""
+    eps = _real_where(
+        target_epsilon, "target_epsilon", lambda e: e > 0,  # NaN fails too
+        "must be > 0, got {value!r}: epsilon = 0 means the output may not depend on the data at all, "
+        "which no trainable model achieves. Choose a positive budget, e.g. 1 to 10.",
+    )
+    if math.isinf(eps):
         raise PrivacyError(
-            f"noise_multiplier must be a finite number > 0, got {sigma!r}: with no noise DP-SGD gives "
-            f"no privacy guarantee (epsilon = inf). Use calibrate_noise() to pick one for a target "
-            f"epsilon, or train without DP and report PrivacyReport.non_private()."
+            "target_epsilon is inf: that is no privacy guarantee, so there is no noise to calibrate. "
+            "Train without DP and report PrivacyReport.non_private() instead."
         )
-    return sigma
+    return eps
 
 
-def _check_sample_rate(sample_rate: Any) -> float:
-    q = _real(sample_rate, "sample_rate")
-    if not (0.0 < q <= 1.0):
-        raise PrivacyError(
-            f"sample_rate must satisfy 0 < q <= 1, got {q!r}: it is the probability that a record "
-            f"joins a batch (expected batch size / number of records). Compute it as "
-            f"batch_size / n_records."
-        )
-    return q
-
-
-def _check_steps(steps: Any, name: str = "steps") -> int:
+def check_steps(steps: Any, name: str = "steps") -> int:
+    """``steps`` as an int, refused unless a whole number >= 0 (``name`` is used in the error)."""
     if isinstance(steps, bool):
         raise PrivacyError(f"{name} must be an integer >= 0, got {steps!r}.")
     if isinstance(steps, numbers.Integral):
@@ -117,18 +152,15 @@ def _check_steps(steps: Any, name: str = "steps") -> int:
     return n
 
 
-def _check_delta_range(delta: Any) -> float:
-    d = _real(delta, "delta")
-    if not (0.0 < d < 1.0):
-        raise PrivacyError(
-            f"delta must satisfy 0 < delta < 1, got {d!r}: delta is the probability that the "
-            f"epsilon guarantee fails outright. delta = 0 cannot be reached by the Gaussian "
-            f"mechanism. Use default_delta(n_records) (at most 1e-5)."
-        )
-    return d
+def _check_records(n_records: Any) -> int:
+    n = check_steps(n_records, "n_records")
+    if n < 1:
+        raise PrivacyError("n_records must be >= 1: there is no data to protect (or to train on).")
+    return n
 
 
-def _check_kind(accountant: Any) -> str:
+def check_accountant(accountant: Any) -> str:
+    """``accountant``, refused unless one of :data:`ACCOUNTANTS`."""
     if accountant not in ACCOUNTANTS:
         hint = " Opacus's 'gdp' is an approximation that underestimates epsilon." if accountant == "gdp" else ""
         raise PrivacyError(
@@ -138,19 +170,9 @@ def _check_kind(accountant: Any) -> str:
     return str(accountant)
 
 
-def _check_epsilon_target(target_epsilon: Any) -> float:
-    eps = _real(target_epsilon, "target_epsilon")
-    if not (eps > 0) or math.isnan(eps):
-        raise PrivacyError(
-            f"target_epsilon must be > 0, got {eps!r}: epsilon = 0 means the output may not depend on "
-            f"the data at all, which no trainable model achieves. Choose a positive budget, e.g. 1 to 10."
-        )
-    if math.isinf(eps):
-        raise PrivacyError(
-            "target_epsilon is inf: that is no privacy guarantee, so there is no noise to calibrate. "
-            "Train without DP and report PrivacyReport.non_private() instead."
-        )
-    return eps
+def check_segment(noise_multiplier: Any, sample_rate: Any, steps: Any, steps_name: str = "steps") -> Segment:
+    """One validated history entry ``(sigma, q, steps)`` (``steps_name`` is used in the error)."""
+    return (check_noise_multiplier(noise_multiplier), check_sample_rate(sample_rate), check_steps(steps, steps_name))
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,10 +201,8 @@ def check_delta(delta: float, n_records: int) -> None:
         ...
         trustgen.errors.PrivacyError: delta = 0.001 is not below 1/n = 0.0001 ...
     """
-    d = _check_delta_range(delta)
-    n = _check_steps(n_records, "n_records")
-    if n < 1:
-        raise PrivacyError("n_records must be >= 1: there is no data to protect (or to train on).")
+    d = check_delta_range(delta)
+    n = _check_records(n_records)
     if d >= 1.0 / n:
         raise PrivacyError(
             f"delta = {d:g} is not below 1/n = {1.0 / n:g} for n = {n} records. Delta is the "
@@ -212,9 +232,7 @@ def default_delta(n_records: int) -> float:
         >>> default_delta(1_000_000)
         1e-07
     """
-    n = _check_steps(n_records, "n_records")
-    if n < 1:
-        raise PrivacyError("n_records must be >= 1: there is no data to protect (or to train on).")
+    n = _check_records(n_records)
     return min(1e-5, 1.0 / (10.0 * n))
 
 
@@ -300,12 +318,42 @@ def epsilon_for(
         >>> round(epsilon_for(1.0, 0.01, 10_000, 1e-5, "prv"), 3)
         6.198
     """
-    sigma = _check_sigma(noise_multiplier)
-    q = _check_sample_rate(sample_rate)
-    n = _check_steps(steps)
-    d = _check_delta_range(delta)
-    kind = _check_kind(accountant)
-    return _epsilon_history(((sigma, q, n),), d, kind)
+    segment = check_segment(noise_multiplier, sample_rate, steps)
+    d = check_delta_range(delta)
+    kind = check_accountant(accountant)
+    return _epsilon_history((segment,), d, kind)
+
+
+def epsilon_of_history(
+    history: Sequence[Sequence[float]],
+    delta: float,
+    accountant: AccountantKind = "prv",
+) -> float:
+    """Epsilon of a composition of DP-SGD segments ``(noise_multiplier, sample_rate, steps)``.
+
+    The segments run one after another (e.g. a change of noise or sample rate mid-training);
+    the composition is exact for the chosen accountant, not a sum of per-segment epsilons.
+
+    Args:
+        history: ``(sigma, q, steps)`` triples, oldest first; segments with 0 steps count for nothing.
+        delta: Target delta (0 < delta < 1).
+        accountant: ``"prv"`` (default) or ``"rdp"``.
+
+    Returns:
+        Epsilon as a Python float (0.0 for an empty history).
+
+    Example:
+        >>> round(epsilon_of_history([(1.0, 0.01, 5_000), (1.0, 0.01, 5_000)], 1e-5, "rdp"), 3)
+        6.713
+    """
+    d = check_delta_range(delta)
+    kind = check_accountant(accountant)
+    segments = []
+    for i, entry in enumerate(history):
+        if not isinstance(entry, Sequence) or isinstance(entry, (str, bytes)) or len(entry) != 3:
+            raise PrivacyError(f"history[{i}] = {entry!r} is not a (noise_multiplier, sample_rate, steps) triple.")
+        segments.append(check_segment(*entry))
+    return _epsilon_history(tuple(segments), d, kind)
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,11 +486,11 @@ def calibrate_noise(
         >>> round(sigma, 2)
         4.14
     """
-    target = _check_epsilon_target(target_epsilon)
-    d = _check_delta_range(delta)
-    q = _check_sample_rate(sample_rate)
-    n = _check_steps(steps)
-    kind = _check_kind(accountant)
+    target = check_target_epsilon(target_epsilon)
+    d = check_delta_range(delta)
+    q = check_sample_rate(sample_rate)
+    n = check_steps(steps)
+    kind = check_accountant(accountant)
     tol = _real(rel_tol, "rel_tol")
     if not (0.0 < tol < 0.5):
         raise PrivacyError(f"rel_tol must be in (0, 0.5), got {tol!r}; the default is {CALIBRATION_REL_TOL}.")
@@ -471,196 +519,22 @@ def calibrate_noise(
     return _solve_sigma(prv_eps, target, tol, sigma0=sigma_rdp, slope0=slope0)
 
 
-# --------------------------------------------------------------------------------------------
-# stateful accountant
-# --------------------------------------------------------------------------------------------
-
-
-class Accountant:
-    """History of DP-SGD steps of one training run, and the epsilon they spent.
-
-    The history is a list of ``(noise_multiplier, sample_rate, steps)`` segments; consecutive steps
-    with the same settings merge into one segment. The state is plain JSON-able Python (no numpy),
-    so it can live inside a checkpoint loaded with ``torch.load(weights_only=True)``. Loading a state
-    *replaces* the history: resuming continues the same count, never resets it, never double counts.
-
-    Args:
-        kind: ``"prv"`` (default) or ``"rdp"``.
-
-    Example:
-        >>> acc = Accountant("rdp")
-        >>> acc.step(1.0, 0.01, n=5_000)
-        >>> state = acc.state_dict()
-        >>> resumed = Accountant("rdp"); resumed.load_state_dict(state)
-        >>> resumed.step(1.0, 0.01, n=5_000)
-        >>> resumed.history
-        [(1.0, 0.01, 10000)]
-        >>> round(resumed.epsilon(1e-5), 3)
-        6.713
-    """
-
-    def __init__(self, kind: AccountantKind = "prv") -> None:
-        self.kind: str = _check_kind(kind)
-        self._history: list[Segment] = []
-
-    # -- state ------------------------------------------------------------------------------
-
-    @property
-    def history(self) -> list[Segment]:
-        """A copy of the segments ``(noise_multiplier, sample_rate, steps)``, oldest first."""
-        return list(self._history)
-
-    @property
-    def steps(self) -> int:
-        """Total number of noisy steps recorded."""
-        return sum(seg[2] for seg in self._history)
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __repr__(self) -> str:
-        return f"Accountant(kind={self.kind!r}, steps={self.steps}, segments={len(self._history)})"
-
-    def step(self, noise_multiplier: float, sample_rate: float, n: int = 1) -> None:
-        """Record ``n`` noisy steps at ``noise_multiplier`` and ``sample_rate``.
-
-        Args:
-            noise_multiplier: sigma of the steps (> 0).
-            sample_rate: Poisson sample rate of the steps (0 < q <= 1).
-            n: Number of steps (>= 0).
-
-        Example:
-            >>> acc = Accountant(); acc.step(1.0, 0.01); acc.step(1.0, 0.01, n=9)
-            >>> acc.history
-            [(1.0, 0.01, 10)]
-        """
-        seg = _segment(noise_multiplier, sample_rate, n)
-        if seg[2] == 0:
-            return
-        self._history = _append(self._history, seg)
-
-    def epsilon(self, delta: float) -> float:
-        """Epsilon spent so far at ``delta`` (0.0 before the first step).
-
-        Example:
-            >>> acc = Accountant("rdp"); acc.step(1.0, 0.01, n=10_000)
-            >>> round(acc.epsilon(1e-5), 3)
-            6.713
-        """
-        d = _check_delta_range(delta)
-        return _epsilon_history(tuple(self._history), d, self.kind)
-
-    def would_exceed(
-        self,
-        target_epsilon: float,
-        delta: float,
-        extra_steps: int,
-        noise_multiplier: float,
-        sample_rate: float,
-    ) -> bool:
-        """Whether ``extra_steps`` more steps would push epsilon above ``target_epsilon``.
-
-        A trainer calls this before a step (or an epoch) and stops instead of overspending.
-        Results are cached, so repeated calls with the same history are cheap.
-
-        Example:
-            >>> acc = Accountant("rdp"); acc.step(1.0, 0.01, n=9_000)
-            >>> acc.would_exceed(6.713, 1e-5, 1_000, 1.0, 0.01)
-            False
-            >>> acc.would_exceed(6.713, 1e-5, 1_100, 1.0, 0.01)
-            True
-        """
-        target = _check_epsilon_target(target_epsilon)
-        d = _check_delta_range(delta)
-        seg = _segment(noise_multiplier, sample_rate, extra_steps)
-        hist = _append(self._history, seg) if seg[2] > 0 else list(self._history)
-        return _epsilon_history(tuple(hist), d, self.kind) > target
-
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-able state: ``{"version": 1, "kind": str, "history": [[sigma, q, steps], ...]}``.
-
-        Only Python ``int``/``float``/``str``/``list``/``dict``: safe for JSON and for
-        ``torch.load(weights_only=True)``.
-        """
-        return {
-            "version": STATE_VERSION,
-            "kind": self.kind,
-            "history": [[float(s), float(q), int(n)] for s, q, n in self._history],
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore the history saved by :meth:`state_dict` (replacing, not adding to, the current one).
-
-        Raises:
-            PrivacyError: If the state is malformed or was made by an accountant of another kind.
-        """
-        if not isinstance(state, Mapping):
-            raise PrivacyError(
-                f"accountant state must be a dict from Accountant.state_dict(), got {type(state).__name__}."
-            )
-        missing = {"version", "kind", "history"} - set(state)
-        if missing:
-            raise PrivacyError(
-                f"accountant state is missing {sorted(missing)}: it was not produced by "
-                f"Accountant.state_dict() (or the checkpoint is damaged)."
-            )
-        if state["version"] != STATE_VERSION:
-            raise PrivacyError(
-                f"accountant state version {state['version']!r} is not supported (expected "
-                f"{STATE_VERSION}); it was written by another trustgen version."
-            )
-        if state["kind"] != self.kind:
-            raise PrivacyError(
-                f"the checkpoint's accountant is {state['kind']!r} but this one is {self.kind!r}. "
-                f"Mixing accountants changes the reported epsilon mid-run; create "
-                f"Accountant({state['kind']!r}) to resume."
-            )
-        raw = state["history"]
-        if not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
-            raise PrivacyError("accountant state 'history' must be a list of [sigma, q, steps] entries.")
-        history: list[Segment] = []
-        for i, entry in enumerate(raw):
-            if not isinstance(entry, Sequence) or isinstance(entry, (str, bytes)) or len(entry) != 3:
-                raise PrivacyError(
-                    f"accountant state history[{i}] = {entry!r} is not a [sigma, q, steps] triple."
-                )
-            seg = _segment(*entry)
-            if seg[2] > 0:
-                history = _append(history, seg)
-        self._history = history
-
-    @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any]) -> Accountant:
-        """Build an accountant from :meth:`state_dict` output (its kind is taken from the state)."""
-        if not isinstance(state, Mapping) or "kind" not in state:
-            raise PrivacyError("accountant state must be a dict from Accountant.state_dict() with a 'kind'.")
-        acc = cls(state["kind"])
-        acc.load_state_dict(state)
-        return acc
-
-
-def _segment(noise_multiplier: Any, sample_rate: Any, n: Any) -> Segment:
-    return (_check_sigma(noise_multiplier), _check_sample_rate(sample_rate), _check_steps(n, "n"))
-
-
-def _append(history: list[Segment], seg: Segment) -> list[Segment]:
-    out = list(history)
-    if out and out[-1][0] == seg[0] and out[-1][1] == seg[1]:
-        out[-1] = (seg[0], seg[1], out[-1][2] + seg[2])
-    else:
-        out.append(seg)
-    return out
-
-
 __all__ = [
     "ACCOUNTANTS",
-    "Accountant",
     "AccountantKind",
     "CALIBRATION_REL_TOL",
     "PRV_EPS_ERROR",
     "RDP_ORDERS",
     "calibrate_noise",
+    "check_accountant",
     "check_delta",
+    "check_delta_range",
+    "check_noise_multiplier",
+    "check_sample_rate",
+    "check_segment",
+    "check_steps",
+    "check_target_epsilon",
     "default_delta",
     "epsilon_for",
+    "epsilon_of_history",
 ]

@@ -22,6 +22,7 @@ and treating their outcomes as independent trials is the usual heuristic of one-
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -86,20 +87,32 @@ def membership_scores(model, x: torch.Tensor, y: torch.Tensor | None, draws: int
     return -torch.stack([model.loss(x, y, generator=g) for _ in range(draws)]).mean(0).cpu().numpy()
 
 
-def audit(data: Data, schema: Schema, family: str, config, *, privacy=None, canaries: int = 200,
-          seed: int = 0, model_options: dict | None = None, confidence: float = 0.95) -> AuditResult:
+class TrainFunction(Protocol):
+    """What :func:`audit` trains with: the signature of the pipeline's ``train``."""
+
+    def __call__(self, data: Data, family: str, config: Any, *, schema: Schema,
+                 model_options: dict | None, privacy: Any) -> Any:
+        """Train and return a run with ``.model`` and ``.privacy`` (a PrivacyReport)."""
+
+
+def audit(data: Data, schema: Schema, family: str, config, *, train: TrainFunction, privacy=None,
+          canaries: int = 200, seed: int = 0, model_options: dict | None = None,
+          confidence: float = 0.95) -> AuditResult:
     """Insert half of ``canaries`` random-domain records, train, and bound epsilon from below.
 
     Args:
         data, schema: the private training data and its declared schema.
-        family, config, privacy, model_options: as for :func:`trustgen.run.train`.
+        family, config, privacy, model_options: passed on to ``train``.
+        train: the training function, called as ``train(data, family, config, schema=...,
+            model_options=..., privacy=...)`` and returning a run with ``.model`` and
+            ``.privacy`` (e.g. ``trustgen.run.train``). It is an argument so that privacy, a
+            stage before the pipeline, does not import the pipeline.
         canaries: total canaries (half become members, by a seeded coin per canary).
     """
     from sklearn.metrics import roc_auc_score
 
     from trustgen.privacy.accounting import default_delta
     from trustgen.privacy.audit_bounds import epsilon_lower_bound_from_scores
-    from trustgen.run import train
 
     gen = torch.Generator().manual_seed(seed)
     x_can, y_can = make_canaries(schema, canaries, gen)

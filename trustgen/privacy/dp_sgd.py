@@ -28,7 +28,7 @@ Example:
     >>> dp = PrivateGradients(net, max_grad_norm=1.0, noise_multiplier=0.0, expected_batch_size=4,
     ...                       mode="hooks", noise_generator=torch.Generator().manual_seed(0))
     >>> loss = net(torch.randn(4, 3)).squeeze(1) ** 2       # one loss per example
-    >>> opt.zero_grad(); dp.backward(loss, opt); opt.step()
+    >>> opt.zero_grad(); _ = dp.backward(loss, opt); opt.step()
     >>> dp.close()
 """
 
@@ -36,57 +36,44 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import dataclass
 from typing import Iterator, Literal
 
 import torch
 from torch import nn
 
 from trustgen.errors import ConfigError
+from trustgen.models.base import GenerativeModel
 
 ClippingMode = Literal["ghost", "hooks"]
 
 
-@dataclass
-class PrivacyConfig:
-    """What a user asks of DP training.
+def choose_mode(model: GenerativeModel | nn.Module) -> ClippingMode:
+    """The fastest correct Opacus mode for ``model`` (what ``clipping="auto"`` means).
 
-    Attributes:
-        epsilon: target epsilon; the noise is calibrated so the planned steps reach it exactly.
-        delta: target delta; None picks ``default_delta(n)`` (well below 1/n).
-        max_grad_norm: per-example clipping norm C.
-        accountant: ``"prv"`` (tight, default) or ``"rdp"``.
-        clipping: ``"auto"`` picks the fastest correct Opacus mode for the model.
-        secret_seed: seed of the DP noise and of Poisson sampling. Leave it None: it is then
-            drawn from the operating system's entropy and kept only in the (private) resume
-            checkpoint. Anyone who knows it can replay the noise and the batches, which voids
-            the guarantee, so a fixed value is for tests only and the report says so.
+    Ghost clipping costs 2-3x a non-private step on MLPs, where per-example gradients (hooks)
+    cost 60-80x; on small conv nets every mode costs about 2-3x and hooks is not slower
+    (STACK-NOTES, benchmarks/dp_overhead.py). So:
+
+    * a trustgen model: ghost for the MLP models on tables, hooks for conv image models and
+      wherever one example spans several rows of a layer's batch;
+    * any other ``nn.Module`` (a user's own network): ghost when every layer with parameters is
+      an ``nn.Linear`` (the measured, exact case), hooks otherwise (conv, norm, embedding and
+      recurrent layers: hooks handles every layer Opacus supports, empty batches included).
+
+    Example:
+        >>> choose_mode(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)))
+        'ghost'
+        >>> choose_mode(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 1)))
+        'hooks'
     """
-
-    epsilon: float
-    delta: float | None = None
-    max_grad_norm: float = 1.0
-    accountant: Literal["prv", "rdp"] = "prv"
-    clipping: Literal["auto", "ghost", "hooks"] = "auto"
-    secret_seed: int | None = None
-
-    def validate(self) -> None:
-        from trustgen.errors import PrivacyError
-
-        if not (isinstance(self.epsilon, (int, float)) and self.epsilon > 0) or self.epsilon != self.epsilon:
-            raise PrivacyError(f"epsilon must be a positive number, got {self.epsilon!r}")
-        if not self.max_grad_norm > 0:
-            raise PrivacyError(f"max_grad_norm must be positive, got {self.max_grad_norm!r}")
-        if self.accountant not in ("prv", "rdp"):
-            raise PrivacyError(f"unknown accountant {self.accountant!r} (known: prv, rdp)")
-        if self.clipping not in ("auto", "ghost", "hooks"):
-            raise ConfigError(f"unknown clipping mode {self.clipping!r} (known: auto, ghost, hooks)")
+    if isinstance(model, GenerativeModel):
+        return "ghost" if model.spec.kind == "tabular" and model.private_rows_per_example() == 1 else "hooks"
+    return "ghost" if all(isinstance(m, nn.Linear) for m in _layers_with_parameters(model)) else "hooks"
 
 
-def choose_mode(model) -> ClippingMode:
-    """Ghost clipping for MLPs on tables (2-3x a non-private step, where per-example
-    gradients cost 60-80x); hooks for conv nets (1.8x) and wherever an example spans rows."""
-    return "ghost" if model.spec.kind == "tabular" and model.private_rows_per_example() == 1 else "hooks"
+def _layers_with_parameters(module: nn.Module) -> list[nn.Module]:
+    """The sub-modules that own trainable parameters themselves (not through children)."""
+    return [m for m in module.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
 
 
 def poisson_batch(n: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:
@@ -151,6 +138,10 @@ class PrivateGradients:
         if loss_per_example.dim() != 1:
             raise ConfigError(f"DP-SGD needs one loss per example (shape [B]), got {tuple(loss_per_example.shape)}")
         if b == 0:
+            if loss_per_example.requires_grad:
+                # The caller ran a forward on the empty batch: Opacus recorded it, and only a
+                # backward consumes that record (left behind, it breaks the next step).
+                loss_per_example.sum().backward()
             self.noise_only_step()
             return None
         if self.mode == "ghost":
@@ -170,6 +161,19 @@ class PrivateGradients:
                 p.grad_sample = None
         self._add_noise_and_scale()
         return norms.detach()
+
+    def discard(self, loss: torch.Tensor) -> None:
+        """Drop a forward pass that will not become a step, leaving no gradient behind.
+
+        Opacus records every forward through the module; a record left behind breaks (ghost) or
+        corrupts (hooks) the next step, and only a backward consumes it.
+        """
+        if loss.requires_grad:
+            loss.sum().backward()
+        for p in self.params:
+            p.grad = None
+            if hasattr(p, "grad_sample"):
+                p.grad_sample = None
 
     def noise_only_step(self) -> None:
         """The DP-SGD gradient of an empty batch: noise alone (clipped sum is zero)."""
@@ -208,3 +212,6 @@ class PrivateGradients:
     def close(self) -> None:
         """Remove Opacus's hooks and per-example state from the module."""
         self.gsm._close()
+
+
+__all__ = ["ClippingMode", "PrivateGradients", "choose_mode", "poisson_batch"]

@@ -8,9 +8,10 @@ JSON format (``"format": "trustgen-privacy-report"``, ``"version": 1``): one obj
 dataclass field. JSON has no infinity, so non-finite floats are written as the **strings**
 ``"inf"`` / ``"-inf"`` (e.g. ``"epsilon": "inf"`` for a non-private run); every other float is a
 JSON number written with Python's shortest round-trip ``repr``, so ``from_json(to_json(r)) == r``
-exactly. The file is written atomically: to a temporary file in the same directory, flushed and
-fsynced, then moved over the target with :func:`os.replace`; a failure leaves any previous file
-untouched and no partial file behind.
+exactly. This is :func:`trustgen.io.json_value`'s rule for infinities, the one every trustgen file
+follows. The file is written atomically with :func:`trustgen.io.atomic_write_text` (a temporary
+file in the same directory, flushed and fsynced, then moved over the target with
+:func:`os.replace`); a failure leaves any previous file untouched and no partial file behind.
 
 Example:
     >>> r = PrivacyReport(accountant="prv", epsilon=6.198, delta=1e-5, target_epsilon=8.0,
@@ -24,18 +25,17 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import numbers
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from trustgen.errors import PrivacyError
+from trustgen.io import atomic_write_text, json_value, read_json
 
 REPORT_FORMAT = "trustgen-privacy-report"
 REPORT_VERSION = 1
@@ -157,13 +157,13 @@ class PrivacyReport:
         private_modules: list[str] | None = None,
         caveats: list[str] | None = None,
     ) -> PrivacyReport:
-        """Report from a :class:`trustgen.privacy.accounting.Accountant` at the end of training.
+        """Report from a :class:`trustgen.privacy.accountant.Accountant` at the end of training.
 
         If sigma or q changed during training, the report shows the smallest sigma and largest q
         (the epsilon still accounts for the exact history) and adds a caveat saying so.
 
         Example:
-            >>> from trustgen.privacy.accounting import Accountant
+            >>> from trustgen.privacy.accountant import Accountant
             >>> acc = Accountant("rdp"); acc.step(1.0, 0.01, n=10_000)
             >>> r = PrivacyReport.from_accountant(acc, delta=1e-5, max_grad_norm=1.0)
             >>> round(r.epsilon, 3), r.epochs
@@ -297,12 +297,9 @@ class PrivacyReport:
         self.validate()
         out: dict[str, Any] = {"format": REPORT_FORMAT, "version": REPORT_VERSION}
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                value = "inf" if value > 0 else "-inf"
-            elif isinstance(value, list):
-                value = list(value)
-            out[f.name] = value
+            # validate() has ruled out NaN and made every list a list of str, so json_value's rule
+            # is exactly the format's: +/-inf -> "inf"/"-inf", lists copied, all else unchanged.
+            out[f.name] = json_value(getattr(self, f.name))
         return out
 
     @classmethod
@@ -354,23 +351,12 @@ class PrivacyReport:
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"  # fail before touching disk
         target = Path(path)
         directory = target.parent
-        if not directory.is_dir():
+        if not directory.is_dir():  # atomic_write_text would create it; a report goes beside its run
             raise PrivacyError(
                 f"cannot write the privacy report to {target}: directory {directory} does not exist. "
                 f"Create it first."
             )
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(target, text)
         return target
 
     @classmethod
@@ -381,19 +367,8 @@ class PrivacyReport:
             PrivacyError: If the file is missing, not JSON, or not a valid report.
         """
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except FileNotFoundError as exc:
-            raise PrivacyError(f"privacy report {p} does not exist; was the run finished?") from exc
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PrivacyError(f"cannot read privacy report {p}: {exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise PrivacyError(
-                f"privacy report {p} is not valid JSON ({exc}); the file is damaged or truncated. "
-                f"Re-create it from the run."
-            ) from exc
+        data = read_json(p, "privacy report", PrivacyError,
+                         hint="re-create it from the run (was the run finished?)")
         try:
             return cls.from_dict(data)
         except TypeError as exc:  # pragma: no cover - from_dict checks fields first
@@ -416,10 +391,7 @@ class PrivacyReport:
                 "any training record. Do not describe or share it as privacy-preserving.",
                 f"Training: {self.steps} steps, {self.epochs:g} epochs.",
             ]
-            if self.caveats:
-                lines.append("Caveats:")
-                lines += [f"  - {c}" for c in self.caveats]
-            return "\n".join(lines)
+            return "\n".join(lines + self._caveat_lines())
 
         total = self.total_epsilon
         lines.append(f"Privacy report: {self.mechanism}, accountant '{self.accountant}'")
@@ -471,10 +443,28 @@ class PrivacyReport:
                 "WARNING: batches were formed by shuffling, but the accountant assumes Poisson sampling; "
                 "the stated epsilon is not a proven guarantee for this run."
             )
-        if self.caveats:
-            lines.append("Caveats:")
-            lines += [f"  - {c}" for c in self.caveats]
-        return "\n".join(lines)
+        return "\n".join(lines + self._caveat_lines())
+
+    def _caveat_lines(self) -> list[str]:
+        return ["Caveats:"] + [f"  - {c}" for c in self.caveats] if self.caveats else []
 
 
-__all__ = ["NON_PRIVATE_MECHANISM", "PrivacyReport", "REPORT_FORMAT", "REPORT_VERSION", "SamplingScheme"]
+def dp_sgd_caveats(*, mode: str, max_grad_norm: float, fixed_secret_seed: bool) -> list[str]:
+    """The caveats of every DP-SGD run: a caller-fixed secret seed, the clipping, the public n.
+
+    Example:
+        >>> dp_sgd_caveats(mode="ghost", max_grad_norm=1.0, fixed_secret_seed=False)[0]
+        'Per-example clipping: Opacus ghost mode, C = 1.0.'
+    """
+    seed = [
+        "The DP noise and sampling seed was fixed by the caller (secret_seed): the guarantee holds only "
+        "while that seed stays secret. Use this for tests only."] if fixed_secret_seed else []
+    return seed + [
+        f"Per-example clipping: Opacus {mode} mode, C = {max_grad_norm}.",
+        "The sample rate q = batch_size / n uses the number of records n, treated as public "
+        "(standard in DP-SGD; under add/remove adjacency n itself is not protected).",
+    ]
+
+
+__all__ = ["NON_PRIVATE_MECHANISM", "PrivacyReport", "REPORT_FORMAT", "REPORT_VERSION", "SamplingScheme",
+           "dp_sgd_caveats"]

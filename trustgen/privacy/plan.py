@@ -1,0 +1,184 @@
+"""DP planning as data: what a :class:`PrivacyConfig` means for one dataset and one model.
+
+:func:`plan_privacy` is the one place that turns the user's request (target epsilon, delta or
+none, clipping choice) and the public facts of a run (number of records, expected batch size,
+number of steps, the model) into a :class:`PrivacyPlan`: the Poisson sample rate, the delta, the
+noise multiplier calibrated so that the planned steps reach the target epsilon exactly (never
+more), the number of steps, and the Opacus clipping mode. A plan is frozen plain data:
+checkpoints store :meth:`PrivacyPlan.to_dict`, and a resumed run compares plans for equality.
+
+Example:
+    >>> from torch import nn
+    >>> from trustgen.privacy.config import PrivacyConfig
+    >>> plan = plan_privacy(PrivacyConfig(epsilon=8.0, accountant="rdp"), n=1_000, batch_size=10,
+    ...                     steps=1_000, model=nn.Linear(3, 1))
+    >>> plan.sample_rate, plan.delta, plan.steps, plan.mode
+    (0.01, 1e-05, 1000, 'ghost')
+    >>> PrivacyPlan.from_dict(plan.to_dict()) == plan
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from torch import nn
+
+from trustgen.errors import ConfigError, DataError, PrivacyError
+from trustgen.models.base import GenerativeModel
+from trustgen.privacy.accounting import (
+    calibrate_noise,
+    check_delta,
+    check_delta_range,
+    check_noise_multiplier,
+    check_sample_rate,
+    default_delta,
+)
+from trustgen.privacy.config import PrivacyConfig
+from trustgen.privacy.dp_sgd import ClippingMode, choose_mode
+
+CLIPPING_MODES: tuple[str, ...] = ("ghost", "hooks")
+
+
+@dataclass(frozen=True)
+class PrivacyPlan:
+    """The settings of one DP-SGD run, all public (none is derived from private records).
+
+    Attributes:
+        sample_rate: Poisson sample rate q = expected batch size / number of records.
+        delta: the delta of the guarantee.
+        noise_multiplier: sigma, calibrated so ``steps`` steps spend the target epsilon.
+        steps: the planned number of noisy steps.
+        mode: the Opacus per-example clipping mode, ``"ghost"`` or ``"hooks"``.
+    """
+
+    sample_rate: float
+    delta: float
+    noise_multiplier: float
+    steps: int
+    mode: ClippingMode
+
+    def __post_init__(self) -> None:
+        # Normalise to plain Python (a checkpoint loaded with weights_only refuses numpy scalars).
+        object.__setattr__(self, "sample_rate", check_sample_rate(self.sample_rate))
+        object.__setattr__(self, "delta", check_delta_range(self.delta))
+        object.__setattr__(self, "noise_multiplier", check_noise_multiplier(self.noise_multiplier))
+        if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral) or self.steps < 1:
+            raise PrivacyError(f"PrivacyPlan.steps must be an integer >= 1, got {self.steps!r}.")
+        object.__setattr__(self, "steps", int(self.steps))
+        if self.mode not in CLIPPING_MODES:
+            raise ConfigError(f"PrivacyPlan.mode must be one of {CLIPPING_MODES}, got {self.mode!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"sample_rate", "delta", "noise_multiplier", "steps", "mode"}`` as plain Python values.
+
+        Example:
+            >>> PrivacyPlan(0.01, 1e-5, 1.0, 100, "hooks").to_dict()
+            {'sample_rate': 0.01, 'delta': 1e-05, 'noise_multiplier': 1.0, 'steps': 100, 'mode': 'hooks'}
+        """
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrivacyPlan:
+        """Inverse of :meth:`to_dict`; raises :class:`PrivacyError` on missing or unknown keys."""
+        if not isinstance(data, Mapping):
+            raise PrivacyError(f"a privacy plan must be a dict from PrivacyPlan.to_dict(), got {type(data).__name__}.")
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [k for k in names if k not in data]
+        unknown = sorted(set(data) - set(names))
+        if missing or unknown:
+            raise PrivacyError(
+                f"privacy plan has missing keys {missing} and unknown keys {unknown}: it was not "
+                f"made by PrivacyPlan.to_dict() (or the checkpoint is damaged)."
+            )
+        return cls(**{k: data[k] for k in names})
+
+
+def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
+                 model: GenerativeModel | nn.Module) -> PrivacyPlan:
+    """Validate ``config`` for this run and calibrate its noise.
+
+    Args:
+        config: the user's request (target epsilon, delta or None, clipping choice...).
+        n: number of records (privacy units) in the private data; treated as public.
+        batch_size: expected batch size; the Poisson sample rate is ``batch_size / n``.
+        steps: planned number of noisy steps.
+        model: a trustgen :class:`~trustgen.models.base.GenerativeModel` (its
+            ``private_training_issues()`` must be empty) or any ``nn.Module`` trained in a
+            user's own loop (checked with Opacus's ``ModuleValidator``; see
+            :func:`module_issues`). ``clipping="auto"`` resolves through
+            :func:`trustgen.privacy.dp_sgd.choose_mode`.
+
+    Returns:
+        The :class:`PrivacyPlan`; its epsilon after ``steps`` steps is within 0.5% below the target.
+
+    Raises:
+        PrivacyError: on a bad budget or delta (``>= 1/n``), or a budget that cannot be met.
+        ConfigError: if the model cannot be trained with DP-SGD, the clipping mode is unknown or
+            unsuited, the batch size or steps are not positive integers, or the batch size exceeds ``n``.
+        DataError: if ``n < 1``.
+
+    Example:
+        >>> from trustgen.privacy.config import PrivacyConfig
+        >>> plan_privacy(PrivacyConfig(1.0), n=10, batch_size=20, steps=5, model=nn.Linear(2, 1))
+        Traceback (most recent call last):
+        ...
+        trustgen.errors.ConfigError: batch size 20 exceeds the 10 records; lower --batch-size
+    """
+    config.validate()
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise DataError(f"no training data ({n!r} examples)")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+    mode = choose_mode(model) if config.clipping == "auto" else config.clipping
+    issues = (list(model.private_training_issues()) if isinstance(model, GenerativeModel)
+              else module_issues(model, mode))
+    if issues:
+        raise ConfigError(f"{type(model).__name__} cannot be trained with differential privacy: "
+                          + "; ".join(issues))
+    q = batch_size / n
+    if q > 1:
+        raise ConfigError(f"batch size {batch_size} exceeds the {n} records; lower --batch-size")
+    delta = default_delta(n) if config.delta is None else config.delta
+    check_delta(delta, n)
+    sigma = calibrate_noise(config.epsilon, delta, q, steps, config.accountant)
+    return PrivacyPlan(sample_rate=q, delta=delta, noise_multiplier=sigma, steps=steps, mode=mode)
+
+
+def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:
+    """Why a plain ``nn.Module`` cannot be trained with DP-SGD in ``mode`` (empty if it can).
+
+    The checks: it is an ``nn.Module`` with trainable parameters; Opacus's ``ModuleValidator``
+    accepts it (training mode; no BatchNorm, which mixes the examples of a batch; Opacus's own
+    LSTM/GRU/attention layers); and ghost clipping meets no ``nn.Embedding`` (measured: it
+    crashes on an empty Poisson batch).
+
+    Example:
+        >>> module_issues(nn.Linear(2, 1), "ghost")
+        []
+        >>> issues = module_issues(nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), "hooks")
+        >>> issues[0].startswith("BatchNorm cannot support training with differential privacy")
+        True
+    """
+    if not isinstance(module, nn.Module):
+        return [f"it is a {type(module).__name__}, not a torch nn.Module"]
+    if not any(p.requires_grad for p in module.parameters()):
+        return ["it has no trainable parameters: there is nothing to train privately"]
+    from opacus.validators import ModuleValidator
+
+    issues = [str(e) for e in ModuleValidator.validate(module, strict=False)]
+    if issues:
+        issues.append("opacus.validators.ModuleValidator.fix(module) replaces unsupported layers "
+                      "(BatchNorm by GroupNorm, LSTM by DPLSTM); call module.train() before training")
+    if mode == "ghost" and any(isinstance(m, nn.Embedding) for m in module.modules()):
+        issues.append("ghost clipping fails on an empty Poisson batch through nn.Embedding; use "
+                      "clipping='hooks' (or 'auto')")
+    return issues
+
+
+__all__ = ["CLIPPING_MODES", "PrivacyPlan", "module_issues", "plan_privacy"]
