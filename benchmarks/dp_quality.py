@@ -18,7 +18,7 @@ import time
 from quality import evaluate_digits, evaluate_table, split
 
 from trustgen.data.loaders import load_data
-from trustgen.privacy.dp_sgd import PrivacyConfig
+from trustgen.privacy.config import PrivacyConfig
 from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 

@@ -52,7 +52,7 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
     from trustgen.pipeline import train
-    from trustgen.privacy.dp_sgd import PrivacyConfig
+    from trustgen.privacy.config import PrivacyConfig
     from trustgen.training import TrainConfig
 
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -107,14 +107,15 @@ def _init_distributed(device: str) -> str:
 def cmd_audit(args: argparse.Namespace) -> int:
     from trustgen.data.loaders import load_data
     from trustgen.io import atomic_write_text
+    from trustgen.pipeline import train
     from trustgen.privacy.audit import audit
-    from trustgen.privacy.dp_sgd import PrivacyConfig
+    from trustgen.privacy.config import PrivacyConfig
     from trustgen.training import TrainConfig
 
     data, schema = load_data(args.data, args.schema)
     privacy = None if args.epsilon is None else PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
-    r = audit(data, schema, args.model, cfg, privacy=privacy, canaries=args.canaries, seed=args.seed,
+    r = audit(data, schema, args.model, cfg, train=train, privacy=privacy, canaries=args.canaries, seed=args.seed,
               model_options=_parse_options(args.option))
     if args.out:
         atomic_write_text(Path(args.out) / "audit.json", json.dumps(r.to_dict(), indent=2) + "\n")

@@ -13,8 +13,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from trustgen.errors import TrustgenError
 
 
@@ -50,11 +48,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically."""
+    import torch  # here, not at the top: reading a schema or report needs no torch
+
     atomic_write(path, lambda f: torch.save(obj, f), "wb")
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     """Load a file saved by :func:`atomic_torch_save` without executing code from it."""
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True)
 
 

@@ -26,7 +26,7 @@ from trustgen.data.schema import Schema, load_schema
 from trustgen.errors import RunError
 from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
-from trustgen.privacy.dp_sgd import PrivacyConfig
+from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.report import PrivacyReport
 from trustgen.run import Run
 from trustgen.runtime import is_main_process

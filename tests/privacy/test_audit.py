@@ -11,7 +11,7 @@ import torch
 from trustgen.cli import main
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
 from trustgen.privacy.audit import audit, make_canaries
-from trustgen.run import train
+from trustgen.pipeline import train
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.training import TrainConfig
 

@@ -5,7 +5,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from trustgen.privacy.dp_sgd import PrivacyConfig
+from trustgen.privacy.config import PrivacyConfig
 from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 

@@ -52,7 +52,7 @@ def test_torchrun_two_process_dp_training(tmp_path):
     r = subprocess.run([*launch, "--master_port", "29514", "-m", "trustgen", *args],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    from trustgen.privacy.dp_sgd import PrivacyConfig
+    from trustgen.privacy.config import PrivacyConfig
     from trustgen.pipeline import train
     from trustgen.run import Run
     from trustgen.training import TrainConfig

@@ -11,7 +11,7 @@ import torch
 from toy import fresh, toy_data
 from trustgen.cli import main
 from trustgen.errors import ConfigError, PrivacyError
-from trustgen.privacy.dp_sgd import PrivacyConfig
+from trustgen.privacy.config import PrivacyConfig
 from trustgen.pipeline import train
 from trustgen.run import Run
 from trustgen.training import TrainConfig, Trainer

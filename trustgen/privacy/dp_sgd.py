@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from trustgen.errors import ConfigError
+from trustgen.runtime import dist_info
 from trustgen.models.base import GenerativeModel
 
 ClippingMode = Literal["ghost", "hooks"]
@@ -80,12 +81,6 @@ def poisson_batch(n: int, sample_rate: float, generator: torch.Generator) -> tor
     """Indices of a Poisson-sampled batch: each of ``n`` records enters independently with
     probability ``sample_rate`` (the sampling the privacy accountant assumes)."""
     return torch.nonzero(torch.rand(n, generator=generator) < sample_rate).flatten()
-
-
-def _distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _quiet_full_backward_hook_warning():
@@ -187,7 +182,7 @@ class PrivateGradients:
         # Several processes: sum the clipped sums of all ranks first. Every rank then adds the
         # same noise vector (its generator is seeded identically on all ranks), so the noise
         # enters once, not once per rank, and the parameters stay identical everywhere.
-        if _distributed():
+        if dist_info()[1] > 1:
             import torch.distributed as dist
 
             for p in self.params:

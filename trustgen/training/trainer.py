@@ -28,9 +28,11 @@ from tqdm.auto import tqdm
 
 from trustgen.errors import DataError, PrivacyError, RunError
 from trustgen.models.base import GenerativeModel
-from trustgen.privacy.accounting import Accountant, calibrate_noise, check_delta, default_delta
-from trustgen.privacy.dp_sgd import PrivacyConfig, PrivateGradients, choose_mode, poisson_batch
-from trustgen.privacy.report import PrivacyReport
+from trustgen.privacy.accountant import Accountant
+from trustgen.privacy.config import PrivacyConfig
+from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
+from trustgen.privacy.plan import PrivacyPlan, plan_privacy
+from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
 from trustgen.runtime import broadcast_int, dist_info, resolve_device
 from trustgen.training.checkpoints import LoopState, load_checkpoint, save_checkpoint
 from trustgen.training.config import TrainConfig
@@ -62,30 +64,11 @@ class Trainer:
         self.make_optimizers = optimizers or (lambda m: make_optimizers(m, self.config.learning_rate(m.family)))
 
     # ------------------------------------------------------------------ privacy plan
-    def plan_privacy(self, n: int) -> dict:
+    def plan_privacy(self, n: int) -> PrivacyPlan:
         """Sample rate, delta and the noise multiplier calibrated so that the planned steps
         reach the target epsilon exactly (never more)."""
-        p, c = self.privacy, self.config
-        p.validate()
-        issues = self.model.private_training_issues()
-        if issues:
-            from trustgen.errors import ConfigError
-
-            raise ConfigError("; ".join(issues))
-        q = c.batch_size / n
-        if q > 1:
-            from trustgen.errors import ConfigError
-
-            raise ConfigError(f"batch size {c.batch_size} exceeds the {n} records; lower --batch-size")
-        delta = default_delta(n) if p.delta is None else p.delta
-        check_delta(delta, n)
-        steps = c.total_steps(n)
-        sigma = calibrate_noise(p.epsilon, delta, q, steps, p.accountant)
-        return {"sample_rate": q, "delta": delta, "noise_multiplier": sigma, "steps": steps,
-                "mode": choose_mode(self.model) if p.clipping == "auto" else p.clipping}
-
-    def total_steps(self, n: int) -> int:
-        return self.config.total_steps(n)
+        return plan_privacy(self.privacy, n=n, batch_size=self.config.batch_size,
+                            steps=self.config.total_steps(n), model=self.model)
 
     def _autocast(self, device: torch.device):
         # No autocast under DP: per-example gradient hooks are verified in float32 only.
@@ -130,8 +113,8 @@ class Trainer:
             self.accountant = Accountant(self.privacy.accountant)
             self.dp = PrivateGradients(
                 model.private_module(), max_grad_norm=self.privacy.max_grad_norm,
-                noise_multiplier=self.plan["noise_multiplier"], expected_batch_size=self.plan["sample_rate"] * n,
-                mode=self.plan["mode"], rows_per_example=model.private_rows_per_example(),
+                noise_multiplier=self.plan.noise_multiplier, expected_batch_size=self.plan.sample_rate * n,
+                mode=self.plan.mode, rows_per_example=model.private_rows_per_example(),
                 noise_generator=torch.Generator().manual_seed(secret + 2))
         n_local = len(range(rank, n, world))
         state = LoopState(0, torch.randperm(n_local, generator=data_gen))
@@ -143,7 +126,7 @@ class Trainer:
                                                    noise_gen=noise_gen, n=n_local, total=total,
                                                    private=self.dp is not None)
             if self.dp is not None:
-                if saved_privacy["plan"] != self.plan:
+                if PrivacyPlan.from_dict(saved_privacy["plan"]) != self.plan:
                     raise RunError(f"checkpoint privacy plan {saved_privacy['plan']} differs from {self.plan}")
                 self.accountant.load_state_dict(saved_privacy["accountant"])  # continue, never reset
                 self.dp.gen.set_state(saved_privacy["noise_gen"])
@@ -163,7 +146,7 @@ class Trainer:
 
     def _next_batch(self, state: LoopState, n: int, data_gen: torch.Generator) -> torch.Tensor:
         if self.dp is not None:  # Poisson sampling, as the accountant assumes
-            return poisson_batch(n, self.plan["sample_rate"], data_gen)
+            return poisson_batch(n, self.plan.sample_rate, data_gen)
         if state.pos >= n:
             state.perm, state.pos = torch.randperm(n, generator=data_gen), 0
         idx = state.perm[state.pos:state.pos + self.config.batch_size]
@@ -172,7 +155,7 @@ class Trainer:
 
     def _checkpoint(self, path: Path, opts, data_gen, noise_gen, state: LoopState) -> None:
         privacy = None if self.dp is None else {
-            "plan": self.plan, "accountant": self.accountant.state_dict(), "noise_gen": self.dp.gen.get_state()}
+            "plan": self.plan.to_dict(), "accountant": self.accountant.state_dict(), "noise_gen": self.dp.gen.get_state()}
         save_checkpoint(path, model=self.model, config=self.config, opts=opts, data_gen=data_gen,
                         noise_gen=noise_gen, state=state, privacy=privacy)
 
@@ -188,8 +171,8 @@ class Trainer:
                    unit="step", dynamic_ncols=True)
         running: dict[str, float] = {}
         if self.accountant is not None and self.accountant.would_exceed(
-                self.privacy.epsilon, self.plan["delta"], total - state.step, self.plan["noise_multiplier"],
-                self.plan["sample_rate"]):
+                self.privacy.epsilon, self.plan.delta, total - state.step, self.plan.noise_multiplier,
+                self.plan.sample_rate):
             # Cannot happen with a calibrated plan; refuse rather than overspend if it ever does.
             raise PrivacyError(f"the remaining {total - state.step} steps would exceed epsilon {self.privacy.epsilon}")
         while state.step < total:
@@ -199,7 +182,7 @@ class Trainer:
                 logs = train_step(model, opts, xb, yb, noise_gen, prior, c.batch_size, self.dp)
             state.step += 1
             if self.accountant is not None:
-                self.accountant.step(self.plan["noise_multiplier"], self.plan["sample_rate"])
+                self.accountant.step(self.plan.noise_multiplier, self.plan.sample_rate)
             for k, v in logs.items():
                 running[k] = v if k not in running else 0.98 * running[k] + 0.02 * v
             if state.step % c.log_every == 0 or state.step == total:
@@ -227,12 +210,8 @@ class Trainer:
             return None
         p = self.privacy
         return PrivacyReport.from_accountant(
-            self.accountant, delta=self.plan["delta"], max_grad_norm=p.max_grad_norm, target_epsilon=p.epsilon,
+            self.accountant, delta=self.plan.delta, max_grad_norm=p.max_grad_norm, target_epsilon=p.epsilon,
             sampling_scheme="poisson", private_modules=[type(self.model.private_module()).__name__],
-            caveats=([] if p.secret_seed is None else [
-                         "The DP noise and sampling seed was fixed by the caller (secret_seed): the guarantee "
-                         "holds only while that seed stays secret. Use this for tests only."]) + [
-                     f"Per-example clipping: Opacus {self.plan['mode']} mode, C = {p.max_grad_norm}.",
-                     "The sample rate q = batch_size / n uses the number of records n, treated as public "
-                     "(standard in DP-SGD; under add/remove adjacency n itself is not protected).",
+            caveats=dp_sgd_caveats(mode=self.plan.mode, max_grad_norm=p.max_grad_norm,
+                                   fixed_secret_seed=p.secret_seed is not None) + [
                      "Training losses of private batches are not logged (they are not private)."])
