@@ -133,6 +133,13 @@ def test_python_m_trustgen_help_runs():
     assert r.returncode == 0 and "train" in r.stdout and "sample" in r.stdout
 
 
+def test_help_imports_no_torch_or_sklearn():
+    """--help answers fast because the command's parser imports none of the heavy stages."""
+    code = "import sys, trustgen.cli as c; c.build_parser(); print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
 def test_demo_smoke_writes_grid_and_summary(tmp_path, capsys):
     code, out, _ = cli("demo", "--smoke", "--out", tmp_path / "demo", "--json", "--no-progress", capsys=capsys)
     summary = json.loads(out)

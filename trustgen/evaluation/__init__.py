@@ -8,33 +8,39 @@ differentially private: they read the real (private) data. See ``docs/evaluation
 
 from __future__ import annotations
 
-from trustgen.evaluation.diversity import cluster_coverage, is_collapsed, label_coverage
-from trustgen.evaluation.fairness import group_representation, parity_gaps
-from trustgen.evaluation.fidelity_image import FeatureExtractor, frechet_distance, prdc
-from trustgen.evaluation.fidelity_tabular import (
-    association_matrix,
-    classifier_two_sample_auc,
-    column_distances,
-    correlation_difference,
-)
-from trustgen.evaluation.privacy_attacks import density_ratio_mia, distance_to_closest_record
-from trustgen.evaluation.utility import trtr, tstr
+import importlib
+from typing import Any
 
-__all__ = [
-    "FeatureExtractor",
-    "association_matrix",
-    "classifier_two_sample_auc",
-    "cluster_coverage",
-    "column_distances",
-    "correlation_difference",
-    "density_ratio_mia",
-    "distance_to_closest_record",
-    "frechet_distance",
-    "group_representation",
-    "is_collapsed",
-    "label_coverage",
-    "parity_gaps",
-    "prdc",
-    "trtr",
-    "tstr",
-]
+# Imported on first use (the metrics import torch and scikit-learn; `trustgen --help` should not).
+_EXPORTS = {
+    "FeatureExtractor": "fidelity_image",
+    "association_matrix": "fidelity_tabular",
+    "classifier_two_sample_auc": "fidelity_tabular",
+    "cluster_coverage": "diversity",
+    "column_distances": "fidelity_tabular",
+    "correlation_difference": "fidelity_tabular",
+    "density_ratio_mia": "privacy_attacks",
+    "distance_to_closest_record": "privacy_attacks",
+    "frechet_distance": "fidelity_image",
+    "group_representation": "fairness",
+    "is_collapsed": "diversity",
+    "label_coverage": "diversity",
+    "parity_gaps": "fairness",
+    "prdc": "fidelity_image",
+    "trtr": "utility",
+    "tstr": "utility",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from trustgen.evaluation.report import PRIVATE_NOTICE, evaluate
+from trustgen.evaluation.labels import PRIVATE_NOTICE
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,8 @@ def _text(report: dict) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run ``trustgen evaluate``; returns the exit code (errors propagate as TrustgenError)."""
+    from trustgen.evaluation.report import evaluate  # the metrics import torch and sklearn: not for --help
+
     report = evaluate(args.run, args.samples, real=args.real, holdout=args.holdout, sensitive=args.sensitive,
                       seed=args.seed, out=args.out, progress=True)
     if args.json:
