@@ -140,13 +140,24 @@ def cmd_privacy(args: argparse.Namespace) -> int:
     return 0
 
 
-def sampler_config(args: argparse.Namespace, defaults: dict):
+def sampler_config(args: argparse.Namespace, run):
     """The run's sampling defaults overridden by the sampling flags given."""
     from trustgen.sampling.config import SamplerConfig
 
     flags = {"kind": args.sampler, "steps": args.sample_steps, "eta": args.eta, "guidance": args.guidance}
-    settings = {**defaults, **{k: v for k, v in flags.items() if v is not None}}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given and run.family != "diffusion":
+        names = {"kind": "--sampler", "steps": "--sample-steps", "eta": "--eta", "guidance": "--guidance"}
+        raise _Fail(f"{', '.join(names[k] for k in given)} apply to diffusion runs; this run is a {run.family}")
+    settings = dict(run.sampling)
+    if "kind" in given and given["kind"] != settings.get("kind", "ddim"):
+        settings.pop("steps", None)  # the run's DDIM settings do not carry over to another sampler
+        settings.pop("eta", None)
+    settings.update(given)
     if args.deterministic:
+        if settings.get("kind", "ddim") != "ddim" and "kind" not in given:
+            raise _Fail(f"this run samples with {settings['kind']} by default; a deterministic decode needs "
+                        "--sampler ddim")
         settings["deterministic"] = True
     return SamplerConfig.from_dict(settings)
 
@@ -159,7 +170,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     check_out_path(args.out)
     run = Run.load(args.run, device=args.device)
     out = check_out_path(args.out, run.schema.kind)
-    batch = Sampler(run, config=sampler_config(args, run.sampling)).sample(args.n, labels=args.label, seed=args.seed)
+    batch = Sampler(run, config=sampler_config(args, run)).sample(args.n, labels=args.label, seed=args.seed)
     reference = None
     if out.suffix.lower() == ".png" and run.schema.kind == "tabular" and run.data_name not in ("", "in-memory"):
         from trustgen.data.loaders import load_data

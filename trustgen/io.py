@@ -16,8 +16,20 @@ from typing import Any, Callable
 from trustgen.errors import TrustgenError
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> None:
+def _file_mode(private: bool) -> int:
+    if private:
+        return 0o600
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb", *,
+                 private: bool = False) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    The file gets the permissions of a new file under the user's umask, or ``0600`` (owner
+    only) when ``private``: for files that hold secrets or private state (resume checkpoints).
 
     Example:
         >>> import tempfile, pathlib
@@ -33,7 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a released file is meant to be read
+        os.chmod(tmp, _file_mode(private))  # mkstemp makes 0600 whatever the umask
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -46,11 +58,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text), "w")
 
 
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically."""
+def atomic_torch_save(obj: Any, path: str | os.PathLike, *, private: bool = False) -> None:
+    """``torch.save`` to ``path`` atomically (``private``: owner-only, see :func:`atomic_write`)."""
     import torch  # here, not at the top: reading a schema or report needs no torch
 
-    atomic_write(path, lambda f: torch.save(obj, f), "wb")
+    atomic_write(path, lambda f: torch.save(obj, f), "wb", private=private)
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:

@@ -58,3 +58,23 @@ def test_models_declare_what_they_cannot_do_under_dp():
     assert private.config.r1_gamma == 0 and private.private_training_issues() == []
     assert build_model("gan", TAB, {"hidden": 8, "r1_gamma": 0.5}, private=True).config.r1_gamma == 0.5
     assert build_model("vae", TAB).private_training_issues() == []
+
+
+@register_backbone("vae.encoder", "test-batchnorm", kinds=("tabular",))
+def _batchnorm_encoder(spec, config, *, out):
+    from trustgen.models.nets import ConditionalMLP
+
+    return ConditionalMLP(nn.Linear(spec.dim + spec.n_classes, 16), nn.BatchNorm1d(16, affine=False,
+                          track_running_stats=False), nn.Linear(16, out))
+
+
+def test_a_registered_backbone_that_mixes_examples_is_refused_under_dp():
+    """BatchNorm mixes the examples of a batch, so per-example clipping would not bound one
+    record's influence: DP planning must refuse it, whoever registered the backbone."""
+    from trustgen.privacy.config import PrivacyConfig
+    from trustgen.privacy.plan import plan_privacy
+
+    m = build_model("vae", TAB, {"encoder_net": "test-batchnorm", "hidden": 8}, private=True)
+    with pytest.raises(ConfigError, match="BatchNorm"):
+        plan_privacy(PrivacyConfig(1.0), n=100, batch_size=10, steps=10, model=m)
+    plan_privacy(PrivacyConfig(1.0), n=100, batch_size=10, steps=10, model=build_model("vae", TAB, private=True))

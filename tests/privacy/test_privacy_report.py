@@ -105,7 +105,9 @@ def test_written_through_trustgen_io_readable_by_all(tmp_path, monkeypatch):
     monkeypatch.setattr(report_mod, "atomic_write_text", lambda p, t: calls.append(p) or real(p, t))
     path = _report().to_json(tmp_path / "privacy.json")
     assert calls == [path]
-    assert (path.stat().st_mode & 0o777) == 0o644  # a released file is meant to be read
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~umask  # a released file: as the user's umask says
 
 
 def test_to_json_missing_directory(tmp_path):

@@ -25,7 +25,9 @@ PINNED_RUNS = Path(__file__).resolve().parents[1] / "regression" / "format1_runs
 @pytest.mark.parametrize("bad, match", [
     ({"kind": "euler"}, "unknown sampler"), ({"steps": 0}, "positive integer"), ({"eta": 2.0}, "eta"),
     ({"guidance": -1.0}, "guidance"), ({"deterministic": True, "kind": "ddpm"}, "deterministic"),
-    ({"deterministic": True, "eta": 0.5}, "deterministic"), ({"step": 3}, "unknown sampler settings")])
+    ({"deterministic": True, "eta": 0.5}, "deterministic"), ({"step": 3}, "unknown sampler settings"),
+    ({"guidance": float("inf")}, "finite"), ({"kind": "ddpm", "steps": 3}, "DDPM visits every timestep"),
+    ({"kind": "ddpm", "eta": 0.5}, "DDPM visits every timestep")])
 def test_bad_sampler_settings_are_refused(bad, match):
     with pytest.raises(ConfigError, match=match):
         SamplerConfig.from_dict(bad)
@@ -107,3 +109,27 @@ def test_cli_sampling_flags(tmp_path, capsys):
     assert "eta must be in [0, 1]" in capsys.readouterr().err
     assert main(["sample", str(run_dir), "-n", "5", "--out", str(tmp_path / "x.npz")]) == 2
     assert not (tmp_path / "x.npz").exists()
+    ddpm_run, vae_run = tmp_path / "ddpm", tmp_path / "vae"
+    shutil.copytree(PINNED_RUNS / "diffusion-tabular-ddpm", ddpm_run)
+    shutil.copytree(PINNED_RUNS / "vae-tabular", vae_run)
+    for run, flags, message in [(ddpm_run, ["--deterministic"], "samples with ddpm by default"),
+                                (ddpm_run, ["--sample-steps", "3"], "DDPM visits every timestep"),
+                                (vae_run, ["--sampler", "ddim"], "--sampler apply to diffusion runs")]:
+        assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "y.csv"), *flags]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["sample", str(ddpm_run), "-n", "2", "--out", str(tmp_path / "y.csv"), "--deterministic",
+                 "--sampler", "ddim", "--sample-steps", "3"]) == 0
+
+
+def test_sampler_invert_uses_the_samplers_settings_and_the_batch_records_them():
+    run = make_run("diffusion")
+    exact = SamplerConfig(steps=4, deterministic=True, clip=False)
+    batch = Sampler(run, config=exact).sample(3, seed=0)
+    assert batch.config.guidance == 1.0 and batch.config.steps == 4  # resolved for tables
+    z4 = Sampler(run, config=exact).invert(batch.encoded, batch.labels)
+    z9 = Sampler(run, config=SamplerConfig(steps=9, clip=False)).invert(batch.encoded, batch.labels)
+    assert z4.shape == batch.noise.shape and not torch.allclose(z4, z9)
+    vae = make_run("vae")
+    b = Sampler(vae).sample(4, seed=0)
+    torch.testing.assert_close(Sampler(vae).invert(b.encoded, b.labels),
+                               vae.model.invert(b.encoded, torch.as_tensor(b.labels)))

@@ -124,8 +124,18 @@ def test_redraw_replaces_only_the_chosen_rows_and_keeps_their_labels(family):
     assert not torch.equal(again.noise[[1, 5]], batch.noise[[1, 5]])
     np.testing.assert_array_equal(again.labels, batch.labels)
     assert again.watermark_key_id == "key-1" and again.constraints_satisfied.shape == (8,)
+    assert again.seed is None  # no single seed reproduces a re-drawn batch
     with pytest.raises(ConfigError, match="rows to redraw"):
         sampler.redraw(batch, [8])
+
+
+def test_redraw_never_reports_unchecked_rows_as_satisfied(family):
+    run = make_run(family)
+    checked, plain = Sampler(run, output_hooks=[first_column_positive]), Sampler(run)
+    with pytest.raises(ConfigError, match="output hooks the batch was sampled with"):
+        checked.redraw(plain.sample(5, seed=0), [0])  # rows 1-4 were never checked
+    with pytest.raises(ConfigError, match="output hooks the batch was sampled with"):
+        plain.redraw(checked.sample(5, seed=0), [0])  # the flags would be dropped
 
 
 def test_hooks_work_on_images_too():

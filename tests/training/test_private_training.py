@@ -164,3 +164,20 @@ def test_a_fixed_secret_seed_is_reproducible_and_flagged():
         weights.append(torch.cat([p.flatten() for p in m.parameters()]))
     assert torch.equal(weights[0], weights[1])
     assert any("secret_seed" in c for c in reports[0].caveats)
+
+
+def test_an_interrupted_dp_run_leaves_its_checkpoint_readable_by_the_owner_only(tmp_path):
+    """The checkpoint holds the secret noise and sampling streams until training completes."""
+    x, y = data(100)
+
+    def kill(trainer, step, logs):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "checkpoint.pt"
+    t = Trainer(fresh("vae"), TrainConfig(steps=6, batch_size=20, checkpoint_every=2, progress=False),
+                callbacks=(kill,), privacy=PrivacyConfig(epsilon=5.0, delta=1e-3))
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(x, y, checkpoint=ckpt)
+    assert ckpt.exists() and (ckpt.stat().st_mode & 0o777) == 0o600
+    assert "noise_gen" in torch.load(ckpt, weights_only=True)["privacy"]

@@ -60,6 +60,7 @@ from trustgen.evaluation.report_privacy_guarantee import privacy_guarantee_secti
 from trustgen.evaluation.report_section import Section
 from trustgen.evaluation.report_utility import utility_section
 from trustgen.io import atomic_write_text, json_value
+from trustgen.run import Run
 
 __all__ = ["PRIVATE_NOTICE", "REPORT_FORMAT", "REPORT_VERSION", "evaluate", "render_html"]
 
@@ -101,8 +102,6 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
             training data cannot be found (pass ``real``).
         ConfigError: on a bad ``sensitive`` column or a holdout that is the training data.
     """
-    from trustgen.run import Run  # runs come after evaluation in the import graph
-
     t_start = time.time()
 
     def log(msg: str) -> None:

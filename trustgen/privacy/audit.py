@@ -105,7 +105,7 @@ def audit(data: Data, schema: Schema, family: str, config, *, train: TrainFuncti
         family, config, privacy, model_options: passed on to ``train``.
         train: the training function, called as ``train(data, family, config, schema=...,
             model_options=..., privacy=...)`` and returning a run with ``.model`` and
-            ``.privacy`` (e.g. ``trustgen.run.train``). It is an argument so that privacy, a
+            ``.privacy`` (e.g. ``trustgen.pipeline.train``). It is an argument so that privacy, a
             stage before the pipeline, does not import the pipeline.
         canaries: total canaries (half become members, by a seeded coin per canary).
     """

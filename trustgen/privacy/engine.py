@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from trustgen.errors import ConfigError, DataError, PrivacyError, TrainingError
+from trustgen.runtime import dist_info
 from trustgen.privacy.accountant import Accountant
 from trustgen.privacy.config import ClippingChoice, PrivacyConfig
 from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
@@ -244,7 +245,7 @@ def make_private(module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.T
         raise ConfigError(f"the optimizer updates {len(foreign)} parameter tensors that are not in the module: "
                           "their gradients would not be private. Give make_private the module that holds "
                           "every trained parameter.")
-    if _world_size() > 1:
+    if dist_info()[1] > 1:
         raise ConfigError("make_private runs in one process; for several processes train with "
                           "trustgen's Trainer (its noise and sampling streams are shared across ranks).")
     config = PrivacyConfig(epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm, accountant=accountant,
@@ -257,12 +258,6 @@ def make_private(module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.T
     sampler = PoissonSampler(x, y, plan.sample_rate, plan.steps, torch.Generator().manual_seed(seed + 1))
     return PrivateTraining(plan=plan, gradients=gradients, sampler=sampler, accountant=Accountant(accountant),
                            optimizer=optimizer, config=config)
-
-
-def _world_size() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 __all__ = ["Batch", "PoissonSampler", "PrivateTraining", "make_private"]

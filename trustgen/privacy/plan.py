@@ -136,8 +136,12 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
     if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
         raise ConfigError(f"steps must be a positive integer, got {steps!r}")
     mode = choose_mode(model) if config.clipping == "auto" else config.clipping
-    issues = (list(model.private_training_issues()) if isinstance(model, GenerativeModel)
-              else module_issues(model, mode))
+    if isinstance(model, GenerativeModel):
+        # The family's own limits, and the layers of its private part: a backbone registered
+        # by a user (e.g. with BatchNorm) must not slip past the per-example checks.
+        issues = list(model.private_training_issues()) + module_issues(model.private_module(), mode)
+    else:
+        issues = module_issues(model, mode)
     if issues:
         raise ConfigError(f"{type(model).__name__} cannot be trained with differential privacy: "
                           + "; ".join(issues))
@@ -172,6 +176,11 @@ def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:
     from opacus.validators import ModuleValidator
 
     issues = [str(e) for e in ModuleValidator.validate(module, strict=False)]
+    # Opacus lets a BatchNorm without parameters through (affine=False), yet it still mixes the
+    # examples of a batch: one record then moves every other record's gradient.
+    if not issues and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        issues.append("BatchNorm mixes the examples of a batch (even without parameters), so clipping "
+                      "each example's gradient does not bound one record's influence; use GroupNorm")
     if issues:
         issues.append("opacus.validators.ModuleValidator.fix(module) replaces unsupported layers "
                       "(BatchNorm by GroupNorm, LSTM by DPLSTM); call module.train() before training")

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
@@ -29,8 +30,8 @@ class SamplerConfig:
     Attributes:
         kind: ``"ddim"`` (deterministic given the noise when ``eta == 0``) or ``"ddpm"``
             (ancestral, over every timestep). Diffusion only.
-        steps: DDIM steps (at most the model's timesteps). Diffusion only.
-        eta: DDIM stochasticity (0: deterministic). Diffusion only.
+        steps: DDIM steps (more than the model's timesteps visit each timestep once). DDIM only.
+        eta: DDIM stochasticity (0: deterministic). DDIM only.
         guidance: classifier-free guidance scale ``w`` (1: plain conditional); None picks
             the default for the data kind (2 for images, 1 for tables). Diffusion only.
         deterministic: decode without any randomness after the latent noise: no decoder
@@ -54,8 +55,12 @@ class SamplerConfig:
             raise ConfigError(f"sampler steps must be a positive integer, got {self.steps!r}")
         if not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
             raise ConfigError(f"eta must be in [0, 1], got {self.eta!r}")
-        if self.guidance is not None and not (isinstance(self.guidance, (int, float)) and self.guidance >= 0):
-            raise ConfigError(f"guidance must be a number >= 0, got {self.guidance!r}")
+        if self.guidance is not None and not (isinstance(self.guidance, (int, float))
+                                              and math.isfinite(self.guidance) and self.guidance >= 0):
+            raise ConfigError(f"guidance must be a finite number >= 0, got {self.guidance!r}")
+        if self.kind == "ddpm" and (self.steps != 50 or self.eta != 0):
+            raise ConfigError("DDPM visits every timestep: steps and eta apply to the DDIM sampler "
+                              f"(got steps={self.steps}, eta={self.eta}); choose kind='ddim'")
         if self.deterministic and (self.kind != "ddim" or self.eta != 0):
             raise ConfigError("a deterministic decode needs the DDIM sampler with eta = 0 "
                               f"(got kind={self.kind!r}, eta={self.eta})")

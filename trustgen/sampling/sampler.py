@@ -152,7 +152,7 @@ class Sampler:
 
     def _batch(self, x, z, y_np, seed, key_id, ok) -> SampleBatch:
         data = make_encoder(self.run.schema).inverse_transform(x.numpy().astype(np.float64), y_np)
-        return SampleBatch(data, y_np, x, z, seed, key_id, ok, self.config)
+        return SampleBatch(data, y_np, x, z, seed, key_id, ok, self.config.resolved(self.run.model.spec.kind))
 
     @torch.no_grad()
     def sample(self, n: int, *, labels: Any = None, seed: int | None = None) -> SampleBatch:
@@ -167,9 +167,17 @@ class Sampler:
     @torch.no_grad()
     def redraw(self, batch: SampleBatch, rows: Any, *, seed: int | None = None) -> SampleBatch:
         """A copy of ``batch`` in which ``rows`` are drawn again from fresh noise, with the same
-        labels and the same hooks (what rejection sampling needs). ``seed`` seeds the new draws."""
+        labels and the same hooks (what rejection sampling needs). ``seed`` seeds the new draws;
+        the result's ``seed`` is None, since no single seed reproduces it.
+
+        Raises ConfigError when this sampler's output hooks and ``batch`` disagree (flags on one
+        side only): rows that were never checked are never reported as satisfying anything."""
         idx = np.unique(np.asarray(rows, dtype=np.int64).reshape(-1))
         n = len(batch.encoded)
+        if (batch.constraints_satisfied is None) != (not self.output_hooks):
+            raise ConfigError("redraw with the output hooks the batch was sampled with: the batch "
+                              f"{'has no' if batch.constraints_satisfied is None else 'has'} satisfaction flags "
+                              f"and this sampler has {len(self.output_hooks)} output hooks")
         if len(idx) and (idx.min() < 0 or idx.max() >= n):
             raise ConfigError(f"rows to redraw must be in 0..{n - 1}, got {idx.tolist()}")
         if len(idx) == 0:
@@ -183,9 +191,22 @@ class Sampler:
         x[idx], z[idx] = x_new, z_new
         ok = None
         if ok_new is not None:
-            ok = np.ones(n, dtype=bool) if batch.constraints_satisfied is None else batch.constraints_satisfied.copy()
+            ok = batch.constraints_satisfied.copy()
             ok[idx] = ok_new
-        return self._batch(x, z, batch.labels, batch.seed, key_id, ok)
+        return self._batch(x, z, batch.labels, None, key_id, ok)
+
+    @torch.no_grad()
+    def invert(self, encoded: torch.Tensor, labels: Any = None) -> torch.Tensor:
+        """The latents of encoded samples under this sampler's settings (DDIM inversion for
+        diffusion with ``config.steps``, the encoder mean for the VAE, optimisation for the GAN):
+        what watermark detection needs. Use ``SamplerConfig(deterministic=True, clip=False)``
+        for an exact diffusion round trip."""
+        x = torch.as_tensor(encoded, dtype=torch.float32).to(self.run.model.device)
+        y = self.resolve_labels(len(x), labels, torch.Generator()) if labels is not None else None
+        if y is not None:
+            y = y.to(x.device)
+        self.run.model.eval()
+        return self.run.model.invert(x, y, sampler=self.config).cpu()
 
 
 __all__ = ["Sampler", "SampleBatch"]

@@ -36,7 +36,8 @@ class LoopState:
 
 def save_checkpoint(path: Path, *, model, config, opts: dict, data_gen: torch.Generator,
                     noise_gen: torch.Generator, state: LoopState, privacy: dict | None) -> None:
-    """Write the checkpoint atomically. ``privacy``: plan, accountant and noise stream (DP only)."""
+    """Write the checkpoint atomically, readable by its owner only. ``privacy``: plan,
+    accountant and noise stream (DP only)."""
     atomic_torch_save({
         "format": CHECKPOINT_FORMAT,
         "family": model.family,
@@ -47,7 +48,7 @@ def save_checkpoint(path: Path, *, model, config, opts: dict, data_gen: torch.Ge
         "noise_gen": noise_gen.get_state(),
         "step": state.step, "perm": state.perm, "pos": state.pos, "history": state.history,
         "privacy": privacy,
-    }, path)
+    }, path, private=True)  # weights, data order and (under DP) the secret streams: owner only
 
 
 def load_checkpoint(path: Path, *, model, config, opts: dict, data_gen: torch.Generator,
