@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "trustgen"
 
 # Lowest first. Packages in one layer are siblings: neither imports the other.
 LAYERS = [
-    ("errors",),
+    ("errors", "lazy"),
     ("io", "runtime"),
     ("plots",),
     ("data", "models"),  # models know the data only through DataSpec, never the encoders
@@ -47,12 +47,28 @@ def unit(module: str) -> str:
     return module.split(".")[1]
 
 
+def absolute(node: ast.ImportFrom, path: Path) -> str:
+    """The absolute module of ``from X import ...`` (relative imports resolved against ``path``)."""
+    if node.level == 0:
+        return node.module or ""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[:len(package) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def trustgen_imports(path: Path) -> list[tuple[str, tuple[str, ...]]]:
-    """(module, imported names) for every trustgen import in ``path``, including lazy ones."""
+    """(module, imported names) for every trustgen import in ``path``, including lazy ones,
+    relative ones, and ``from trustgen import x`` (read as an import of ``trustgen.x``)."""
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("trustgen."):
-            out.append((node.module, tuple(a.name for a in node.names)))
+        if isinstance(node, ast.ImportFrom):
+            mod = absolute(node, path)
+            if mod == "trustgen":
+                out += [(f"trustgen.{a.name}", ()) for a in node.names if a.name != "__version__"]
+            elif mod.startswith("trustgen."):
+                out.append((mod, tuple(a.name for a in node.names)))
         elif isinstance(node, ast.Import):
             out += [(a.name, ()) for a in node.names if a.name.startswith("trustgen.")]
     return out
@@ -95,6 +111,19 @@ def test_no_module_imports_another_modules_private_helper(path):
     bad += [f"{me} imports the private module {mod}" for mod, _ in trustgen_imports(path)
             if any(part.startswith("_") for part in mod.split(".")) and unit(mod) != unit(me)]
     assert not bad, bad
+
+
+def test_the_import_reader_sees_every_form():
+    """A backward import must not hide behind another spelling."""
+    f = ROOT / "models" / "vae.py"  # relative imports resolve against this location
+    forms = {"from trustgen import pipeline": "trustgen.pipeline", "from ..sampling import sampler": "trustgen.sampling",
+             "from .base import x": "trustgen.models.base", "import trustgen.run": "trustgen.run"}
+    for code, want in forms.items():
+        node = ast.parse(code).body[0]
+        got = absolute(node, f) if isinstance(node, ast.ImportFrom) else node.names[0].name
+        if got == "trustgen":
+            got = f"trustgen.{node.names[0].name}"
+        assert got == want, (code, got)
 
 
 @pytest.mark.parametrize("leaf", LEAVES)

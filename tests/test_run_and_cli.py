@@ -45,6 +45,7 @@ def test_sampler_labels_by_name_index_and_prior(tmp_path):
     run = train("breast_cancer", "vae", FAST, model_options=TINY["vae"])
     assert set(Sampler(run).sample(10, labels="benign", seed=0).data["diagnosis"]) == {"benign"}
     assert set(Sampler(run).sample(10, labels=0, seed=0).data["diagnosis"]) == {"malignant"}
+    assert set(Sampler(run).sample(10, labels="0", seed=0).data["diagnosis"]) == {"malignant"}  # as typed in a shell
     prior = Sampler(run).sample(4000, seed=0).labels.mean()
     assert abs(prior - run.label_prior[1]) < 0.03  # 4000 draws: sd 0.0076, so ~4 sd
     with pytest.raises(Exception, match="unknown label"):

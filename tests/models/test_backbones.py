@@ -78,3 +78,11 @@ def test_a_registered_backbone_that_mixes_examples_is_refused_under_dp():
     with pytest.raises(ConfigError, match="BatchNorm"):
         plan_privacy(PrivacyConfig(1.0), n=100, batch_size=10, steps=10, model=m)
     plan_privacy(PrivacyConfig(1.0), n=100, batch_size=10, steps=10, model=build_model("vae", TAB, private=True))
+
+
+def test_model_options_of_the_wrong_type_are_refused_before_building():
+    with pytest.raises(ConfigError, match="'hidden' must be of type int, got 'abc'"):
+        build_model("vae", TAB, {"hidden": "abc"})
+    with pytest.raises(ConfigError, match="must be of type int, got True"):
+        build_model("vae", TAB, {"latent_dim": True})
+    assert build_model("vae", TAB, {"beta": 1, "hidden": 8}).config.beta == 1  # an int is a fine float

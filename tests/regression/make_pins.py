@@ -1,16 +1,14 @@
 """Re-record the regression pins (run only when a change to samples is intended, and say so).
 
-    python tests/regression/make_pins.py [--rewrite-runs]
+    python tests/regression/make_pins.py
 
-Writes ``tests/regression/pins.npz``. The committed run directories in
-``tests/regression/format1_runs/`` were written by trustgen before sampling became a stage (run
-format 1); ``--rewrite-runs`` replaces them with the current format, which loses the old-format
-check: keep a copy of the format-1 runs if you do.
+Writes ``tests/regression/pins.npz`` only. The run directories in
+``tests/regression/format1_runs/`` were written once, by trustgen before sampling became a stage
+(run format 1), and are never rewritten: they are the check that old runs keep loading.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -29,16 +27,10 @@ TRAIN = TrainConfig(steps=3, batch_size=16, seed=0, device="cpu", progress=False
 
 
 def main() -> None:
-    rewrite = "--rewrite-runs" in sys.argv[1:]
     pins = {}
     for name, (family, kind, options) in CASES.items():
         data, schema = case_data(kind)
-        out = HERE / "format1_runs" / name if rewrite else None
-        if rewrite:
-            shutil.rmtree(out, ignore_errors=True)
-        run = train(data, family, TRAIN, schema=schema, model_options=options, out=out)
-        if rewrite:
-            (out / "checkpoint.pt").unlink(missing_ok=True)
+        run = train(data, family, TRAIN, schema=schema, model_options=options)
         batch = Sampler(run).sample(N_SAMPLES, seed=SAMPLE_SEED)
         pins[name] = batch.encoded.numpy()
         if batch.labels is not None:

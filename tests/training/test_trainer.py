@@ -97,3 +97,14 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     Trainer(fresh("vae"), TrainConfig(steps=2, batch_size=8, progress=False)).fit(x, y, checkpoint=ckpt)
     with pytest.raises(RunError, match="same settings"):
         Trainer(fresh("vae"), TrainConfig(steps=4, batch_size=16, progress=False)).fit(x, y, checkpoint=ckpt, resume=True)
+
+
+def test_custom_optimizers_must_cover_each_parameter_group_and_only_it():
+    m = fresh("gan")
+    x, y = toy_data(16)
+    bad = [lambda m: {"model": torch.optim.SGD(m.parameters(), lr=0.1)},
+           lambda m: {"discriminator": torch.optim.SGD(m.parameters(), lr=0.1),
+                      "generator": torch.optim.SGD(m.generator.parameters(), lr=0.1)}]
+    for make in bad:
+        with pytest.raises(ConfigError, match="optimi"):
+            Trainer(m, TrainConfig(steps=1, batch_size=8, progress=False), optimizers=make).fit(x, y)

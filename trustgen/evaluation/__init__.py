@@ -8,8 +8,7 @@ differentially private: they read the real (private) data. See ``docs/evaluation
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trustgen.lazy import lazy_exports
 
 # Imported on first use (the metrics import torch and scikit-learn; `trustgen --help` should not).
 _EXPORTS = {
@@ -31,16 +30,4 @@ _EXPORTS = {
     "tstr": "utility",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

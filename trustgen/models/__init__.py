@@ -13,6 +13,13 @@ from trustgen.models.vae import VAE, VAEConfig
 FAMILIES: dict[str, type[GenerativeModel]] = {"vae": VAE, "gan": GAN, "diffusion": Diffusion}
 
 
+def family_class(family: str) -> type[GenerativeModel]:
+    """The class of ``family``; a clear error listing the known families otherwise."""
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
+    return FAMILIES[family]
+
+
 def build_model(family: str, spec: DataSpec, options: dict | None = None, *,
                 private: bool = False) -> GenerativeModel:
     """Build a model of ``family`` for data described by ``spec``.
@@ -23,18 +30,14 @@ def build_model(family: str, spec: DataSpec, options: dict | None = None, *,
         private: the model will be trained with DP-SGD (the family's ``private_defaults``
             apply below ``options``).
     """
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
-    cls = FAMILIES[family]
+    cls = family_class(family)
     return cls(spec, make_config(cls.Config, spec, options, private=private))
 
 
 def split_sampling_options(family: str, options: dict | None) -> tuple[dict, dict]:
     """Split ``options`` into the family's model options and sampler defaults (SamplerConfig
     fields), for options that were model options before sampling became a stage."""
-    if family not in FAMILIES:
-        raise ConfigError(f"unknown model family {family!r} (known: {', '.join(FAMILIES)})")
-    legacy = getattr(FAMILIES[family].Config, "sampling_options", {})
+    legacy = getattr(family_class(family).Config, "sampling_options", {})
     options = dict(options or {})
     sampling = {legacy[k]: options.pop(k) for k in list(options) if k in legacy}
     return options, sampling

@@ -153,7 +153,16 @@ def make_config(config_cls: type, spec: DataSpec, overrides: dict | None, *, pri
     names = {f.name for f in fields(config_cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ConfigError(f"unknown {config_cls.__name__} options {unknown} (known: {sorted(names)})")
+        legacy = sorted(getattr(config_cls, "sampling_options", {}))
+        also = f"; at training also {legacy}, kept as the run's sampling defaults" if legacy else ""
+        raise ConfigError(f"unknown {config_cls.__name__} options {unknown} (known: {sorted(names)}{also})")
     base = config_cls.defaults_for(spec) if hasattr(config_cls, "defaults_for") else config_cls()
+    for name, value in overrides.items():
+        want = type(getattr(base, name))
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want is not bool)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(f"{config_cls.__name__} option {name!r} must be of type {want.__name__}, got {value!r}")
     dp = dict(getattr(config_cls, "private_defaults", {})) if private else {}
     return type(base)(**{**asdict(base), **dp, **overrides})

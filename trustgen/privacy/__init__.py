@@ -28,8 +28,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trustgen.lazy import lazy_exports
 
 _EXPORTS = {
     "Accountant": "accountant",
@@ -51,17 +50,4 @@ _EXPORTS = {
     "gaussian_mechanism_epsilon": "audit_bounds",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -13,8 +13,7 @@ the Sampler (which imports the models).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from trustgen.lazy import lazy_exports
 
 _EXPORTS = {
     "SamplerConfig": "config",
@@ -25,16 +24,4 @@ _EXPORTS = {
     "write_samples": "writers",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -109,6 +109,8 @@ class Sampler:
             key = category_key(v)
             if key in keys:
                 return keys[key]
+            if isinstance(v, str) and v.strip().isdigit():  # an index typed on the command line
+                v = int(v)
             if isinstance(v, (int, np.integer)) and 0 <= int(v) < k:
                 return int(v)
             raise ConfigError(f"unknown label {v!r}: known classes are {list(schema.classes)} (or indices 0..{k - 1})")

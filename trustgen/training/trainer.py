@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from trustgen.errors import DataError, PrivacyError, RunError
+from trustgen.errors import ConfigError, DataError, PrivacyError, RunError
 from trustgen.models.base import GenerativeModel
 from trustgen.privacy.accountant import Accountant
 from trustgen.privacy.config import PrivacyConfig
@@ -97,7 +97,7 @@ class Trainer:
         device = resolve_device(c.device)
         model = self.model.to(device)
         model.train()
-        opts = self.make_optimizers(model)
+        opts = self._checked_optimizers(model)
         rank, world = dist_info()
         # Under DP the batch sampling and the DP noise must be unpredictable: they come from
         # a secret seed (OS entropy), never from the public ``seed``. Each rank samples its own
@@ -135,6 +135,19 @@ class Trainer:
         finally:
             if self.dp is not None:
                 self.dp.close()
+
+    def _checked_optimizers(self, model: GenerativeModel) -> dict:
+        """The optimisers, one per parameter group, each updating only its group's parameters."""
+        opts = self.make_optimizers(model)
+        groups = model.parameter_groups()
+        if not isinstance(opts, dict) or set(opts) != set(groups):
+            raise ConfigError(f"optimizers must be a dict with one optimiser per parameter group "
+                              f"{sorted(groups)}, got {sorted(opts) if isinstance(opts, dict) else type(opts).__name__}")
+        for name, opt in opts.items():
+            own = {id(p) for p in groups[name]}
+            if any(id(p) not in own for g in opt.param_groups for p in g["params"]):
+                raise ConfigError(f"the {name!r} optimiser updates parameters outside the model's {name!r} group")
+        return opts
 
     def _secret_seed(self) -> int:
         """A seed from OS entropy (or the explicit test seed), identical on every rank
