@@ -67,6 +67,8 @@ def broadcast_int(value: int) -> int:
         return value
     import torch.distributed as dist
 
-    t = torch.tensor([value], dtype=torch.int64)
+    # NCCL moves only CUDA tensors; gloo only CPU ones.
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.int64, device=device)
     dist.broadcast(t, src=0)
     return int(t.item())
