@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_run
+from tiny_runs import make_run
 from trustgen.cli import main
 from trustgen.errors import ConfigError
 from trustgen.run import Run

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import IMAGES, make_run
+from tiny_runs import IMAGES, make_run
 from trustgen.errors import ConfigError
 from trustgen.sampling import NoiseResult, OutputResult, Sampler, SamplerConfig, StepOutput
 
