@@ -146,3 +146,25 @@ def test_demo_smoke_writes_grid_and_summary(tmp_path, capsys):
     summary = json.loads(out)
     assert code == 0 and 0 <= summary["tstr_accuracy_on_holdout"] <= 1
     assert (tmp_path / "demo" / "samples.png").is_file() and (tmp_path / "demo" / "summary.json").is_file()
+
+
+def test_a_table_png_shows_the_samples_alone_unless_real_data_is_passed(tmp_path, capsys, monkeypatch):
+    """`trustgen sample --out x.png` releases samples only: it must not read the training rows."""
+    import trustgen.data.loaders as loaders
+
+    code, _, _ = cli("train", "--data", "breast_cancer", "--model", "vae", "--steps", 2, "--option", "hidden=8",
+                     "--no-progress", "--out", tmp_path / "run", capsys=capsys)
+    assert code == 0
+    real_load = loaders.load_data
+
+    def no_private_reads(*a, **k):
+        raise AssertionError("the sample command read the training data")
+
+    monkeypatch.setattr(loaders, "load_data", no_private_reads)
+    assert cli("sample", tmp_path / "run", "-n", 50, "--out", tmp_path / "m.png", capsys=capsys)[0] == 0
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setattr(loaders, "load_data", real_load)
+    assert cli("sample", tmp_path / "run", "-n", 50, "--real", "breast_cancer", "--out", tmp_path / "r.png",
+               capsys=capsys)[0] == 0
+    assert cli("sample", tmp_path / "run", "-n", 5, "--real", "breast_cancer", "--out", tmp_path / "r.csv",
+               capsys=capsys)[0] == 2

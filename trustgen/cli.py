@@ -170,12 +170,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     check_out_path(args.out)
     run = Run.load(args.run, device=args.device)
     out = check_out_path(args.out, run.schema.kind)
-    batch = Sampler(run, config=sampler_config(args, run)).sample(args.n, labels=args.label, seed=args.seed)
     reference = None
-    if out.suffix.lower() == ".png" and run.schema.kind == "tabular" and run.data_name not in ("", "in-memory"):
+    if args.real is not None:
+        if out.suffix.lower() != ".png" or run.schema.kind != "tabular":
+            raise _Fail("--real only applies to a .png of tabular samples")
         from trustgen.data.loaders import load_data
 
-        reference, _ = load_data(run.data_name, run.schema)
+        reference, _ = load_data(args.real, run.schema)
+    batch = Sampler(run, config=sampler_config(args, run)).sample(args.n, labels=args.label, seed=args.seed)
     write_samples(batch, out, schema=run.schema, title=f"{run.family} samples", reference=reference)
     counts = {} if batch.labels is None else {str(k): int(v) for k, v in zip(*np.unique(batch.labels, return_counts=True))}
     _emit(args, {"out": str(out), "n": args.n, "seed": args.seed, "label_counts": counts},
@@ -250,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", required=True, help=".csv (tables), .npz or .png")
+    s.add_argument("--real", help="tables, .png only: also plot this real data (the figure then shows it: "
+                                  "private). Without it the figure shows the samples alone")
     s.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: reverse process (default: the run's, ddim)")
     s.add_argument("--sample-steps", type=int, help="diffusion: DDIM steps (default: the run's, 50)")
     s.add_argument("--eta", type=float, help="diffusion: DDIM stochasticity in [0, 1] (default 0)")

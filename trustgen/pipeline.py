@@ -23,7 +23,7 @@ import torch
 from trustgen.data.encoders import Data, make_encoder
 from trustgen.data.loaders import load_data
 from trustgen.data.schema import Schema, load_schema
-from trustgen.errors import RunError
+from trustgen.errors import RunError, TrustgenError
 from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
@@ -57,6 +57,23 @@ def _label_prior(y: torch.Tensor | None, schema: Schema, private: bool) -> tuple
         "(computed outside any DP mechanism)."]
 
 
+def refuse_to_replace_a_private_run(out: Path, resume: bool) -> None:
+    """A finished DP run is a release that claims its epsilon: training into its directory again
+    (fresh, or resumed after its secret checkpoint is gone) would make a second model that also
+    claims a budget, and overwrite the first. Refuse before any work."""
+    if not (out / "run.json").is_file() or not (out / "privacy.json").is_file():
+        return
+    try:
+        private = PrivacyReport.from_json(out / "privacy.json").is_private
+    except TrustgenError:
+        private = True  # an unreadable report of a finished run: do not guess, do not overwrite
+    if private and not (resume and (out / "checkpoint.pt").exists()):
+        raise RunError(f"{str(out)!r} holds a finished differentially private run: "
+                       f"{'resuming it' if resume else 'training into it'} would train a second model that "
+                       "spends a new privacy budget and overwrite the released one. Train into a new --out "
+                       "(and count both budgets if you release both).")
+
+
 def train(data: str | Path | Data, family: str, config: TrainConfig | None = None, *,
           schema: Schema | str | Path | None = None, model_options: dict | None = None,
           out: str | Path | None = None, resume: bool = False, privacy: PrivacyConfig | None = None) -> Run:
@@ -74,6 +91,8 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
     """
     config = config or TrainConfig()
     config.validate()
+    if out is not None:
+        refuse_to_replace_a_private_run(Path(out), resume)
     options, sampling = split_sampling_options(family, model_options)
     SamplerConfig.from_dict(sampling)  # bad sampler settings fail before any work
     if isinstance(data, (str, Path)):

@@ -59,9 +59,13 @@ def image_grid(x: np.ndarray, labels: np.ndarray | None, class_names=None, *, lo
     return fig
 
 
-def marginals(real, synth, columns: list[str], max_columns: int = 12):
-    """Histograms (numbers) or bar charts (categories) of real vs synthetic columns."""
+def marginals(real, synth, columns: list[str], max_columns: int = 12, title: str | None = None):
+    """Histograms (numbers) or bar charts (categories) of synthetic columns, against real ones
+    when ``real`` is given (None: the synthetic data alone)."""
     plt = _pyplot()
+    alone = real is None
+    if alone:
+        real = synth.iloc[:0]
     cols = columns[:max_columns]
     n = len(cols)
     ncol = min(4, n)
@@ -71,20 +75,25 @@ def marginals(real, synth, columns: list[str], max_columns: int = 12):
         r, s = real[name], synth[name]
         if r.dtype.kind in "if" and s.dtype.kind in "if":
             bins = np.histogram_bin_edges(np.concatenate([r, s]).astype(float), bins=30)
-            ax.hist(r, bins=bins, alpha=0.5, density=True, label="real")
+            if not alone:
+                ax.hist(r, bins=bins, alpha=0.5, density=True, label="real")
             ax.hist(s, bins=bins, alpha=0.5, density=True, label="synthetic")
         else:
             cats = sorted(set(map(str, r)) | set(map(str, s)))
-            rf = [np.mean(r.astype(str) == c) for c in cats]
             sf = [np.mean(s.astype(str) == c) for c in cats]
             pos = np.arange(len(cats))
-            ax.bar(pos - 0.2, rf, 0.4, label="real")
-            ax.bar(pos + 0.2, sf, 0.4, label="synthetic")
+            if alone:
+                ax.bar(pos, sf, 0.6, label="synthetic")
+            else:
+                ax.bar(pos - 0.2, [np.mean(r.astype(str) == c) for c in cats], 0.4, label="real")
+                ax.bar(pos + 0.2, sf, 0.4, label="synthetic")
             ax.set_xticks(pos, cats, fontsize=7, rotation=30)
         ax.set_title(name, fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
 

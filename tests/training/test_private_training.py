@@ -10,7 +10,7 @@ import torch
 
 from toy import fresh, toy_data
 from trustgen.cli import main
-from trustgen.errors import ConfigError, PrivacyError
+from trustgen.errors import ConfigError, PrivacyError, RunError
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.pipeline import train
 from trustgen.run import Run
@@ -181,3 +181,20 @@ def test_an_interrupted_dp_run_leaves_its_checkpoint_readable_by_the_owner_only(
         t.fit(x, y, checkpoint=ckpt)
     assert ckpt.exists() and (ckpt.stat().st_mode & 0o777) == 0o600
     assert "noise_gen" in torch.load(ckpt, weights_only=True)["privacy"]
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_finished_dp_run_is_never_trained_again_in_place(tmp_path, resume):
+    """Its secret checkpoint is gone once it finished, so --resume would silently start a second
+    model with a fresh accountant: two releases, each claiming epsilon. Refused before any work."""
+    out = tmp_path / "run"
+    cfg = TrainConfig(steps=3, batch_size=32, progress=False)
+    train("breast_cancer", "vae", cfg, model_options={"hidden": 8}, out=out, privacy=PrivacyConfig(3.0))
+    before = {f: (out / f).read_bytes() for f in ("model.pt", "privacy.json", "run.json")}
+    with pytest.raises(RunError, match="new privacy budget"):
+        train("breast_cancer", "vae", cfg, model_options={"hidden": 8}, out=out, resume=resume,
+              privacy=PrivacyConfig(3.0))
+    assert {f: (out / f).read_bytes() for f in before} == before
+    code = main(["train", "--data", "breast_cancer", "--model", "vae", "--steps", "3", "--epsilon", "3",
+                 "--option", "hidden=8", "--no-progress", "--out", str(out)] + (["--resume"] if resume else []))
+    assert code == 2

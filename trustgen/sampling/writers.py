@@ -33,7 +33,8 @@ def write_samples(batch, out: str | Path, *, schema: Schema, title: str = "sampl
                   reference: Data | None = None) -> Path:
     """Write ``batch`` (a :class:`~trustgen.sampling.sampler.SampleBatch`) to ``out``.
 
-    Tables: ``.csv``, or ``.png`` (marginal plots; against ``reference`` data when given).
+    Tables: ``.csv``, or ``.png`` (marginal plots of the samples alone; against ``reference``
+    data only when the caller passes it, and the figure then says that it shows that data).
     Images: ``.npz`` (arrays ``x`` and ``y``), or ``.png`` (a labelled grid).
     """
     from trustgen.plots import image_grid, marginals, save_figure
@@ -53,6 +54,7 @@ def write_samples(batch, out: str | Path, *, schema: Schema, title: str = "sampl
     elif suffix == ".csv":
         atomic_write_text(out, batch.data.to_csv(index=False))
     else:
-        real = batch.data if reference is None else reference
-        save_figure(marginals(real, batch.data, list(batch.data.columns)), out)
+        note = None if reference is None else (f"{title}: synthetic vs the real data given "
+                                               "(this figure shows that real data: treat it as private)")
+        save_figure(marginals(reference, batch.data, list(batch.data.columns), title=note or title), out)
     return out
