@@ -2,7 +2,10 @@
 
 For each family on tabular data (breast_cancer's 30 numbers + label) and image data (digits,
 1x8x8), times trustgen's own training step (``trustgen.training.objectives.train_step``) without DP, with DP in the
-clipping mode trustgen chooses, and with DP in plain Opacus ``hooks`` mode. Modes are
+clipping mode trustgen chooses, and with DP in plain Opacus ``hooks`` mode. It also times the
+chosen DP step with its noise drawn the old way (torch's Mersenne Twister ``randn``, not secure:
+a stand-in for comparison only) against trustgen's secure source (ChaCha20), so
+``ratio_secure_vs_mt_noise`` is the cost of secure noise on a whole DP step. Modes are
 interleaved round-robin so machine load affects them alike; the median of the rounds is used.
 Absolute times are only meaningful on a GPU; the ratios are the claim.
 
@@ -25,12 +28,24 @@ from trustgen.models import build_model
 from trustgen.models.nets import DataSpec
 from trustgen.pipeline import encode_tensors
 from trustgen.privacy.dp_sgd import PrivateGradients, choose_mode
+from trustgen.privacy.secure_random import SecureRandom, new_key
 from trustgen.runtime import resolve_device
 from trustgen.training import TrainConfig
 from trustgen.training.objectives import make_optimizers, train_step
 
 
-def setup(family: str, dataset: str, mode: str | None, batch: int, device):
+class MersenneNoise(SecureRandom):
+    """The old noise source (torch's CPU generator), for the side-by-side cost only."""
+
+    def __init__(self) -> None:
+        super().__init__(new_key())
+        self.gen = torch.Generator().manual_seed(0)
+
+    def normal(self, shape, purpose, step, part=0):
+        return torch.randn(shape, generator=self.gen)
+
+
+def setup(family: str, dataset: str, mode: str | None, batch: int, device, noise=None):
     data, schema = load_data(dataset)
     x, y = encode_tensors(data, schema)
     torch.manual_seed(0)
@@ -40,7 +55,7 @@ def setup(family: str, dataset: str, mode: str | None, batch: int, device):
     if mode:
         dp = PrivateGradients(model.private_module(), max_grad_norm=1.0, noise_multiplier=1.0,
                               expected_batch_size=batch, mode=mode, rows_per_example=model.private_rows_per_example(),
-                              noise_generator=torch.Generator().manual_seed(0))
+                              noise=noise or SecureRandom(new_key()))
     opts = make_optimizers(model, TrainConfig().learning_rate(family))
     idx = torch.arange(batch) % len(x)
     return model, dp, opts, x[idx].to(device), y[idx].to(device), batch
@@ -73,8 +88,10 @@ def main(argv=None) -> int:
         for family in args.families:
             probe = build_model(family, DataSpec.from_encoder(make_encoder(load_data(dataset)[1])))
             chosen = choose_mode(probe)
-            variants = {"non_private": None, f"trustgen_{chosen}": chosen, "opacus_hooks": "hooks"}
-            states = {k: setup(family, dataset, m, args.batch_size, device) for k, m in variants.items()}
+            variants = {"non_private": None, f"trustgen_{chosen}": chosen, "opacus_hooks": "hooks",
+                        "mt_noise": chosen}
+            states = {k: setup(family, dataset, m, args.batch_size, device,
+                               MersenneNoise() if k == "mt_noise" else None) for k, m in variants.items()}
             for s in states.values():
                 time_steps(s, 2, device)  # warm-up
             times = {k: [] for k in variants}
@@ -86,7 +103,9 @@ def main(argv=None) -> int:
             row = {"dataset": dataset, "family": family, "device": str(device), "batch_size": args.batch_size,
                    "chosen_mode": chosen, "non_private_ms": round(1000 * base, 2),
                    "ratio_trustgen": round(med[f"trustgen_{chosen}"] / base, 2),
-                   "ratio_opacus_hooks": round(med["opacus_hooks"] / base, 2)}
+                   "ratio_opacus_hooks": round(med["opacus_hooks"] / base, 2),
+                   "ratio_secure_vs_mt_noise": round(med[f"trustgen_{chosen}"] / med["mt_noise"], 3),
+                   "noise_params": sum(p.numel() for p in states["mt_noise"][1].params)}
             print(json.dumps(row), flush=True)
             for s in states.values():
                 if s[1] is not None:

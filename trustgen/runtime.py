@@ -61,14 +61,13 @@ def average_gradients(opt: torch.optim.Optimizer) -> None:
             p.grad /= world
 
 
-def broadcast_int(value: int) -> int:
-    """Rank 0's ``value`` on every rank (identity in a single process)."""
+def broadcast_bytes(value: bytes) -> bytes:
+    """Rank 0's ``value`` on every rank (identity in a single process); all ranks pass the same length."""
     if dist_info()[1] == 1:
         return value
     import torch.distributed as dist
 
-    # NCCL moves only CUDA tensors; gloo only CPU ones.
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([value], dtype=torch.int64, device=device)
+    t = torch.tensor(list(value), dtype=torch.uint8, device=device)
     dist.broadcast(t, src=0)
-    return int(t.item())
+    return bytes(t.cpu().tolist())

@@ -9,6 +9,7 @@ import torch
 
 from trustgen.models import build_model
 from trustgen.models.nets import DataSpec
+from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
 from trustgen.privacy.dp_sgd import PrivateGradients, choose_mode, poisson_batch
 
 TAB = DataSpec("tabular", 6, 3, (("numeric", 0, 1), ("categorical", 1, 3), ("numeric", 4, 1), ("numeric", 5, 1)))
@@ -67,7 +68,7 @@ def test_clipped_gradient_matches_slow_per_example_loop(family, spec_name, mode,
     expected = slow_clipped_mean(oracle_model, x, y, C, seed=7)
     dp = PrivateGradients(model.private_module(), max_grad_norm=C, noise_multiplier=0.0, expected_batch_size=B,
                           mode=mode, rows_per_example=model.private_rows_per_example(),
-                          noise_generator=torch.Generator().manual_seed(0))
+                          noise=SecureRandom(key_from_seed(0)))
     opt = torch.optim.SGD(model.private_module().parameters(), lr=0.0)
     opt.zero_grad(set_to_none=True)
     norms = dp.backward(model.loss(x, y, generator=torch.Generator().manual_seed(7)), opt)
@@ -85,7 +86,7 @@ def test_noise_zero_and_no_clipping_equals_plain_gradient(family, device):
     plain = copy.deepcopy(model)
     x, y = batch(TAB, device)
     dp = PrivateGradients(model.private_module(), max_grad_norm=1e9, noise_multiplier=0.0, expected_batch_size=B,
-                          mode=choose_mode(model), noise_generator=torch.Generator())
+                          mode=choose_mode(model), noise=SecureRandom(new_key()))
     opt = torch.optim.SGD(model.private_module().parameters(), lr=0.0)
     dp.backward(model.loss(x, y, generator=torch.Generator().manual_seed(1)), opt)
     ref = torch.autograd.grad(plain.loss(x, y, generator=torch.Generator().manual_seed(1)).mean(),
@@ -100,16 +101,18 @@ def test_noise_has_the_calibrated_scale_and_empty_batch_is_noise_only():
     net = torch.nn.Linear(200, 20)
     sigma, C, eb = 1.3, 0.7, 10.0
     dp = PrivateGradients(net, max_grad_norm=C, noise_multiplier=sigma, expected_batch_size=eb, mode="hooks",
-                          noise_generator=torch.Generator().manual_seed(0))
+                          noise=SecureRandom(key_from_seed(0)))
     dp.backward(torch.zeros(0), torch.optim.SGD(net.parameters(), lr=0.1))
     g = torch.cat([p.grad.flatten() for p in net.parameters()])
     assert abs(g.std().item() / (sigma * C / eb) - 1) < 0.1 and abs(g.mean().item()) < 0.01
 
 
 def test_poisson_batches_have_the_right_rate_and_can_be_empty():
-    g = torch.Generator().manual_seed(0)
-    sizes = torch.tensor([len(poisson_batch(1000, 0.01, g)) for _ in range(2000)]).float()
+    rng = SecureRandom(key_from_seed(0))
+    sizes = torch.tensor([len(poisson_batch(1000, 0.01, rng, step)) for step in range(2000)]).float()
     # Mean of 2000 Binomial(1000, 0.01): sd 0.07; 0.4 is > 5 sd. Empty batches: p=4.3e-5 each.
     assert abs(sizes.mean().item() - 10) < 0.4
-    g = torch.Generator().manual_seed(0)
-    assert any(len(poisson_batch(50, 0.01, g)) == 0 for _ in range(20))
+    assert any(len(poisson_batch(50, 0.01, rng, step)) == 0 for step in range(20))
+    # Addressed by step: the same step gives the same batch; another rank (part) another one.
+    assert torch.equal(poisson_batch(1000, 0.3, rng, 5), poisson_batch(1000, 0.3, rng, 5))
+    assert not torch.equal(poisson_batch(1000, 0.3, rng, 5), poisson_batch(1000, 0.3, rng, 5, part=1))

@@ -10,7 +10,6 @@ import torch
 from scipy import stats
 from torch import nn
 
-import trustgen.privacy.engine as engine
 from trustgen.errors import ConfigError, DataError, PrivacyError
 from trustgen.privacy.accounting import epsilon_for
 from trustgen.privacy.engine import make_private
@@ -40,7 +39,7 @@ def test_one_step_equals_clipped_sum_plus_the_same_noise(clipping, device):
     assert private.plan.mode == clipping
     xb, yb = private.sampler.next_batch()
     assert len(xb) > 0
-    noise_state = private.gradients.gen.get_state()
+    noise = private.gradients.noise_of_step(0)  # the first step's noise, from the same secret source
     private.step(per_example_loss(net, xb, yb))
 
     params = list(oracle.parameters())
@@ -53,14 +52,11 @@ def test_one_step_equals_clipped_sum_plus_the_same_noise(clipping, device):
         for t, gi in zip(total, g):
             t += gi * min(1.0, C / (norm + 1e-6))
     assert clipped == len(xb), "the test must exercise clipping"
-    gen = torch.Generator()
-    gen.set_state(noise_state)
     std = private.plan.noise_multiplier * C
     expected_batch = private.plan.sample_rate * len(x)
     assert expected_batch == pytest.approx(8.0)
-    for p_new, p_old, t in zip(net.parameters(), params, total):
-        noise = torch.randn(p_old.shape, generator=gen).to(t)
-        expected = p_old - lr * (t + std * noise) / expected_batch
+    for p_new, p_old, t, z in zip(net.parameters(), params, total, noise):
+        expected = p_old - lr * (t + std * z.to(t)) / expected_batch
         torch.testing.assert_close(p_new.detach(), expected.detach(), rtol=1e-5, atol=1e-6)
     assert private.accountant.steps == 1
     private.close()
@@ -142,10 +138,12 @@ def test_batch_sizes_are_binomial():
     private.close()
 
 
-def test_os_entropy_seeds_the_noise_and_the_batches(monkeypatch):
+def test_os_entropy_keys_the_noise_and_the_batches(monkeypatch):
+    import trustgen.privacy.secure_random as secure_random
+
     x, y = data()
     draws = []
-    monkeypatch.setattr(engine.secrets, "randbits", lambda k: draws.append(k) or 77)
+    monkeypatch.setattr(secure_random.secrets, "token_bytes", lambda k: draws.append(k) or bytes(range(k)))
 
     def first_batch(secret_seed):
         net = nn.Linear(5, 2)
@@ -153,14 +151,13 @@ def test_os_entropy_seeds_the_noise_and_the_batches(monkeypatch):
                          batch_size=8, accountant="rdp", secret_seed=secret_seed)
         xb, _ = p.sampler.next_batch()
         p.close()
-        return xb, p.gradients.gen.get_state()
+        return xb, torch.cat([z.flatten() for z in p.gradients.noise_of_step(0)]), p.gradients.noise.key
 
     from_entropy = first_batch(None)
-    assert draws == [62]
-    fixed = first_batch(77)
-    assert torch.equal(from_entropy[0], fixed[0]) and torch.equal(from_entropy[1], fixed[1])
-    other = first_batch(78)
-    assert not torch.equal(fixed[1], other[1])
+    assert draws == [32]  # 256 bits of OS entropy
+    assert from_entropy[2] == bytes(range(32))
+    fixed, other = first_batch(77), first_batch(77 + 2 ** 40)  # seeds that differ only above bit 32
+    assert not torch.equal(fixed[1], other[1]) and not torch.equal(fixed[0], other[0])
 
 
 @pytest.mark.parametrize("module, x", [

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
 from trustgen.privacy.dp_sgd import PrivateGradients
 
 
@@ -18,7 +19,7 @@ def _noise_worker(rank: int, world: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     net = torch.nn.Linear(50, 10)
     dp = PrivateGradients(net, max_grad_norm=0.5, noise_multiplier=2.0, expected_batch_size=8.0, mode="hooks",
-                          noise_generator=torch.Generator().manual_seed(3))
+                          noise=SecureRandom(key_from_seed(3)))
     dp.backward(torch.zeros(0), torch.optim.SGD(net.parameters(), lr=0.1))  # empty batches: noise only
     torch.save([p.grad for p in net.parameters()], f"{out}.{rank}")
     dist.destroy_process_group()
@@ -29,7 +30,7 @@ def test_noise_is_added_once_across_ranks(tmp_path):
     g0, g1 = torch.load(tmp_path / "g.0"), torch.load(tmp_path / "g.1")
     net = torch.nn.Linear(50, 10)
     single = PrivateGradients(net, max_grad_norm=0.5, noise_multiplier=2.0, expected_batch_size=8.0, mode="hooks",
-                              noise_generator=torch.Generator().manual_seed(3))
+                              noise=SecureRandom(key_from_seed(3)))
     single.noise_only_step()
     for a, b, c in zip(g0, g1, [p.grad for p in net.parameters()]):
         assert torch.equal(a, b)  # identical on both ranks

@@ -7,9 +7,10 @@ benchmarks/dp_overhead.py).
 
 What this module does itself, so that it is checkpointable and testable:
 
-* Poisson sampling of each batch from an explicit generator (:func:`poisson_batch`);
-* Gaussian noise ``N(0, (sigma C)^2)`` from an explicit generator, added once to the
-  clipped sum, which is then divided by the *expected* batch size (as Opacus does);
+* Poisson sampling of each batch (:func:`poisson_batch`) and Gaussian noise ``N(0, (sigma C)^2)``
+  added once to the clipped sum, which is then divided by the *expected* batch size (as Opacus
+  does), both drawn from a cryptographically secure, step-addressed source
+  (:mod:`trustgen.privacy.secure_random`: ChaCha20 under a 256-bit key from OS entropy);
 * several processes (``torch.distributed``, gloo or NCCL): clipped sums are all-reduced and
   the same noise is added on every rank, i.e. once;
 * empty Poisson batches: a noise-only step (the correct DP-SGD update for a batch of none),
@@ -23,10 +24,11 @@ Linear grad samplers already sum within the example.
 
 Example:
     >>> import torch
+    >>> from trustgen.privacy.secure_random import SecureRandom, new_key
     >>> net = torch.nn.Linear(3, 1)
     >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
     >>> dp = PrivateGradients(net, max_grad_norm=1.0, noise_multiplier=0.0, expected_batch_size=4,
-    ...                       mode="hooks", noise_generator=torch.Generator().manual_seed(0))
+    ...                       mode="hooks", noise=SecureRandom(new_key()))
     >>> loss = net(torch.randn(4, 3)).squeeze(1) ** 2       # one loss per example
     >>> opt.zero_grad(); _ = dp.backward(loss, opt); opt.step()
     >>> dp.close()
@@ -42,6 +44,7 @@ import torch
 from torch import nn
 
 from trustgen.errors import ConfigError
+from trustgen.privacy.secure_random import SecureRandom
 from trustgen.runtime import dist_info
 from trustgen.models.base import GenerativeModel
 
@@ -77,10 +80,13 @@ def _layers_with_parameters(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
 
 
-def poisson_batch(n: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:
-    """Indices of a Poisson-sampled batch: each of ``n`` records enters independently with
-    probability ``sample_rate`` (the sampling the privacy accountant assumes)."""
-    return torch.nonzero(torch.rand(n, generator=generator) < sample_rate).flatten()
+def poisson_batch(n: int, sample_rate: float, rng: SecureRandom, step: int, part: int = 0) -> torch.Tensor:
+    """Indices of step ``step``'s Poisson batch: each of ``n`` records enters independently with
+    probability ``sample_rate`` (the sampling the privacy accountant assumes), decided by the
+    secret source at address ``("poisson", step, part)`` (``part``: the rank of a shard)."""
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.nonzero(rng.uniform(n, "poisson", step, part) < sample_rate).flatten()
 
 
 def _quiet_full_backward_hook_warning():
@@ -98,12 +104,14 @@ class PrivateGradients:
         expected_batch_size: ``sample_rate * n``; the noisy sum is divided by it.
         mode: ``"ghost"`` or ``"hooks"`` (see the module docstring).
         rows_per_example: consecutive rows of the module's batch that form one example.
-        noise_generator: the stream of the Gaussian noise (saved in checkpoints).
+        noise: the secret source of the Gaussian noise; step ``k``'s noise is drawn at address
+            ``("dp-noise", k)``, so it depends on the key and the step only.
+        step: the number of noisy steps already taken (set it when resuming).
     """
 
     def __init__(self, module: nn.Module, *, max_grad_norm: float, noise_multiplier: float,
                  expected_batch_size: float, mode: ClippingMode, rows_per_example: int = 1,
-                 noise_generator: torch.Generator) -> None:
+                 noise: SecureRandom, step: int = 0) -> None:
         from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 
         if mode == "ghost" and rows_per_example != 1:
@@ -115,7 +123,10 @@ class PrivateGradients:
         self.expected_batch_size = float(expected_batch_size)
         self.mode = mode
         self.rows = rows_per_example
-        self.gen = noise_generator
+        if not isinstance(noise, SecureRandom):
+            raise ConfigError("DP noise must come from a trustgen.privacy.secure_random.SecureRandom")
+        self.noise = noise
+        self.step = int(step)
         self.params = [p for p in module.parameters() if p.requires_grad]
         if mode == "ghost":
             self.gsm = GradSampleModuleFastGradientClipping(module, loss_reduction="mean", max_grad_norm=self.C,
@@ -180,7 +191,7 @@ class PrivateGradients:
 
     def _add_noise_and_scale(self) -> None:
         # Several processes: sum the clipped sums of all ranks first. Every rank then adds the
-        # same noise vector (its generator is seeded identically on all ranks), so the noise
+        # same noise vector (drawn from the same key at the same step address on all ranks), so the noise
         # enters once, not once per rank, and the parameters stay identical everywhere.
         if dist_info()[1] > 1:
             import torch.distributed as dist
@@ -188,11 +199,19 @@ class PrivateGradients:
             for p in self.params:
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         std = self.sigma * self.C
-        for p in self.params:
-            if std > 0:
-                noise = torch.randn(p.shape, generator=self.gen, device=self.gen.device, dtype=torch.float32)
-                p.grad = p.grad + std * noise.to(p.grad)
+        noise = self.noise_of_step(self.step) if std > 0 else [None] * len(self.params)
+        for p, z in zip(self.params, noise):
+            if z is not None:
+                p.grad = p.grad + std * z.to(p.grad)
             p.grad = p.grad / self.expected_batch_size
+        self.step += 1
+
+    def noise_of_step(self, step: int) -> list[torch.Tensor]:
+        """The standard normal noise of step ``step``, one tensor per parameter (drawn in one
+        go from the secure source: the same on every rank, whatever earlier steps drew)."""
+        sizes = [p.numel() for p in self.params]
+        flat = self.noise.normal((sum(sizes),), "dp-noise", step)
+        return [z.view(p.shape) for z, p in zip(flat.split(sizes), self.params)]
 
     @contextlib.contextmanager
     def hooks_disabled(self) -> Iterator[None]:

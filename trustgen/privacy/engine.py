@@ -15,9 +15,10 @@ everything DP-SGD needs around them, planned once:
   in the :class:`trustgen.privacy.accountant.Accountant`; it refuses to go past the plan;
 * :meth:`PrivateTraining.report`, the :class:`trustgen.privacy.report.PrivacyReport` of the run.
 
-The noise and the batch sampling are seeded from the operating system's entropy
-(:func:`secrets.randbits`), never from torch's global seed; ``secret_seed`` fixes them for tests
-only (the report then says the guarantee holds only while that seed stays secret).
+The noise and the batch sampling come from a ChaCha20 keystream under a 256-bit key from the
+operating system's entropy (:mod:`trustgen.privacy.secure_random`), never from torch's global
+seed; ``secret_seed`` derives the key for tests only (the report then says the guarantee holds
+only while that seed stays secret).
 
 Example:
     >>> import torch
@@ -40,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, NamedTuple
 
@@ -54,6 +54,7 @@ from trustgen.privacy.config import ClippingChoice, PrivacyConfig
 from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
 from trustgen.privacy.plan import PrivacyPlan, plan_privacy
 from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
+from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
 
 
 class Batch(NamedTuple):
@@ -75,7 +76,7 @@ class PoissonSampler:
         x, y: the private data (``y`` may be None); batches stay on their device.
         sample_rate: q.
         steps: the planned number of batches (one per DP step).
-        generator: the secret stream that decides batch membership.
+        rng: the secret source that decides batch membership (batch k at address ("poisson", k)).
         drawn: batches drawn so far.
         last_size: the size of the latest batch.
     """
@@ -84,13 +85,13 @@ class PoissonSampler:
     y: torch.Tensor | None = field(repr=False)
     sample_rate: float
     steps: int
-    generator: torch.Generator = field(repr=False)
+    rng: SecureRandom = field(repr=False)
     drawn: int = 0
     last_size: int = 0
 
     def next_batch(self) -> Batch:
         """Draw the next Poisson batch."""
-        idx = poisson_batch(len(self.x), self.sample_rate, self.generator).to(self.x.device)
+        idx = poisson_batch(len(self.x), self.sample_rate, self.rng, self.drawn).to(self.x.device)
         self.drawn += 1
         self.last_size = len(idx)
         return Batch(self.x[idx], None if self.y is None else self.y[idx])
@@ -251,11 +252,10 @@ def make_private(module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.T
     config = PrivacyConfig(epsilon=epsilon, delta=delta, max_grad_norm=max_grad_norm, accountant=accountant,
                            clipping=clipping, secret_seed=secret_seed)
     plan = plan_privacy(config, n=len(x), batch_size=batch_size, steps=steps, model=module)
-    seed = secret_seed if secret_seed is not None else secrets.randbits(62)
+    rng = SecureRandom(new_key() if secret_seed is None else key_from_seed(secret_seed))
     gradients = PrivateGradients(module, max_grad_norm=max_grad_norm, noise_multiplier=plan.noise_multiplier,
-                                 expected_batch_size=plan.sample_rate * len(x), mode=plan.mode,
-                                 noise_generator=torch.Generator().manual_seed(seed + 2))
-    sampler = PoissonSampler(x, y, plan.sample_rate, plan.steps, torch.Generator().manual_seed(seed + 1))
+                                 expected_batch_size=plan.sample_rate * len(x), mode=plan.mode, noise=rng)
+    sampler = PoissonSampler(x, y, plan.sample_rate, plan.steps, rng)
     return PrivateTraining(plan=plan, gradients=gradients, sampler=sampler, accountant=Accountant(accountant),
                            optimizer=optimizer, config=config)
 

@@ -449,6 +449,15 @@ class PrivacyReport:
         return ["Caveats:"] + [f"  - {c}" for c in self.caveats] if self.caveats else []
 
 
+NOISE_SOURCE_CAVEAT = (
+    "DP noise and Poisson batch membership: a ChaCha20 keystream (OpenSSL, via the cryptography package) "
+    "under a 256-bit key from the operating system's entropy, addressed by (purpose, step), so no draw "
+    "depends on earlier batch sizes; Gaussians by Box-Muller on 53-bit uniforms, rounded to float32 (values "
+    "beyond ~8.6 sigma are not represented, as in any floating-point DP-SGD). The model's own training "
+    "noise is reseeded from the same source at every step. The key lives only in the resume checkpoint "
+    "(owner-only), deleted when training completes.")
+
+
 def dp_sgd_caveats(*, mode: str, max_grad_norm: float, fixed_secret_seed: bool) -> list[str]:
     """The caveats of every DP-SGD run: a caller-fixed secret seed, the clipping, the public n.
 
@@ -461,6 +470,7 @@ def dp_sgd_caveats(*, mode: str, max_grad_norm: float, fixed_secret_seed: bool) 
         "while that seed stays secret. Use this for tests only."] if fixed_secret_seed else []
     return seed + [
         f"Per-example clipping: Opacus {mode} mode, C = {max_grad_norm}.",
+        NOISE_SOURCE_CAVEAT,
         "The sample rate q = batch_size / n uses the number of records n, treated as public "
         "(standard in DP-SGD; under add/remove adjacency n itself is not protected).",
     ]

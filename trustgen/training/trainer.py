@@ -33,7 +33,8 @@ from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
 from trustgen.privacy.plan import PrivacyPlan, plan_privacy
 from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
-from trustgen.runtime import broadcast_int, dist_info, resolve_device
+from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
+from trustgen.runtime import broadcast_bytes, dist_info, resolve_device
 from trustgen.training.checkpoints import LoopState, load_checkpoint, save_checkpoint
 from trustgen.training.config import TrainConfig
 from trustgen.training.objectives import make_optimizers, train_step
@@ -99,12 +100,14 @@ class Trainer:
         model.train()
         opts = self._checked_optimizers(model)
         rank, world = dist_info()
-        # Under DP the batch sampling and the DP noise must be unpredictable: they come from
-        # a secret seed (OS entropy), never from the public ``seed``. Each rank samples its own
-        # shard with its own stream; the DP noise stream is shared by all ranks.
-        secret = self._secret_seed() if self.privacy is not None else None
-        data_seed = c.seed if secret is None else secret + 1
-        data_gen = torch.Generator().manual_seed(data_seed + 7919 * rank)
+        # Under DP every random draw of training is unpredictable and independent of the secret
+        # batch sizes: batch membership (per rank) and the DP noise (shared by all ranks) come
+        # from a secure source under a key from OS entropy, addressed by step, and the model's
+        # own noise is reseeded from that source at every step. The public ``seed`` then fixes
+        # only the initial weights.
+        self.rng = SecureRandom(self._secret_key()) if self.privacy is not None else None
+        data_gen = torch.Generator().manual_seed(
+            c.seed + 7919 * rank if self.rng is None else self.rng.seed("data-order", 0, rank))
         noise_gen = torch.Generator().manual_seed(c.seed + 1 + 7919 * rank)
         total = c.total_steps(n)
         self.dp = self.accountant = None
@@ -115,7 +118,7 @@ class Trainer:
                 model.private_module(), max_grad_norm=self.privacy.max_grad_norm,
                 noise_multiplier=self.plan.noise_multiplier, expected_batch_size=self.plan.sample_rate * n,
                 mode=self.plan.mode, rows_per_example=model.private_rows_per_example(),
-                noise_generator=torch.Generator().manual_seed(secret + 2))
+                noise=self.rng)
         n_local = len(range(rank, n, world))
         state = LoopState(0, torch.randperm(n_local, generator=data_gen))
         ckpt = Path(checkpoint) if checkpoint is not None else None
@@ -128,8 +131,12 @@ class Trainer:
             if self.dp is not None:
                 if PrivacyPlan.from_dict(saved_privacy["plan"]) != self.plan:
                     raise RunError(f"checkpoint privacy plan {saved_privacy['plan']} differs from {self.plan}")
+                if "key" not in saved_privacy:
+                    raise RunError(f"checkpoint {str(ckpt)!r} was written by an older trustgen whose DP noise "
+                                   "was not cryptographically secure: it cannot be resumed; train again")
                 self.accountant.load_state_dict(saved_privacy["accountant"])  # continue, never reset
-                self.dp.gen.set_state(saved_privacy["noise_gen"])
+                self.rng = self.dp.noise = SecureRandom(bytes(saved_privacy["key"].tolist()))
+                self.dp.step = state.step
         try:
             return self._loop(model, opts, x, y, label_prior, data_gen, noise_gen, state, total, ckpt, device, n)
         finally:
@@ -149,17 +156,15 @@ class Trainer:
                 raise ConfigError(f"the {name!r} optimiser updates parameters outside the model's {name!r} group")
         return opts
 
-    def _secret_seed(self) -> int:
-        """A seed from OS entropy (or the explicit test seed), identical on every rank
-        (rank 0's draw, so all ranks add the same, single, noise)."""
-        import secrets
-
-        seed = self.privacy.secret_seed if self.privacy.secret_seed is not None else secrets.randbits(62)
-        return broadcast_int(seed)
+    def _secret_key(self) -> bytes:
+        """A 256-bit key from OS entropy (or derived from the explicit test seed), identical on
+        every rank (rank 0's draw, so all ranks add the same, single, noise)."""
+        seed = self.privacy.secret_seed
+        return broadcast_bytes(new_key() if seed is None else key_from_seed(seed))
 
     def _next_batch(self, state: LoopState, n: int, data_gen: torch.Generator) -> torch.Tensor:
         if self.dp is not None:  # Poisson sampling, as the accountant assumes
-            return poisson_batch(n, self.plan.sample_rate, data_gen)
+            return poisson_batch(n, self.plan.sample_rate, self.rng, state.step, part=dist_info()[0])
         if state.pos >= n:
             state.perm, state.pos = torch.randperm(n, generator=data_gen), 0
         idx = state.perm[state.pos:state.pos + self.config.batch_size]
@@ -168,7 +173,8 @@ class Trainer:
 
     def _checkpoint(self, path: Path, opts, data_gen, noise_gen, state: LoopState) -> None:
         privacy = None if self.dp is None else {
-            "plan": self.plan.to_dict(), "accountant": self.accountant.state_dict(), "noise_gen": self.dp.gen.get_state()}
+            "plan": self.plan.to_dict(), "accountant": self.accountant.state_dict(),
+            "key": torch.tensor(list(self.rng.key), dtype=torch.uint8)}  # the secret: owner-only file
         save_checkpoint(path, model=self.model, config=self.config, opts=opts, data_gen=data_gen,
                         noise_gen=noise_gen, state=state, privacy=privacy)
 
@@ -191,6 +197,8 @@ class Trainer:
         while state.step < total:
             idx = self._next_batch(state, n_local, data_gen).to(device)
             xb, yb = xs[idx], None if ys is None else ys[idx]
+            if self.rng is not None:  # the model's noise of this step: independent of earlier batch sizes
+                noise_gen.manual_seed(self.rng.seed("model-noise", state.step, rank))
             with self._autocast(device):
                 logs = train_step(model, opts, xb, yb, noise_gen, prior, c.batch_size, self.dp)
             state.step += 1

@@ -1,0 +1,91 @@
+"""Cryptographically secure, counter-based randomness for the DP mechanism.
+
+DP-SGD's guarantee assumes the adversary cannot predict the noise or the batch membership.
+torch's CPU generator (Mersenne Twister) keeps only the low 32 bits of a seed, so a released
+model could be replayed by trying 2^32 seeds (shared/STACK-NOTES.md). Here every draw comes
+from a ChaCha20 keystream (the ``cryptography`` package, OpenSSL) under a 256-bit key from the
+operating system's entropy.
+
+Draws are addressed, not streamed: the numbers for ``(purpose, step, part)`` come from the
+keystream under a nonce derived from those three values. So a step's noise and its batch
+depend on the key and the step number only, never on how much earlier steps drew (Poisson
+batch sizes are secret and must not shift later draws), resuming needs nothing but the key,
+and every rank of a distributed run derives the same noise from the same key.
+
+Gaussians: Box-Muller on 53-bit uniforms. Like every floating-point implementation of DP-SGD
+(Opacus's included), the noise is a float32 rounding of a Gaussian, and values beyond about
+8.6 standard deviations (probability ~1e-17 per coordinate) are not represented.
+
+Example:
+    >>> rng = SecureRandom(key_from_seed(7))  # tests only: a real key comes from new_key()
+    >>> a = rng.normal((3,), "noise", step=0)
+    >>> bool(torch.equal(a, rng.normal((3,), "noise", step=0))), bool(torch.equal(a, rng.normal((3,), "noise", step=1)))
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+
+import torch
+
+KEY_BYTES = 32
+_TWO53 = float(2 ** 53)
+_MASK53 = (1 << 53) - 1
+
+
+def new_key() -> bytes:
+    """256 bits from the operating system's entropy."""
+    return secrets.token_bytes(KEY_BYTES)
+
+
+def key_from_seed(seed: int) -> bytes:
+    """A key derived from a caller's seed, for tests only (whoever knows the seed knows the key)."""
+    return hashlib.sha256(b"trustgen-secret-seed:" + str(int(seed)).encode()).digest()
+
+
+class SecureRandom:
+    """Addressed draws from ChaCha20 under ``key`` (32 bytes). Holds no state but the key."""
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
+            raise ValueError(f"a SecureRandom key is {KEY_BYTES} bytes")
+        self.key = bytes(key)
+
+    def __repr__(self) -> str:  # never print the key
+        return "SecureRandom(<secret key>)"
+
+    def _keystream(self, nbytes: int, purpose: str, step: int, part: int) -> bytes:
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+
+        label = f"{purpose}|{int(step)}|{int(part)}".encode()
+        nonce = b"\x00" * 4 + hashlib.sha256(label).digest()[:12]  # 32-bit block counter from 0, 96-bit nonce
+        return Cipher(algorithms.ChaCha20(self.key, nonce), mode=None).encryptor().update(b"\x00" * nbytes)
+
+    def words(self, n: int, purpose: str, step: int, part: int = 0) -> torch.Tensor:
+        """``n`` uniform 32-bit words as int64 in ``[0, 2^32)``."""
+        raw = torch.frombuffer(bytearray(self._keystream(4 * n, purpose, step, part)), dtype=torch.int32)
+        return raw.to(torch.int64) & 0xFFFFFFFF
+
+    def uniform(self, n: int, purpose: str, step: int, part: int = 0) -> torch.Tensor:
+        """``n`` float64 uniforms in (0, 1) with 53 random bits each (the top 53 of a 64-bit word)."""
+        w = torch.frombuffer(bytearray(self._keystream(8 * n, purpose, step, part)), dtype=torch.int64)
+        return ((w >> 11) & _MASK53).to(torch.float64).add_(0.5).div_(_TWO53)
+
+    def normal(self, shape: tuple, purpose: str, step: int, part: int = 0) -> torch.Tensor:
+        """Standard normal float32 noise of ``shape`` (Box-Muller)."""
+        n = math.prod(shape)
+        half = (n + 1) // 2
+        u = self.uniform(2 * half, purpose, step, part)
+        r = u[:half].log_().mul_(-2.0).sqrt_()
+        theta = u[half:].mul_(2.0 * math.pi)
+        z = torch.cat([r * torch.cos(theta), r.mul_(torch.sin(theta))])[:n]
+        return z.to(torch.float32).view(shape)
+
+    def seed(self, purpose: str, step: int, part: int = 0) -> int:
+        """A 63-bit seed derived from the key, e.g. for a torch.Generator that must be
+        unpredictable from public values and independent of earlier draws."""
+        w = self.words(2, purpose, step, part)
+        return int(((w[0] << 31) | (w[1] >> 1)).item())
