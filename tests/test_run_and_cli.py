@@ -27,7 +27,7 @@ TINY = {"vae": {"hidden": 16, "width": 8}, "gan": {"hidden": 16, "width": 8},
 @pytest.mark.parametrize("dataset", ["breast_cancer", "digits"])
 def test_run_reloads_and_samples_identically(family, dataset, tmp_path):
     run = train(dataset, family, FAST, model_options=TINY[family], out=tmp_path / "run")
-    for f in ("run.json", "schema.json", "model.pt", "train_log.jsonl", "privacy.json", "checkpoint.pt"):
+    for f in ("run.json", "schema.json", "model.pt", "train_log.jsonl", "privacy.json", ".private/checkpoint.pt"):
         assert (tmp_path / "run" / f).is_file(), f
     loaded = Run.load(tmp_path / "run")
     a, b = Sampler(run).sample(20, seed=3), Sampler(loaded).sample(20, seed=3)

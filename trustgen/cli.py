@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt after an interruption")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/.private/checkpoint.pt after an interruption")
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. latent_dim=32")
     t.add_argument("--epsilon", type=float, help="train with DP-SGD to this epsilon (omit: not private)")
     t.add_argument("--delta", type=float, help="DP delta (default: min(1e-5, 1/(10 n)); must be < 1/n)")

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -57,6 +58,47 @@ def _label_prior(y: torch.Tensor | None, schema: Schema, private: bool) -> tuple
         "(computed outside any DP mechanism)."]
 
 
+PRIVATE_STATE_DIR = ".private"  # resume state: owner-only, never part of what a run releases
+
+
+def _sweep_temporaries(directory: Path) -> None:
+    """Remove the temporary files a kill during an atomic write leaves behind (``.NAME.*.tmp``):
+    a half-written checkpoint holds the same secrets as a whole one."""
+    for f in directory.glob(".*.tmp"):
+        f.unlink(missing_ok=True)
+
+
+def resume_checkpoint(out: Path, resume: bool) -> Path:
+    """The checkpoint path of run directory ``out``, in its owner-only ``.private/`` folder (made
+    here); stale temporaries are swept, and a fresh run drops an old checkpoint."""
+    state = out / PRIVATE_STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)
+    for d in (out, state):
+        _sweep_temporaries(d)
+    ckpt = state / "checkpoint.pt"
+    legacy = out / "checkpoint.pt"  # where runs written before kept it
+    if legacy.exists():
+        if resume and not ckpt.exists():
+            legacy.replace(ckpt)
+        else:
+            legacy.unlink()
+    if not resume and ckpt.exists():
+        ckpt.unlink()  # a fresh run must not silently continue an old one
+    return ckpt
+
+
+def remove_training_state(out: Path) -> None:
+    """After a DP run is saved: no secret training state (checkpoint, half-written temporaries,
+    other ranks' checkpoints) may remain in the released directory. Verified, not assumed."""
+    shutil.rmtree(out / PRIVATE_STATE_DIR, ignore_errors=True)
+    _sweep_temporaries(out)
+    left = [p.name for p in out.iterdir() if p.name == PRIVATE_STATE_DIR or p.name.endswith(".tmp")
+            or p.name.startswith("checkpoint.pt")]
+    if left:
+        raise RunError(f"secret training state remains in {str(out)!r}: {left}; delete it before sharing the run")
+
+
 def refuse_to_replace_a_private_run(out: Path, resume: bool) -> None:
     """A finished DP run is a release that claims its epsilon: training into its directory again
     (fresh, or resumed after its secret checkpoint is gone) would make a second model that also
@@ -67,7 +109,7 @@ def refuse_to_replace_a_private_run(out: Path, resume: bool) -> None:
         private = PrivacyReport.from_json(out / "privacy.json").is_private
     except TrustgenError:
         private = True  # an unreadable report of a finished run: do not guess, do not overwrite
-    if private and not (resume and (out / "checkpoint.pt").exists()):
+    if private and not (resume and any((d / "checkpoint.pt").exists() for d in (out, out / PRIVATE_STATE_DIR))):
         raise RunError(f"{str(out)!r} holds a finished differentially private run: "
                        f"{'resuming it' if resume else 'training into it'} would train a second model that "
                        "spends a new privacy budget and overwrite the released one. Train into a new --out "
@@ -85,8 +127,9 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
         family: ``"vae"``, ``"gan"`` or ``"diffusion"``.
         model_options: the family's config fields; sampler settings given here (``sampler``,
             ``sample_steps``, ``guidance``) become the run's sampling defaults.
-        out: run directory; checkpoints go to ``out/checkpoint.pt`` and ``resume=True``
-            continues from there after an interruption.
+        out: run directory; checkpoints go to ``out/.private/checkpoint.pt`` (owner-only) and
+            ``resume=True`` continues from there after an interruption. A DP run removes that
+            folder once it is saved: its checkpoint holds the secret noise key.
         privacy: train with DP-SGD to this (epsilon, delta); None trains without privacy.
     """
     config = config or TrainConfig()
@@ -118,9 +161,7 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
         caveats.append(DATA_DERIVED_SCHEMA_CAVEAT)
     prior, prior_caveats = _label_prior(y, schema, privacy is not None)
     caveats += prior_caveats
-    ckpt = None if out is None else Path(out) / "checkpoint.pt"
-    if out is not None and not resume and ckpt.exists():
-        ckpt.unlink()  # a fresh run must not silently continue an old one
+    ckpt = None if out is None else resume_checkpoint(Path(out), resume)
     result = Trainer(model, config, privacy=privacy).fit(x, y, checkpoint=ckpt, resume=resume,
                                                          label_prior=None if prior is None else torch.tensor(prior))
     n = len(x)
@@ -133,4 +174,6 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
     run = Run(model, schema, asdict(config), prior, result.history, report, caveats, name, sampling=sampling)
     if out is not None and is_main_process():  # one writer when several processes train
         run.save(out)
+        if privacy is not None:
+            remove_training_state(Path(out))
     return run

@@ -7,7 +7,7 @@ Layout of a run directory::
     schema.json       the schema (the encoder is rebuilt from it exactly)
     model.pt          the model's state_dict (loaded with weights_only=True: never runs code)
     train_log.jsonl   smoothed losses every ``log_every`` steps
-    checkpoint.pt     training state for resume (non-private runs only; see the trainer)
+    .private/         resume state (owner-only; removed when a DP run is saved: it holds the secret key)
     privacy.json      the privacy report (see trustgen.privacy)
 
 This module saves, loads and describes runs; it trains nothing and samples nothing

@@ -150,7 +150,7 @@ def test_dp_noise_and_sampling_are_secret_not_derived_from_the_public_seed(tmp_p
     w = [torch.cat([p.flatten() for p in r.model.parameters()]) for r in runs]
     assert not torch.equal(w[0], w[1])
     assert not any("secret_seed" in c for c in runs[0].privacy.caveats)
-    assert not (tmp_path / "r0" / "checkpoint.pt").exists()
+    assert not (tmp_path / "r0" / "checkpoint.pt").exists() and not (tmp_path / "r0" / ".private").exists()
 
 
 def test_a_fixed_secret_seed_is_reproducible_and_flagged():
@@ -232,3 +232,45 @@ def test_the_models_noise_does_not_depend_on_earlier_batch_sizes():
                 privacy=PrivacyConfig(epsilon=5.0, delta=1e-3, secret_seed=9)).fit(x, y)
         seen[n] = draws
     assert all(torch.equal(a, b) for a, b in zip(seen[100], seen[160])) and len(seen[100]) >= 2
+
+
+KILL_DURING_CHECKPOINT_WRITE = r"""
+import os, sys, torch
+from trustgen.cli import main
+
+real_save, calls = torch.save, []
+
+def save_then_die(obj, f, *a, **k):
+    calls.append(1)
+    if len(calls) == 2:  # the second checkpoint: die half-way through writing it
+        f.write(b"partial checkpoint bytes")
+        f.flush()
+        os._exit(9)
+    return real_save(obj, f, *a, **k)
+
+torch.save = save_then_die
+sys.exit(main(["train", "--data", "breast_cancer", "--model", "vae", "--steps", "8", "--batch-size", "32",
+               "--checkpoint-every", "2", "--epsilon", "3", "--option", "hidden=8", "--no-progress",
+               "--out", sys.argv[1]]))
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_no_secret_state_in_the_finished_run(tmp_path):
+    """A real process death mid-write (os._exit) leaves a half-written temporary with the secret
+    key material; resuming sweeps it, and the finished DP run holds no training state at all."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-c", KILL_DURING_CHECKPOINT_WRITE, str(out)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 9, r.stderr[-2000:]
+    state = out / ".private"
+    assert (state.stat().st_mode & 0o777) == 0o700 and (state / "checkpoint.pt").exists()
+    assert list(state.glob(".*.tmp")), "the simulated kill should have left a temporary"
+    assert main(["train", "--data", "breast_cancer", "--model", "vae", "--steps", "8", "--batch-size", "32",
+                 "--checkpoint-every", "2", "--epsilon", "3", "--option", "hidden=8", "--no-progress",
+                 "--resume", "--out", str(out)]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["model.pt", "privacy.json", "run.json", "schema.json", "train_log.jsonl"], names
+    assert Run.load(out).privacy.steps == 8  # resumed: one accountant over the 8 steps
