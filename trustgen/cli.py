@@ -79,10 +79,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     last = run.history[-1] if run.history else {}
     eps = run.privacy.epsilon if run.privacy is not None else float("inf")
+    total = run.privacy.total_epsilon if run.privacy is not None else float("inf")
+    if eps == float("inf"):
+        status = "NOT private"
+    elif total == float("inf"):
+        status = f"training epsilon = {eps:.3f}, but NO end-to-end guarantee: the schema was read from the data"
+    else:
+        status = f"epsilon = {total:.3f}"
     _emit(args, {"run": str(args.out), "family": run.family, "steps": last.get("step"), "final": last,
-                 "epsilon": None if eps == float("inf") else eps, "caveats": run.caveats},
-          f"trained {run.family} on {args.data}: run saved to {args.out} "
-          f"({'epsilon = %.3f' % eps if eps != float('inf') else 'NOT private'}; see `trustgen privacy {args.out}`)")
+                 "epsilon": None if eps == float("inf") else eps,
+                 "total_epsilon": None if total == float("inf") else total, "caveats": run.caveats},
+          f"trained {run.family} on {args.data}: run saved to {args.out} ({status}; see `trustgen privacy {args.out}`)")
     return 0
 
 

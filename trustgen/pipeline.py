@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import shutil
 import warnings
 from dataclasses import asdict
@@ -35,7 +37,9 @@ from trustgen.sampling.config import SamplerConfig
 from trustgen.training import TrainConfig, Trainer
 
 DATA_DERIVED_SCHEMA_CAVEAT = ("The schema was derived from the private data (bounds/categories read from the rows); "
-                              "those values are released without differential privacy.")
+                              "those values are released without differential privacy, so the run has no "
+                              "end-to-end guarantee (preprocessing_epsilon = inf). Declare the domain from public "
+                              "knowledge and set \"source\": \"declared\" for one.")
 
 
 def encode_tensors(data: Data, schema: Schema) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -168,6 +172,10 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
     if result.privacy is not None:
         report = result.privacy
         report.caveats.extend(caveats)
+        if schema.source == "data-derived":
+            # The released schema.json carries bounds and categories read from single records:
+            # no end-to-end guarantee, whatever training spent (the headline says NONE).
+            report = dataclasses.replace(report, preprocessing_epsilon=math.inf)
     else:
         report = PrivacyReport.non_private(steps=result.steps, epochs=result.steps * config.batch_size / n,
                                            sample_rate=min(1.0, config.batch_size / n), caveats=caveats)

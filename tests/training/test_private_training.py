@@ -274,3 +274,25 @@ def test_a_kill_during_a_checkpoint_write_leaves_no_secret_state_in_the_finished
     names = sorted(p.name for p in out.iterdir())
     assert names == ["model.pt", "privacy.json", "run.json", "schema.json", "train_log.jsonl"], names
     assert Run.load(out).privacy.steps == 8  # resumed: one accountant over the 8 steps
+
+
+def test_a_dp_run_on_a_data_derived_schema_claims_no_guarantee(tmp_path, capsys):
+    """Its schema.json releases bounds and categories read from single records: the headline
+    must say NONE, not (epsilon, delta)-DP."""
+    import pandas as pd
+
+    from trustgen.data.loaders import infer_schema
+    from trustgen.data.schema import save_schema
+
+    rng = torch.Generator().manual_seed(0)
+    df = pd.DataFrame({"a": torch.rand(200, generator=rng).numpy(), "b": ["x"] * 199 + ["rare"]})
+    df.to_csv(tmp_path / "d.csv", index=False)
+    save_schema(infer_schema(df), tmp_path / "s.json")
+    with pytest.warns(UserWarning, match="data-derived schema"):
+        run = train(tmp_path / "d.csv", "vae", TrainConfig(steps=3, batch_size=32, progress=False),
+                    schema=tmp_path / "s.json", model_options={"hidden": 8}, out=tmp_path / "run",
+                    privacy=PrivacyConfig(3.0))
+    assert run.privacy.epsilon <= 3.0 and run.privacy.total_epsilon == float("inf")
+    assert main(["privacy", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    assert "Guarantee: NONE" in text and "-differential privacy, privacy unit" not in text
