@@ -454,8 +454,8 @@ NOISE_SOURCE_CAVEAT = (
     "under a 256-bit key from the operating system's entropy, addressed by (purpose, step), so no draw "
     "depends on earlier batch sizes; Gaussians by Box-Muller on 53-bit uniforms, rounded to float32 (values "
     "beyond ~8.6 sigma are not represented, as in any floating-point DP-SGD). The model's own training "
-    "noise is reseeded from the same source at every step. The key lives only in the resume checkpoint "
-    "(owner-only), deleted when training completes.")
+    "noise is reseeded from the same source at every step. The key is kept only in memory and in the "
+    "owner-only resume checkpoint, which is deleted when training completes.")
 
 
 def dp_sgd_caveats(*, mode: str, max_grad_norm: float, fixed_secret_seed: bool) -> list[str]:
