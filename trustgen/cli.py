@@ -120,7 +120,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from trustgen.training import TrainConfig
 
     data, schema = load_data(args.data, args.schema)
-    privacy = None if args.epsilon is None else PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm)
+    if args.epsilon is None and (args.delta is not None or args.accountant != "prv" or args.clipping != "auto"):
+        raise _Fail("--delta, --accountant and --clipping need --epsilon (without it the audited run is not private)")
+    privacy = None if args.epsilon is None else PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm,
+                                                              args.accountant, args.clipping)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     r = audit(data, schema, args.model, cfg, train=train, privacy=privacy, canaries=args.canaries, seed=args.seed,
               model_options=_parse_options(args.option))
@@ -292,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--epsilon", type=float, help="audit a DP run at this epsilon (omit: non-private)")
     au.add_argument("--delta", type=float)
     au.add_argument("--max-grad-norm", type=float, default=1.0)
+    au.add_argument("--accountant", choices=("prv", "rdp"), default="prv", help="as for train: audit what was trained")
+    au.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
     au.add_argument("--steps", type=int, default=2000)
     au.add_argument("--batch-size", type=int, default=64)
     au.add_argument("--canaries", type=int, default=200)

@@ -91,3 +91,19 @@ def test_audit_command_json(tmp_path, capsys):
                  "--out", str(tmp_path / "a"), "--json", "--no-progress"])
     obj = json.loads(capsys.readouterr().out)
     assert code == 0 and obj["claimed_epsilon"] <= 2.0 and (tmp_path / "a" / "audit.json").is_file()
+
+
+def test_audit_command_audits_the_accountant_and_clipping_that_were_trained(tmp_path, capsys):
+    from trustgen.data.schema import save_schema
+
+    small_data().to_csv(tmp_path / "d.csv", index=False)
+    save_schema(SCHEMA, tmp_path / "s.json")
+    base = ["audit", "--data", str(tmp_path / "d.csv"), "--schema", str(tmp_path / "s.json"), "--model", "vae",
+            "--steps", "5", "--batch-size", "16", "--canaries", "10", "--option", "hidden=8", "--json", "--no-progress"]
+    claimed = {}
+    for acc in ("prv", "rdp"):
+        assert main(base + ["--epsilon", "2", "--delta", "1e-3", "--accountant", acc, "--clipping", "hooks"]) == 0
+        claimed[acc] = json.loads(capsys.readouterr().out)["claimed_epsilon"]
+    assert 1.9 < claimed["prv"] <= 2.0 and 1.9 < claimed["rdp"] <= 2.0
+    assert main(base + ["--accountant", "rdp"]) == 2  # not private: nothing to account
+    assert "need --epsilon" in capsys.readouterr().err
