@@ -53,6 +53,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         raise
 
 
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries :func:`atomic_write` leaves when the process is killed mid-write
+    (``.NAME.*.tmp`` beside the target); returns what was removed. Call it only where no write
+    is in progress."""
+    removed = []
+    for f in Path(directory).glob(".*.tmp"):
+        f.unlink(missing_ok=True)
+        removed.append(f)
+    return removed
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     atomic_write(path, lambda f: f.write(text), "w")

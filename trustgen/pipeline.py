@@ -27,6 +27,7 @@ from trustgen.data.encoders import Data, make_encoder
 from trustgen.data.loaders import load_data
 from trustgen.data.schema import Schema, load_schema
 from trustgen.errors import RunError, TrustgenError
+from trustgen.io import remove_stale_temporaries
 from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
@@ -65,13 +66,6 @@ def _label_prior(y: torch.Tensor | None, schema: Schema, private: bool) -> tuple
 PRIVATE_STATE_DIR = ".private"  # resume state: owner-only, never part of what a run releases
 
 
-def _sweep_temporaries(directory: Path) -> None:
-    """Remove the temporary files a kill during an atomic write leaves behind (``.NAME.*.tmp``):
-    a half-written checkpoint holds the same secrets as a whole one."""
-    for f in directory.glob(".*.tmp"):
-        f.unlink(missing_ok=True)
-
-
 def resume_checkpoint(out: Path, resume: bool) -> Path:
     """The checkpoint path of run directory ``out``, in its owner-only ``.private/`` folder (made
     here); stale temporaries are swept, and a fresh run drops an old checkpoint."""
@@ -79,7 +73,7 @@ def resume_checkpoint(out: Path, resume: bool) -> Path:
     state.mkdir(parents=True, exist_ok=True)
     state.chmod(0o700)
     for d in (out, state):
-        _sweep_temporaries(d)
+        remove_stale_temporaries(d)  # a half-written checkpoint holds the same secrets as a whole one
     ckpt = state / "checkpoint.pt"
     legacy = out / "checkpoint.pt"  # where runs written before kept it
     if legacy.exists():
@@ -96,7 +90,7 @@ def remove_training_state(out: Path) -> None:
     """After a DP run is saved: no secret training state (checkpoint, half-written temporaries,
     other ranks' checkpoints) may remain in the released directory. Verified, not assumed."""
     shutil.rmtree(out / PRIVATE_STATE_DIR, ignore_errors=True)
-    _sweep_temporaries(out)
+    remove_stale_temporaries(out)
     left = [p.name for p in out.iterdir() if p.name == PRIVATE_STATE_DIR or p.name.endswith(".tmp")
             or p.name.startswith("checkpoint.pt")]
     if left:

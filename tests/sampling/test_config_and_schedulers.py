@@ -88,9 +88,16 @@ def test_deterministic_decode_ignores_the_decoder_noise():
     assert not torch.equal(*noisy)
 
 
-def test_old_runs_keep_their_sampler_settings_as_defaults():
+def test_old_runs_keep_their_sampler_settings_as_defaults(tmp_path):
     run = Run.load(PINNED_RUNS / "diffusion-tabular-ddpm")
-    assert run.sampling == {"kind": "ddpm", "steps": 50, "guidance": 1.0}
+    assert run.sampling == {"kind": "ddpm", "guidance": 1.0}
+    # A format-1 DDPM run whose (ineffective) sample_steps was not the default still samples.
+    shutil.copytree(PINNED_RUNS / "diffusion-tabular-ddpm", tmp_path / "r")
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    meta["model_options"]["sample_steps"] = 7
+    (tmp_path / "r" / "run.json").write_text(json.dumps(meta))
+    old = Run.load(tmp_path / "r")
+    assert torch.equal(Sampler(old).sample(3, seed=0).encoded, Sampler(run).sample(3, seed=0).encoded)
     assert Sampler(run).config.kind == "ddpm"
     assert "sampler" not in run.model.config_dict()
 

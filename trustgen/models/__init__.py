@@ -40,6 +40,8 @@ def split_sampling_options(family: str, options: dict | None) -> tuple[dict, dic
     legacy = getattr(family_class(family).Config, "sampling_options", {})
     options = dict(options or {})
     sampling = {legacy[k]: options.pop(k) for k in list(options) if k in legacy}
+    if sampling.get("kind") == "ddpm":
+        sampling.pop("steps", None)  # DDPM visits every timestep: a step count never applied to it
     return options, sampling
 
 

@@ -25,7 +25,7 @@ Example (a noise hook that flips the sign of z and says so):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
@@ -43,7 +43,6 @@ class NoiseResult:
 
     z: torch.Tensor
     key_id: str | None = None
-    info: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
