@@ -114,27 +114,65 @@ def _init_distributed(device: str) -> str:
 def cmd_audit(args: argparse.Namespace) -> int:
     from trustgen.data.loaders import load_data
     from trustgen.io import atomic_write_text
-    from trustgen.pipeline import train
-    from trustgen.privacy.audit import audit
     from trustgen.privacy.config import PrivacyConfig
     from trustgen.training import TrainConfig
 
-    data, schema = load_data(args.data, args.schema)
     if args.epsilon is None and (args.delta is not None or args.accountant != "prv" or args.clipping != "auto"):
         raise _Fail("--delta, --accountant and --clipping need --epsilon (without it the audited run is not private)")
+    if args.white_box and args.epsilon is None:
+        raise _Fail("--white-box audits the DP-SGD mechanism: it needs --epsilon")
+    if args.canaries is not None and args.canaries < (100 if args.white_box else 2):
+        raise _Fail(f"--canaries must be at least {100 if args.white_box else 2}, got {args.canaries}")
+    if args.runs < 1:
+        raise _Fail(f"--runs must be at least 1, got {args.runs}")
+    data, schema = load_data(args.data, args.schema)
     privacy = None if args.epsilon is None else PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm,
                                                               args.accountant, args.clipping)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
-    r = audit(data, schema, args.model, cfg, train=train, privacy=privacy, canaries=args.canaries, seed=args.seed,
-              model_options=_parse_options(args.option))
+    if args.white_box:
+        obj, text = _white_box_audit(args, data, schema, cfg, privacy)
+    else:
+        from trustgen.pipeline import train
+        from trustgen.privacy.audit import audit
+
+        r = audit(data, schema, args.model, cfg, train=train, privacy=privacy, canaries=args.canaries or 200,
+                  seed=args.seed, model_options=_parse_options(args.option))
+        claimed = "not private" if r.claimed_epsilon is None else f"claimed epsilon {r.claimed_epsilon:.3f}"
+        obj, text = r.to_dict(), (
+            f"black-box audit of {args.model} on {args.data} with {r.canaries} canaries ({r.members} inserted): "
+            f"attack AUC {r.attack_auc:.3f}, epsilon lower bound {r.epsilon_lower_bound:.3f} (95% confidence, "
+            f"one-run analysis; {claimed})")
     if args.out:
-        atomic_write_text(Path(args.out) / "audit.json", json.dumps(r.to_dict(), indent=2) + "\n")
-    claimed = "not private" if r.claimed_epsilon is None else f"claimed epsilon {r.claimed_epsilon:.3f}"
-    _emit(args, r.to_dict(),
-          f"audit of {args.model} on {args.data} with {r.canaries} canaries ({r.members} inserted): attack AUC "
-          f"{r.attack_auc:.3f}, empirical epsilon lower bound {r.epsilon_lower_bound:.3f} "
-          f"(95% confidence; {claimed})")
+        atomic_write_text(Path(args.out) / "audit.json", json.dumps(obj, indent=2) + "\n")
+    _emit(args, obj, text)
     return 0
+
+
+def _white_box_audit(args: argparse.Namespace, data, schema, cfg, privacy) -> tuple[dict, str]:
+    """Gradient canaries through the DP-SGD step this training would run: its sample rate, steps,
+    noise multiplier and clipping mode (from the same plan), at its delta and accountant."""
+    from trustgen.data.encoders import make_encoder
+    from trustgen.models import build_model
+    from trustgen.models.nets import DataSpec
+    from trustgen.privacy.audit_dp_sgd import audit_dp_sgd
+    from trustgen.privacy.plan import plan_privacy
+
+    n = len(data)
+    model = build_model(args.model, DataSpec.from_encoder(make_encoder(schema)), _parse_options(args.option),
+                        private=True)
+    steps = cfg.total_steps(n)
+    plan = plan_privacy(privacy, n=n, batch_size=cfg.batch_size, steps=steps, model=model)
+    r = audit_dp_sgd(noise_multiplier=plan.noise_multiplier, delta=plan.delta, sample_rate=plan.sample_rate,
+                     steps=steps, canaries=args.canaries or 10_000, runs=args.runs, accountant=privacy.accountant,
+                     clipping=plan.mode, max_grad_norm=privacy.max_grad_norm, seed=args.seed,
+                     progress=not args.no_progress)
+    verdict = "BROKEN: the bound exceeds the claim" if r.caught else "not refuted"
+    return r.to_dict(), (
+        f"white-box audit of DP-SGD as {args.model} on {args.data} would train it (q {r.sample_rate:.4g}, "
+        f"{r.steps} steps, sigma {r.noise_multiplier:.4g}, {r.clipping} clipping), {r.members + r.non_members} "
+        f"gradient canaries: epsilon lower bound {r.gdp_epsilon_lower_bound:.3f} (Gaussian DP), "
+        f"{r.epsilon_delta_lower_bound:.3f} ((epsilon, delta)), {r.one_run_epsilon_lower_bound:.3f} (one run); "
+        f"claimed epsilon {r.claimed_epsilon:.3f}: {verdict}")
 
 
 def cmd_privacy(args: argparse.Namespace) -> int:
@@ -288,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_privacy)
 
-    au = sub.add_parser("audit", help="canary membership audit: an empirical lower bound on epsilon")
+    au = sub.add_parser("audit", help="canary audits: an empirical lower bound on epsilon (black-box or --white-box)")
     au.add_argument("--data", required=True)
     au.add_argument("--schema")
     au.add_argument("--model", required=True, choices=FAMILIES)
@@ -299,7 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
     au.add_argument("--steps", type=int, default=2000)
     au.add_argument("--batch-size", type=int, default=64)
-    au.add_argument("--canaries", type=int, default=200)
+    au.add_argument("--canaries", type=int, help="canaries (default 200; with --white-box 10000 per run)")
+    au.add_argument("--white-box", action="store_true",
+                    help="audit the DP-SGD mechanism itself with gradient canaries (tight; see docs/privacy.md)")
+    au.add_argument("--runs", type=int, default=5, help="with --white-box: independent runs pooled")
     au.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
     au.add_argument("--seed", type=int, default=0)
     au.add_argument("--out", help="directory for audit.json")

@@ -107,3 +107,23 @@ def test_audit_command_audits_the_accountant_and_clipping_that_were_trained(tmp_
     assert 1.9 < claimed["prv"] <= 2.0 and 1.9 < claimed["rdp"] <= 2.0
     assert main(base + ["--accountant", "rdp"]) == 2  # not private: nothing to account
     assert "need --epsilon" in capsys.readouterr().err
+
+
+def test_white_box_command_audits_the_plan_training_would_make(tmp_path, capsys):
+    """--white-box takes the sample rate, steps, sigma, delta and clipping mode from the plan
+    `trustgen train` would build for this data and budget (40 rows, batch 16: q = 0.4)."""
+    from trustgen.data.schema import save_schema
+
+    small_data().to_csv(tmp_path / "d.csv", index=False)
+    save_schema(SCHEMA, tmp_path / "s.json")
+    base = ["audit", "--data", str(tmp_path / "d.csv"), "--schema", str(tmp_path / "s.json"), "--model", "vae",
+            "--steps", "20", "--batch-size", "16", "--option", "hidden=8", "--json", "--no-progress"]
+    assert main(base + ["--epsilon", "2", "--delta", "1e-3", "--white-box", "--canaries", "500", "--runs", "1",
+                        "--clipping", "hooks"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["sample_rate"] == 0.4 and r["steps"] == 20 and r["delta"] == 1e-3 and r["clipping"] == "hooks"
+    assert 1.9 < r["claimed_epsilon"] <= 2.0 and not r["caught"]
+    assert main(base + ["--white-box"]) == 2
+    assert "needs --epsilon" in capsys.readouterr().err
+    assert main(base + ["--epsilon", "2", "--white-box", "--canaries", "50"]) == 2
+    assert "--canaries must be at least 100" in capsys.readouterr().err

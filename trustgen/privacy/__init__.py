@@ -15,7 +15,11 @@ Submodules:
   user's own module, optimiser and training loop.
 * :mod:`trustgen.privacy.report`: :class:`~trustgen.privacy.report.PrivacyReport`, the JSON report
   shipped with each model.
-* :mod:`trustgen.privacy.audit_bounds`: empirical lower bounds on epsilon from attacks.
+* :mod:`trustgen.privacy.audit_bounds`: empirical lower bounds on epsilon from attacks
+  ((epsilon, delta) and Gaussian-DP conversions, the one-run analysis).
+* :mod:`trustgen.privacy.audit`: the black-box canary audit of a whole training pipeline.
+* :mod:`trustgen.privacy.audit_dp_sgd`: the white-box gradient-canary audit of the DP-SGD step;
+  :mod:`trustgen.privacy.audit_faults`: broken mechanisms it must catch.
 
 Names are imported lazily (accounting imports Opacus, hence torch, on first use), so
 ``import trustgen.privacy`` stays cheap.
@@ -48,6 +52,8 @@ _EXPORTS = {
     "epsilon_lower_bound": "audit_bounds",
     "epsilon_lower_bound_from_scores": "audit_bounds",
     "gaussian_mechanism_epsilon": "audit_bounds",
+    "gdp_epsilon_lower_bound_from_scores": "audit_bounds",
+    "one_run_epsilon_lower_bound": "audit_bounds",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

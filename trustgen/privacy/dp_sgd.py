@@ -161,12 +161,16 @@ class PrivateGradients:
             loss_per_example.sum().backward()
             per_example = [p.grad_sample.reshape(b, self.rows, *p.shape).sum(1) for p in self.params]
             norms = torch.stack([g.flatten(1).norm(dim=1) for g in per_example], 1).norm(dim=1)
-            coef = (self.C / (norms + 1e-6)).clamp(max=1.0)
+            coef = self.clip_coefficients(norms)
             for p, g in zip(self.params, per_example):
                 p.grad = torch.einsum("b,b...->...", coef, g)
                 p.grad_sample = None
         self._add_noise_and_scale()
         return norms.detach()
+
+    def clip_coefficients(self, norms: torch.Tensor) -> torch.Tensor:
+        """``min(1, C / norm_i)`` per example (hooks mode; ghost mode has Opacus's own, the same)."""
+        return (self.C / (norms + 1e-6)).clamp(max=1.0)
 
     def discard(self, loss: torch.Tensor) -> None:
         """Drop a forward pass that will not become a step, leaving no gradient behind.
