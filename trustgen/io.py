@@ -1,27 +1,31 @@
-"""Files: atomic writes, JSON reads that fail with a teaching error, and one JSON value rule.
+"""Files: atomic writes of files and directories, directory locks, JSON reads that fail with a
+teaching error, and one JSON value rule.
 
 A crash or a failed serialisation never leaves half a file behind: every writer goes through
-:func:`atomic_write` (temporary file in the same folder, fsync, rename).
+:func:`atomic_write` (temporary file in the same folder, fsync, rename). A directory that is one
+artefact (a run) is written whole by :func:`atomic_write_directory` (staged beside it, then swapped
+in), under :func:`directory_lock` so that two processes never write it at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from trustgen.errors import TrustgenError
+from trustgen.errors import RunError, TrustgenError
 
 
 def _file_mode(private: bool) -> int:
-    if private:
-        return 0o600
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o600 if private else 0o666 & ~_umask()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb", *,
@@ -74,6 +78,147 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike, *, private: bool = Fals
     import torch  # here, not at the top: reading a schema or report needs no torch
 
     atomic_write(path, lambda f: torch.save(obj, f), "wb", private=private)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (read in chunks: model files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or file system does not offer it."""
+    func = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if func is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if func(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _leftovers(path: Path, kind: str) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.*.{kind}"), key=lambda p: p.stat().st_mtime)
+
+
+def recover_directory(path: str | os.PathLike) -> None:
+    """Finish what a kill during :func:`atomic_write_directory` interrupted: if the new directory
+    never arrived, put the old one back; then sweep staged and replaced copies. Call it only under
+    :func:`directory_lock` (another writer's staging would be swept)."""
+    path = Path(path)
+    replaced = _leftovers(path, "replaced")
+    if not path.exists() and replaced:
+        os.rename(replaced.pop(), path)  # the old, complete directory
+    for leftover in replaced + _leftovers(path, "staging"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def atomic_write_directory(path: str | os.PathLike, fill: Callable[[Path], None]) -> Path:
+    """Write the directory ``path`` whole: ``fill(staging)`` writes every file into a staging
+    directory beside it, which then takes the place of ``path`` in one step (an atomic exchange
+    where the system has one; else rename-aside, undone by :func:`recover_directory`). A kill at
+    any moment leaves the old complete directory or the new complete one, never a mix.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()) / "run"
+        >>> _ = atomic_write_directory(d, lambda s: (s / "a.txt").write_text("1"))
+        >>> _ = atomic_write_directory(d, lambda s: (s / "b.txt").write_text("2"))
+        >>> sorted(p.name for p in d.iterdir())
+        ['b.txt']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with directory_lock(path):
+        recover_directory(path)
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".staging"))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700 whatever the umask
+        try:
+            fill(staging)
+            _fsync_directory(staging)
+            if not path.exists():
+                os.rename(staging, path)
+            elif _exchange(staging, path):
+                shutil.rmtree(staging)  # it now holds the old directory
+            else:
+                aside = staging.with_name(staging.name[: -len(".staging")] + ".replaced")
+                os.rename(path, aside)
+                os.rename(staging, path)
+                shutil.rmtree(aside)
+            _fsync_directory(path.parent)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return path
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+_HELD_LOCKS: dict[str, int] = {}  # "pid:lock path" -> depth: a process may nest its own lock
+
+
+@contextlib.contextmanager
+def directory_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the directory ``path`` (an ``flock`` on ``.NAME.lock`` beside it,
+    released by the system if the process dies), or raise :class:`RunError` at once if another
+    process holds it. Re-entrant within a process."""
+    import fcntl
+
+    path = Path(path)
+    lock = path.parent / f".{path.name}.lock"
+    key = f"{os.getpid()}:{os.path.abspath(lock)}"  # a forked child does not inherit the right to nest
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS[key] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunError(f"{str(path)!r} is being written by another trustgen process (pid {holder}); "
+                           "wait for it to finish or choose another --out") from None
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                break  # the file we locked is still the lock (not one a releasing holder unlinked)
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD_LOCKS[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD_LOCKS[key]
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:

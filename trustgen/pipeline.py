@@ -175,7 +175,7 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
                                            sample_rate=min(1.0, config.batch_size / n), caveats=caveats)
     run = Run(model, schema, asdict(config), prior, result.history, report, caveats, name, sampling=sampling)
     if out is not None and is_main_process():  # one writer when several processes train
-        run.save(out)
+        run.save(out, keep=() if privacy is not None else (PRIVATE_STATE_DIR,))  # a DP run keeps no secret state
         if privacy is not None:
             remove_training_state(Path(out))
     return run

@@ -3,7 +3,7 @@
 Layout of a run directory::
 
     run.json          family, model options, sampling defaults, training settings, data spec,
-                      label prior, caveats
+                      label prior, caveats, and the SHA-256 of every other file (format 3)
     schema.json       the schema (the encoder is rebuilt from it exactly)
     model.pt          the model's state_dict (loaded with weights_only=True: never runs code)
     train_log.jsonl   smoothed losses every ``log_every`` steps
@@ -12,7 +12,10 @@ Layout of a run directory::
 
 This module saves, loads and describes runs; it trains nothing and samples nothing
 (:func:`trustgen.pipeline.train` makes runs, :class:`trustgen.sampling.Sampler` samples them).
-Every file is written atomically (temporary file + rename).
+The directory is written whole (staged beside it, then swapped in: a kill leaves the old or the
+new complete run, never a mix) under a lock that refuses a second writer, and ``run.json`` binds
+the other files by their hashes, so a report copied from another run, or weights from an
+interrupted retrain, are refused on load.
 
 Example:
     >>> run = Run.load("runs/bc")  # doctest: +SKIP
@@ -23,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,15 +34,18 @@ import trustgen
 from trustgen.data.encoders import make_encoder
 from trustgen.data.schema import Schema, load_schema, save_schema
 from trustgen.errors import RunError
-from trustgen.io import atomic_torch_save, atomic_write_text, read_json, safe_torch_load
+from trustgen.io import atomic_torch_save, atomic_write_directory, atomic_write_text, directory_lock, file_sha256, \
+    read_json, recover_directory, safe_torch_load
 from trustgen.models import GenerativeModel, build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.report import PrivacyReport
 from trustgen.runtime import resolve_device
 
-RUN_FORMAT = 2
-# Format 1 (before sampling was a stage) kept sampler settings among the model options.
-READABLE_FORMATS = (1, 2)
+RUN_FORMAT = 3
+# Format 1 (before sampling was a stage) kept sampler settings among the model options; formats 1
+# and 2 do not bind their files by hash (they load, with a warning).
+READABLE_FORMATS = (1, 2, 3)
+BOUND_FILES = ("model.pt", "schema.json", "train_log.jsonl", "privacy.json")
 
 
 @dataclass
@@ -77,23 +84,41 @@ class Run:
             "label_prior": self.label_prior, "caveats": list(self.caveats), "data": self.data_name,
         }
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, keep: tuple[str, ...] = ()) -> Path:
+        """Write the run to directory ``path`` whole, replacing what is there (the caller decides
+        whether replacing is allowed: :func:`trustgen.pipeline.train` refuses a finished DP run).
+
+        ``keep``: names in the existing directory carried over into the new one (the pipeline keeps
+        a non-private run's resume state); everything else there is replaced.
+        """
         p = Path(path)
-        p.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        atomic_torch_save(state, p / "model.pt")
-        save_schema(self.schema, p / "schema.json")
-        atomic_write_text(p / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
-        if self.privacy is not None:
-            self.privacy.to_json(p / "privacy.json")
-        # run.json last: its presence marks a complete run directory.
-        atomic_write_text(p / "run.json", json.dumps(self.metadata(), indent=2) + "\n")
+
+        def fill(staging: Path) -> None:
+            for name in keep:
+                if (p / name).exists():
+                    (p / name).rename(staging / name)
+            self._write_into(staging)
+
+        atomic_write_directory(p, fill)
         self.path = p
         return p
+
+    def _write_into(self, d: Path) -> None:
+        state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        atomic_torch_save(state, d / "model.pt")
+        save_schema(self.schema, d / "schema.json")
+        atomic_write_text(d / "train_log.jsonl", "".join(json.dumps(h) + "\n" for h in self.history))
+        if self.privacy is not None:
+            self.privacy.to_json(d / "privacy.json")
+        files = {f: file_sha256(d / f) for f in BOUND_FILES if (d / f).is_file()}
+        atomic_write_text(d / "run.json", json.dumps({**self.metadata(), "files": files}, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "Run":
         p = Path(path)
+        if not p.exists():
+            with directory_lock(p):
+                recover_directory(p)  # a save killed between its two renames left the old run aside
         if not (p / "run.json").is_file():
             raise RunError(f"{str(p)!r} is not a trustgen run directory (no run.json); train one with `trustgen train`")
         meta = read_json(p / "run.json", "run file", RunError)
@@ -103,6 +128,7 @@ class Run:
         for f in ("model.pt", "schema.json"):
             if not (p / f).is_file():
                 raise RunError(f"run directory {str(p)!r} is incomplete: {f} is missing")
+        _check_bound_files(p, meta)
         schema = load_schema(p / "schema.json")
         spec = DataSpec.from_dict(meta["data_spec"])
         if spec != DataSpec.from_encoder(make_encoder(schema)):
@@ -117,3 +143,26 @@ class Run:
         privacy = PrivacyReport.from_json(p / "privacy.json") if (p / "privacy.json").is_file() else None
         return cls(model, schema, dict(meta["train_config"]), meta.get("label_prior"), history, privacy,
                    meta.get("caveats", []), meta.get("data", ""), p, {**legacy_sampling, **meta.get("sampling", {})})
+
+
+def _check_bound_files(p: Path, meta: dict) -> None:
+    """Every file of the run is the one ``run.json`` was written with (format 3), or warn that an
+    older run's files are not bound."""
+    if meta["format"] < 3:
+        warnings.warn(f"{str(p)!r} was written by an older trustgen (run format {meta['format']}): its files are "
+                      "not bound by hashes, so its privacy report cannot be verified to belong to its model.",
+                      stacklevel=3)
+        return
+    files = meta.get("files")
+    if not isinstance(files, dict) or "model.pt" not in files:
+        raise RunError(f"run.json in {str(p)!r} lists no file hashes: it was not written by trustgen (or was edited)")
+    for name in BOUND_FILES:
+        present, recorded = (p / name).is_file(), files.get(name)
+        if present and recorded is None:
+            raise RunError(f"{name} in {str(p)!r} is not part of this run (run.json does not list it): remove it "
+                           "or restore the run's own copy")
+        if recorded is not None and not present:
+            raise RunError(f"run directory {str(p)!r} is incomplete: {name} is missing")
+        if present and file_sha256(p / name) != recorded:
+            raise RunError(f"{name} in {str(p)!r} does not belong to this run (its hash differs from the one in "
+                           "run.json): it was replaced, edited or copied from another run")
