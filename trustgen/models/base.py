@@ -22,6 +22,8 @@ A model is an ``nn.Module`` that owns no loop, no device choice and no privacy m
 
 from __future__ import annotations
 
+import math
+
 import abc
 from dataclasses import asdict, fields
 from typing import Any, ClassVar, Literal
@@ -146,6 +148,29 @@ class GenerativeModel(nn.Module, abc.ABC):
         return asdict(self.config)
 
 
+#: Allowed values of the numeric options every family shares, checked before anything is
+#: allocated (options come from the command line and from received run.json files): name ->
+#: (lowest, highest, why). The limits keep a model under about a billion parameters.
+OPTION_RANGES: dict[str, tuple[float, float, str]] = {
+    "latent_dim": (1, 1024, ""), "hidden": (1, 4096, ""), "depth": (1, 16, ""), "width": (1, 512, ""),
+    "time_dim": (2, 4096, "an even number"), "timesteps": (1, 100_000, ""), "noise_multiplicity": (1, 64, ""),
+    "invert_steps": (0, 100_000, ""), "beta": (0.0, 1e6, ""), "r1_gamma": (0.0, 1e6, ""),
+    "label_dropout": (0.0, 0.99, ""),
+}
+
+
+def _check_range(config_name: str, name: str, value: Any) -> None:
+    if name not in OPTION_RANGES or isinstance(value, (bool, str)):
+        return
+    low, high, extra = OPTION_RANGES[name]
+    ok = math.isfinite(value) and low <= value <= high and (name != "time_dim" or value % 2 == 0)
+    if name == "beta":
+        ok = ok and value > 0
+    if not ok:
+        span = f"in ({low}, {high}]" if name == "beta" else f"from {low} to {high}"
+        raise ConfigError(f"{config_name} option {name!r} must be {extra + ' ' if extra else ''}{span}, got {value!r}")
+
+
 def make_config(config_cls: type, spec: DataSpec, overrides: dict | None, *, private: bool = False) -> Any:
     """Build a family's config: its defaults for this kind of data, then (under DP) its
     ``private_defaults``, then the user's overrides."""
@@ -165,4 +190,7 @@ def make_config(config_cls: type, spec: DataSpec, overrides: dict | None, *, pri
         if not ok:
             raise ConfigError(f"{config_cls.__name__} option {name!r} must be of type {want.__name__}, got {value!r}")
     dp = dict(getattr(config_cls, "private_defaults", {})) if private else {}
-    return type(base)(**{**asdict(base), **dp, **overrides})
+    values = {**asdict(base), **dp, **overrides}
+    for name, value in values.items():
+        _check_range(config_cls.__name__, name, value)
+    return type(base)(**values)
