@@ -13,8 +13,10 @@ from trustgen.data.schema import ImageSchema, Schema, TabularSchema, load_schema
 from trustgen.errors import DataError, SchemaError
 
 
-def read_data_file(path: str | Path) -> Data:
-    """Read a CSV (to a DataFrame) or ``.npz`` with ``x`` and optional ``y`` (to ImageData)."""
+def read_data_file(path: str | Path, nrows: int | None = None) -> Data:
+    """Read a CSV (to a DataFrame) or ``.npz`` with ``x`` and optional ``y`` (to ImageData).
+
+    ``nrows`` reads only that many rows of a CSV (0: just its header)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(
@@ -22,7 +24,7 @@ def read_data_file(path: str | Path) -> Data:
         )
     if p.suffix.lower() == ".csv":
         try:
-            df = pd.read_csv(p)
+            df = pd.read_csv(p, nrows=nrows)
         except pd.errors.EmptyDataError as e:
             raise DataError(f"{str(p)!r} is empty") from e
         return df

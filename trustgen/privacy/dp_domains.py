@@ -217,6 +217,11 @@ def infer_dp_schema(data: pd.DataFrame, epsilon: float, *, categories: Mapping[s
     check_request(list(data.columns), epsilon, categories=categories, ranges=ranges, integer=integer, label=label)
     if len(data) == 0:
         raise DataError("the data is empty (0 rows)")
+    for c in data.columns:
+        if c not in categories and (pd.to_numeric(data[c], errors="coerce").isna() & data[c].notna()).any():
+            raise PrivacyError(f"column {c!r} holds text, so it is categorical, and its categories can be found "
+                               f"privately only from a public candidate list: pass --categories {c}=A,B,... (or "
+                               "--vocabulary FILE), or drop the column")
     numeric = {c: numeric_values(data[c], c, c in integer) for c in data.columns if c not in categories}
     for c in categories:
         if data[c].isna().any():
