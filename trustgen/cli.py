@@ -211,8 +211,8 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
 
     if args.epsilon is not None:
         schema = _infer_dp_schema(args)
-        warning = (f"estimated with pure epsilon-DP (epsilon {args.epsilon:g}, recorded in the schema); training "
-                   "on it adds that epsilon to the run's total. Candidate lists and ranges must be public.")
+        warning = (f"DP schema: estimated with pure epsilon-DP (epsilon {args.epsilon:g}, recorded in the schema); "
+                   "training on it adds that epsilon to the run's total. Candidate lists and ranges must be public.")
     else:
         if args.categories or args.vocabulary or args.range or args.integer:
             raise _Fail("--categories, --vocabulary, --range and --integer need --epsilon (without it the "
@@ -256,7 +256,8 @@ def _infer_dp_schema(args: argparse.Namespace):
     from trustgen.io import read_json
     from trustgen.privacy.dp_domains import check_request, infer_dp_schema
 
-    categories: dict[str, list] = {c: v.split(",") for c, v in _pairs(args.categories, "--categories", "COL=A,B,...").items()}
+    categories: dict[str, list] = {
+        c: v.split(",") for c, v in _pairs(args.categories, "--categories", "COL=A,B,...").items()}
     if args.vocabulary:
         vocab = read_json(args.vocabulary, "vocabulary file", hint='write {"COLUMN": ["A", "B", ...], ...}')
         if not isinstance(vocab, dict) or not all(

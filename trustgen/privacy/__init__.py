@@ -16,6 +16,8 @@ Submodules:
 * :mod:`trustgen.privacy.report`: :class:`~trustgen.privacy.report.PrivacyReport`, the JSON report
   shipped with each model.
 * :mod:`trustgen.privacy.audit_bounds`: empirical lower bounds on epsilon from attacks.
+* :mod:`trustgen.privacy.dp_domains`: :func:`~trustgen.privacy.dp_domains.infer_dp_schema`, a
+  table's schema estimated with pure epsilon-DP (``trustgen schema infer --epsilon``).
 
 Names are imported lazily (accounting imports Opacus, hence torch, on first use), so
 ``import trustgen.privacy`` stays cheap.
@@ -48,6 +50,7 @@ _EXPORTS = {
     "epsilon_lower_bound": "audit_bounds",
     "epsilon_lower_bound_from_scores": "audit_bounds",
     "gaussian_mechanism_epsilon": "audit_bounds",
+    "infer_dp_schema": "dp_domains",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)
