@@ -84,6 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         status = "NOT private"
     elif total == float("inf"):
         status = f"training epsilon = {eps:.3f}, but NO end-to-end guarantee: the schema was read from the data"
+    elif run.privacy.preprocessing_epsilon > 0:  # a DP schema's spend: show both parts of the total
+        status = f"epsilon = {total:.3f} (training {eps:.3f} + DP schema {run.privacy.preprocessing_epsilon:.3f})"
     else:
         status = f"epsilon = {total:.3f}"
     _emit(args, {"run": str(args.out), "family": run.family, "steps": last.get("step"), "final": last,
@@ -243,12 +245,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_schema_infer(args: argparse.Namespace) -> int:
-    from trustgen.data.loaders import infer_schema, read_data_file
     from trustgen.data.schema import save_schema
 
-    schema = infer_schema(read_data_file(args.data), label=args.label)
-    warning = ("DRAFT derived from the data itself: these bounds and categories reveal information about "
-               "the rows and are NOT private. Replace them with public knowledge, then set \"source\": \"declared\".")
+    if args.epsilon is not None:
+        schema = _infer_dp_schema(args)
+        warning = (f"DP schema: estimated with pure epsilon-DP (epsilon {args.epsilon:g}, recorded in the schema); "
+                   "training on it adds that epsilon to the run's total. Candidate lists and ranges must be public.")
+    else:
+        if args.categories or args.vocabulary or args.range or args.integer:
+            raise _Fail("--categories, --vocabulary, --range and --integer need --epsilon (without it the "
+                        "draft is read from the data, not private)")
+        from trustgen.data.loaders import infer_schema, read_data_file
+
+        schema = infer_schema(read_data_file(args.data), label=args.label)
+        warning = ("DRAFT derived from the data itself: these bounds and categories reveal information about "
+                   "the rows and are NOT private. Replace them with public knowledge, then set \"source\": \"declared\".")
     if args.out:
         save_schema(schema, args.out)
     d = schema.to_dict()
@@ -259,8 +270,58 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
         if not args.out:
             print(json.dumps(d, indent=2))
         else:
-            print(f"wrote draft schema to {args.out}")
+            print(f"wrote {'DP' if schema.source == 'dp' else 'draft'} schema to {args.out}")
     return 0
+
+
+def _pairs(values: Sequence[str], option: str, form: str) -> dict[str, str]:
+    """``COL=REST`` arguments of a repeatable option, each column at most once."""
+    out: dict[str, str] = {}
+    for v in values:
+        col, eq, rest = v.partition("=")
+        if not eq or not col or not rest:
+            raise _Fail(f"{option} expects {form}, got {v!r}")
+        if col in out:
+            raise _Fail(f"{option} gives column {col!r} twice")
+        out[col] = rest
+    return out
+
+
+def _infer_dp_schema(args: argparse.Namespace):
+    """``schema infer --epsilon``: every argument and the data's header are checked before a row is read."""
+    from trustgen.data.encoders import ImageData
+    from trustgen.data.loaders import read_data_file
+    from trustgen.io import read_json
+    from trustgen.privacy.dp_domains import check_request, infer_dp_schema
+
+    categories: dict[str, list] = {
+        c: v.split(",") for c, v in _pairs(args.categories, "--categories", "COL=A,B,...").items()}
+    if args.vocabulary:
+        vocab = read_json(args.vocabulary, "vocabulary file", hint='write {"COLUMN": ["A", "B", ...], ...}')
+        if not isinstance(vocab, dict) or not all(
+                isinstance(v, list) and all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in v)
+                for v in vocab.values()):
+            raise _Fail(f'--vocabulary {args.vocabulary!r} must be a JSON object {{"COLUMN": ["A", "B", ...]}} '
+                        "of strings or integers")
+        both = sorted(set(vocab) & set(categories))
+        if both:
+            raise _Fail(f"columns {both} have candidates in both --categories and --vocabulary: give them once")
+        categories.update(vocab)
+    ranges: dict[str, tuple[float, float]] = {}
+    for col, v in _pairs(args.range, "--range", "COL=LOW:HIGH").items():
+        try:
+            lo, hi = (float(x) for x in v.split(":"))
+        except ValueError:
+            raise _Fail(f"--range expects COL=LOW:HIGH with two numbers, got {col}={v}") from None
+        ranges[col] = (lo, hi)
+    header = read_data_file(args.data, nrows=0)
+    if isinstance(header, ImageData):
+        raise _Fail("schema infer --epsilon is for tables (.csv): an image's shape and value range are format "
+                    "facts; declare them")
+    check_request(list(header.columns), args.epsilon, categories=categories, ranges=ranges, integer=args.integer,
+                  label=args.label)
+    return infer_dp_schema(read_data_file(args.data), args.epsilon, categories=categories, ranges=ranges,
+                           integer=args.integer, label=args.label)
 
 
 # ---------------------------------------------------------------------------------- parser
@@ -356,9 +417,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sc = sub.add_parser("schema", help="schema tools")
     scs = sc.add_subparsers(dest="schema_command", required=True, parser_class=_Parser)
-    si = scs.add_parser("infer", help="draft a schema from a data file (NOT private: review it)")
+    si = scs.add_parser("infer", help="draft a schema from a data file (NOT private: review it), or with "
+                                      "--epsilon estimate it with differential privacy")
     si.add_argument("data")
     si.add_argument("--label")
+    si.add_argument("--epsilon", type=float, help="estimate bounds and categories with pure epsilon-DP "
+                                                  "(spend recorded in the schema; see docs/privacy.md)")
+    si.add_argument("--categories", action="append", default=[], metavar="COL=A,B,...",
+                    help="with --epsilon: public candidate categories of a column (the label's too)")
+    si.add_argument("--vocabulary", metavar="FILE", help='with --epsilon: JSON {"COL": ["A", "B", ...]} of public '
+                                                         "candidate categories")
+    si.add_argument("--range", action="append", default=[], metavar="COL=LOW:HIGH",
+                    help="with --epsilon: public range of a numeric column (its bounds are chosen inside it)")
+    si.add_argument("--integer", action="append", default=[], metavar="COL",
+                    help="with --epsilon: a numeric column of whole numbers (bounds rounded outward)")
     si.add_argument("--out")
     si.add_argument("--json", action="store_true")
     si.set_defaults(func=cmd_schema_infer)

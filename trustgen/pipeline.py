@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from trustgen.data.encoders import Data, make_encoder
+from trustgen.data.encoders import Data, fit_to_domain, make_encoder
 from trustgen.data.loaders import load_data
 from trustgen.data.schema import Schema, load_schema
 from trustgen.errors import RunError, TrustgenError
@@ -41,6 +41,19 @@ DATA_DERIVED_SCHEMA_CAVEAT = ("The schema was derived from the private data (bou
                               "those values are released without differential privacy, so the run has no "
                               "end-to-end guarantee (preprocessing_epsilon = inf). Declare the domain from public "
                               "knowledge and set \"source\": \"declared\" for one.")
+
+
+def dp_schema_caveats(schema: Schema) -> list[str]:
+    """What a run on a DP-estimated schema (``source="dp"``) must say about it."""
+    if schema.source != "dp":
+        return []
+    seed = (" Its noise came from a caller's fixed seed (tests only): that part of the guarantee holds only "
+            "while the seed stays secret.") if schema.dp.fixed_seed else ""
+    return [f"The schema's bounds and categories were estimated with pure epsilon-DP (epsilon "
+            f"{schema.dp.epsilon:g}, `trustgen schema infer --epsilon`); in a DP run that spend is the report's "
+            "preprocessing_epsilon, part of the total. Numbers outside its bounds were clipped to them and rows "
+            "whose category it did not keep were dropped, each row on its own (no privacy cost); how many is not "
+            "reported, as that count is private." + seed]
 
 
 def encode_tensors(data: Data, schema: Schema) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -144,6 +157,7 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
             raise RunError("pass the schema together with in-memory data")
         if isinstance(schema, (str, Path)):
             schema = load_schema(schema)
+        data = fit_to_domain(data, schema)  # load_data does this for files
         name = "in-memory"
     x, y = encode_tensors(data, schema)
     # Initial weights from the run's seed, without touching the caller's global RNG state.
@@ -157,6 +171,7 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
                           "the private rows and are released without privacy. Declare them from public "
                           "knowledge (set \"source\": \"declared\") for an end-to-end guarantee.", stacklevel=2)
         caveats.append(DATA_DERIVED_SCHEMA_CAVEAT)
+    caveats += dp_schema_caveats(schema)
     prior, prior_caveats = _label_prior(y, schema, privacy is not None)
     caveats += prior_caveats
     ckpt = None if out is None else resume_checkpoint(Path(out), resume)
@@ -170,6 +185,8 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
             # The released schema.json carries bounds and categories read from single records:
             # no end-to-end guarantee, whatever training spent (the headline says NONE).
             report = dataclasses.replace(report, preprocessing_epsilon=math.inf)
+        elif schema.source == "dp":  # pure-DP preprocessing composes additively (basic composition)
+            report = dataclasses.replace(report, preprocessing_epsilon=schema.dp.epsilon)
     else:
         report = PrivacyReport.non_private(steps=result.steps, epochs=result.steps * config.batch_size / n,
                                            sample_rate=min(1.0, config.batch_size / n), caveats=caveats)

@@ -20,6 +20,7 @@ import pytest
         "trustgen.privacy.plan",
         "trustgen.privacy.report",
         "trustgen.privacy.audit_bounds",
+        "trustgen.privacy.dp_domains",
     ],
 )
 def test_docstring_examples(name):

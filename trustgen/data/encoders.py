@@ -73,6 +73,50 @@ def _check_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
     return y
 
 
+def numeric_values(col: pd.Series, name: str, integer: bool = False) -> np.ndarray:
+    """The values of a numeric column as float64, or a DataError naming the column if any is
+    non-numeric, NaN or inf (or, for ``integer``, a fraction)."""
+    v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+    nonnum = np.isnan(v) & col.notna().to_numpy()
+    if nonnum.any():
+        raise DataError(f"column {name!r}: non-numeric value {col[nonnum].iloc[0]!r}")
+    if not np.all(np.isfinite(v)):
+        raise DataError(
+            f"column {name!r}: {int((~np.isfinite(v)).sum())} NaN/inf values. "
+            "trustgen does not impute (imputation from private data is not private): "
+            "drop or fill those rows before training."
+        )
+    if integer and not np.all(np.equal(np.mod(v, 1), 0)):
+        raise DataError(f"column {name!r} is declared integer but holds fractions")
+    return v
+
+
+def fit_to_domain(data: Data, schema: Schema) -> Data:
+    """Map the rows of a DP-estimated schema's data into its domain; other data is returned as is.
+
+    A ``source="dp"`` schema's bounds are noisy quantiles and its category lists keep only the
+    candidates with a large noisy count, so some rows lie outside them by design. Numbers are
+    clipped to the bounds and rows whose category was not kept are dropped. Each row is changed
+    or dropped by looking at that row alone, so neighbouring datasets stay neighbours (or become
+    equal) and DP training on the result keeps its guarantee. NaN/inf and non-numeric values are
+    refused as by :meth:`TabularEncoder.validate` (nothing is imputed); missing categories are
+    kept for it to refuse.
+    """
+    if not isinstance(schema, TabularSchema) or schema.source != "dp" or not isinstance(data, pd.DataFrame):
+        return data
+    check_names(list(data.columns), schema)
+    out = data.copy()
+    keep = np.ones(len(out), dtype=bool)
+    for c in schema.columns:
+        if isinstance(c, NumericColumn):
+            out[c.name] = np.clip(numeric_values(out[c.name], c.name, c.integer), c.low, c.high)
+        else:
+            idx = c.index_of()
+            col = out[c.name]
+            keep &= (col.isna() | col.map(lambda v: category_key(v) in idx)).to_numpy(dtype=bool)
+    return out[keep].reset_index(drop=True)
+
+
 class TabularEncoder:
     """Encode a DataFrame to ``(x float64 [N, D], y int64 [N] or None)`` and back."""
 
@@ -99,16 +143,7 @@ class TabularEncoder:
         for c in self.schema.columns:
             col = df[c.name]
             if isinstance(c, NumericColumn):
-                v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-                nonnum = np.isnan(v) & col.notna().to_numpy()
-                if nonnum.any():
-                    raise DataError(f"column {c.name!r}: non-numeric value {col[nonnum].iloc[0]!r}")
-                if not np.all(np.isfinite(v)):
-                    raise DataError(
-                        f"column {c.name!r}: {int((~np.isfinite(v)).sum())} NaN/inf values. "
-                        "trustgen does not impute (imputation from private data is not private): "
-                        "drop or fill those rows before training."
-                    )
+                v = numeric_values(col, c.name, c.integer)
                 out = (v < c.low) | (v > c.high)
                 if out.any():
                     raise DataError(
@@ -116,8 +151,6 @@ class TabularEncoder:
                         f"[{c.low}, {c.high}] (e.g. {v[out][0]}). Widen the bounds in the schema "
                         "from public knowledge, or clip the data yourself."
                     )
-                if c.integer and not np.all(np.equal(np.mod(v, 1), 0)):
-                    raise DataError(f"column {c.name!r} is declared integer but holds fractions")
             else:
                 if col.isna().any():
                     raise DataError(f"column {c.name!r}: {int(col.isna().sum())} missing values")

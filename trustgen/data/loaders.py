@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 
 from trustgen.data.datasets import BUILTIN
-from trustgen.data.encoders import Data, ImageData, make_encoder
+from trustgen.data.encoders import Data, ImageData, fit_to_domain, make_encoder
 from trustgen.data.schema import ImageSchema, Schema, TabularSchema, load_schema
 from trustgen.errors import DataError, SchemaError
 
 
-def read_data_file(path: str | Path) -> Data:
-    """Read a CSV (to a DataFrame) or ``.npz`` with ``x`` and optional ``y`` (to ImageData)."""
+def read_data_file(path: str | Path, nrows: int | None = None) -> Data:
+    """Read a CSV (to a DataFrame) or ``.npz`` with ``x`` and optional ``y`` (to ImageData).
+
+    ``nrows`` reads only that many rows of a CSV (0: just its header)."""
     p = Path(path)
     if not p.is_file():
         raise DataError(
@@ -22,7 +24,7 @@ def read_data_file(path: str | Path) -> Data:
         )
     if p.suffix.lower() == ".csv":
         try:
-            df = pd.read_csv(p)
+            df = pd.read_csv(p, nrows=nrows)
         except pd.errors.EmptyDataError as e:
             raise DataError(f"{str(p)!r} is empty") from e
         return df
@@ -43,7 +45,9 @@ def load_data(source: str | Path, schema: Schema | str | Path | None = None) -> 
             derives a schema from private data silently (see ``trustgen schema infer``).
 
     Returns:
-        The data and its schema, already validated (errors are raised before any training).
+        The data and its schema, already validated (errors are raised before any training). For
+        a DP-estimated schema (``source="dp"``) the data is first mapped into its domain
+        (:func:`~trustgen.data.encoders.fit_to_domain`).
     """
     if isinstance(schema, (str, Path)):
         schema = load_schema(schema)
@@ -63,6 +67,7 @@ def load_data(source: str | Path, schema: Schema | str | Path | None = None) -> 
     if not kind_ok:
         want = "image" if isinstance(schema, ImageSchema) else "tabular"
         raise SchemaError(f"the schema is for {want} data but {name!r} holds the other kind")
+    data = fit_to_domain(data, schema)  # a DP schema's bounds clip rows by design
     make_encoder(schema).validate(data)
     return data, schema
 

@@ -23,7 +23,12 @@ from typing import Any, Literal, Sequence, Union
 from trustgen.errors import SchemaError
 from trustgen.io import atomic_write_text, read_json
 
-Source = Literal["declared", "data-derived"]
+Source = Literal["declared", "data-derived", "dp"]
+SOURCES: tuple[str, ...] = ("declared", "data-derived", "dp")
+
+#: Relative slack when checking that a DP schema's per-mechanism shares add up to at most its
+#: epsilon: equal shares ``E / k`` summed in floating point can exceed ``E`` by a rounding error.
+SPEND_RTOL = 1e-9
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,52 @@ class CategoricalColumn:
 Column = Union[NumericColumn, CategoricalColumn]
 
 
+@dataclass(frozen=True)
+class DomainSpend:
+    """The privacy spend of a schema estimated with pure epsilon-DP (``source="dp"``).
+
+    Written by :func:`trustgen.privacy.dp_domains.infer_dp_schema`; training on the schema adds
+    ``epsilon`` to the run's ``preprocessing_epsilon``. ``mechanisms`` holds one JSON object per
+    query: at least ``column``, ``mechanism`` and its ``epsilon`` share (the shares add up to at
+    most ``epsilon``: basic composition). ``fixed_seed`` marks a schema whose noise came from a
+    caller's seed (tests only: whoever knows the seed can undo the noise).
+    """
+
+    epsilon: float
+    mechanisms: tuple = ()
+    fixed_seed: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mechanisms", tuple(dict(m) for m in self.mechanisms))
+        if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float)) or not (
+                math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise SchemaError(f"a DP schema's epsilon must be a finite number > 0, got {self.epsilon!r}")
+        spent = 0.0
+        for m in self.mechanisms:
+            share = m.get("epsilon")
+            if not isinstance(m.get("column"), str) or not isinstance(m.get("mechanism"), str) or isinstance(
+                    share, bool) or not isinstance(share, (int, float)) or not (math.isfinite(share) and share >= 0):
+                raise SchemaError(f"a DP schema mechanism needs a column, a mechanism and an epsilon >= 0, got {m}")
+            spent += share
+        if spent > self.epsilon * (1 + SPEND_RTOL):
+            raise SchemaError(f"a DP schema's mechanisms spend epsilon {spent:g}, more than its recorded "
+                              f"epsilon {self.epsilon:g}: the file is inconsistent")
+
+    def to_dict(self) -> dict:
+        return {"epsilon": self.epsilon, "mechanisms": [dict(m) for m in self.mechanisms],
+                "fixed_seed": self.fixed_seed}
+
+
+def check_source(source: str, dp: DomainSpend | None) -> None:
+    """``source`` must be known, and a DP spend record goes with ``source="dp"`` and only with it
+    (an unknown source could otherwise pass for a declared one, and a "dp" schema must say
+    what it spent)."""
+    if source not in SOURCES:
+        raise SchemaError(f"unknown schema source {source!r} (known: {', '.join(SOURCES)})")
+    if (source == "dp") != (dp is not None):
+        raise SchemaError('a schema has a "dp" spend record if and only if its source is "dp"')
+
+
 def category_key(value: Any) -> str:
     """Normalise a category value so ``1``, ``1.0`` and ``"1"`` match the same category."""
     if isinstance(value, bool):
@@ -101,16 +152,21 @@ class TabularSchema:
         columns: every column, in the order of the data (the label included).
         label: name of a categorical column to condition on, or None for unconditional models.
         source: ``"declared"`` when a person wrote the bounds from public knowledge;
-            ``"data-derived"`` when :func:`trustgen.data.infer.infer_schema` drafted it from the
-            data (then it leaks information about the private rows and a run records a caveat).
+            ``"data-derived"`` when :func:`trustgen.data.loaders.infer_schema` drafted it from the
+            data (then it leaks information about the private rows and a run records a caveat);
+            ``"dp"`` when :func:`trustgen.privacy.dp_domains.infer_dp_schema` estimated it with
+            pure epsilon-DP (its spend is in ``dp``).
+        dp: the :class:`DomainSpend` of a ``"dp"`` schema; None otherwise.
     """
 
     columns: list
     label: str | None = None
     source: Source = "declared"
+    dp: DomainSpend | None = None
     kind: Literal["tabular"] = field(default="tabular", init=False)
 
     def __post_init__(self) -> None:
+        check_source(self.source, self.dp)
         self.columns = list(self.columns)
         if not self.columns:
             raise SchemaError("a tabular schema needs at least one column")
@@ -164,7 +220,10 @@ class TabularSchema:
                 d["type"] = "integer" if c.integer else "numeric"
                 d.pop("integer")
             cols.append(d)
-        return {"kind": "tabular", "source": self.source, "label": self.label, "columns": cols}
+        out = {"kind": "tabular", "source": self.source, "label": self.label, "columns": cols}
+        if self.dp is not None:  # absent otherwise, so other schemas keep their exact old form
+            out["dp"] = self.dp.to_dict()
+        return out
 
 
 @dataclass
@@ -185,6 +244,7 @@ class ImageSchema:
     kind: Literal["image"] = field(default="image", init=False)
 
     def __post_init__(self) -> None:
+        check_source(self.source, None)  # an image's shape and value range are format facts: no DP estimate
         for name in ("channels", "height", "width"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
@@ -241,9 +301,14 @@ def schema_from_dict(d: dict) -> Schema:
                     raise SchemaError(
                         f"column {c.get('name')!r}: unknown type {t!r} (known: numeric, integer, categorical)"
                     )
-            return TabularSchema(cols, d.get("label"), source)
+            dp = d.get("dp")
+            if dp is not None:
+                dp = DomainSpend(dp["epsilon"], tuple(dp.get("mechanisms", ())), bool(dp.get("fixed_seed", False)))
+            return TabularSchema(cols, d.get("label"), source, dp)
         raise SchemaError(f"unknown schema kind {kind!r} (known: tabular, image)")
-    except (KeyError, TypeError) as e:
+    except SchemaError:
+        raise
+    except (KeyError, TypeError, ValueError) as e:  # ValueError: a number field that is not a number
         raise SchemaError(f"malformed schema: missing or invalid field {e}") from e
 
 

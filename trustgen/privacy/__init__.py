@@ -20,6 +20,8 @@ Submodules:
 * :mod:`trustgen.privacy.audit`: the black-box canary audit of a whole training pipeline.
 * :mod:`trustgen.privacy.audit_dp_sgd`: the white-box gradient-canary audit of the DP-SGD step;
   :mod:`trustgen.privacy.audit_faults`: broken mechanisms it must catch.
+* :mod:`trustgen.privacy.dp_domains`: :func:`~trustgen.privacy.dp_domains.infer_dp_schema`, a
+  table's schema estimated with pure epsilon-DP (``trustgen schema infer --epsilon``).
 
 Names are imported lazily (accounting imports Opacus, hence torch, on first use), so
 ``import trustgen.privacy`` stays cheap.
@@ -54,6 +56,7 @@ _EXPORTS = {
     "gaussian_mechanism_epsilon": "audit_bounds",
     "gdp_epsilon_lower_bound_from_scores": "audit_bounds",
     "one_run_epsilon_lower_bound": "audit_bounds",
+    "infer_dp_schema": "dp_domains",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), _EXPORTS)

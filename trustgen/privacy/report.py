@@ -405,10 +405,11 @@ class PrivacyReport:
                 "Guarantee: NONE overall: preprocessing was not private (preprocessing_epsilon = inf), "
                 f"although training alone spent epsilon {self.epsilon:.4g} at delta {self.delta:.3g}."
             )
-        if self.preprocessing_epsilon > 0:
+        if 0 < self.preprocessing_epsilon < math.inf:  # the NONE line above already explains inf
             lines.append(
                 f"  = training epsilon {self.epsilon:.4g} + preprocessing epsilon "
-                f"{self.preprocessing_epsilon:.4g} (basic composition)."
+                f"{self.preprocessing_epsilon:.4g} (pure-DP preprocessing such as a DP schema; basic "
+                "composition; delta is training's)."
             )
         lines.append(
             f"Training: {self.steps} steps of DP-SGD, sample rate {self.sample_rate:g} "
