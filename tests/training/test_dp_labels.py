@@ -210,3 +210,55 @@ def test_dp_positive_rate_is_within_the_bound_sigma_gives():
     chi2 = sum(((r - p) / sd) ** 2 for r in rates[1:])
     assert 0.6 * 200 < chi2 < 1.5 * 200, chi2
     assert abs(sum(rates[1:]) / 200 - p) < 4.5 * sd / math.sqrt(200)
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+BAD_BUDGETS = [("1", "label_budget must be a share"), ("1.5", "label_budget must be a share"),
+               ("-0.1", "label_budget must be a share"), ("nan", "label_budget must be a share"),
+               ("inf", "label_budget must be a share"), ("abc", "invalid float value")]
+
+
+@pytest.mark.parametrize("command", ["train", "audit"])
+@pytest.mark.parametrize("value, words", BAD_BUDGETS + [(None, "need --epsilon")])
+def test_cli_refuses_a_bad_label_budget_before_any_work(command, value, words, tmp_path, capsys, monkeypatch):
+    """Exit 2 with a one-line reason; no data is read and no run directory is made."""
+    from trustgen import pipeline  # imported first: it binds load_data at import
+    from trustgen.cli import main
+    from trustgen.data import loaders
+
+    def no_work(*a, **k):
+        raise AssertionError("data was loaded before the label budget was checked")
+
+    monkeypatch.setattr(loaders, "load_data", no_work)  # what `audit` calls
+    monkeypatch.setattr(pipeline, "load_data", no_work)  # what `train` calls
+    args = [command, "--data", "breast_cancer", "--model", "vae", "--out", str(tmp_path / "r")]
+    args += ["--label-budget", "0.1"] if value is None else ["--epsilon", "1", "--label-budget", value]
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse's own errors (a non-number) exit from the parser
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and words in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_label_budget_reaches_the_report_and_zero_keeps_uniform_labels(tmp_path, capsys):
+    import json
+
+    from trustgen.cli import main
+    from trustgen.run import Run
+
+    base = ["train", "--data", "breast_cancer", "--model", "vae", "--steps", "2", "--batch-size", "64",
+            "--epsilon", "2", "--accountant", "rdp", "--option", "hidden=8", "--no-progress", "--json"]
+    assert main(base + ["--label-budget", "0.2", "--out", str(tmp_path / "a")]) == 0
+    r = Run.load(tmp_path / "a")
+    assert r.privacy.label_budget == 0.2 and 0.995 * 0.4 <= r.privacy.label_epsilon <= 0.4
+    assert r.label_prior != [0.5, 0.5] and r.privacy.epsilon <= 2.0
+    assert main(base + ["--label-budget", "0", "--out", str(tmp_path / "b")]) == 0
+    r = Run.load(tmp_path / "b")
+    assert r.label_prior == [0.5, 0.5] and r.privacy.label_noise_multiplier == 0.0
+    assert any("sampled uniformly" in c for c in r.caveats)
+    capsys.readouterr()
+    assert main(["privacy", str(tmp_path / "a"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["label_budget"] == 0.2
