@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
+from trustgen.privacy.secure_random import SecureRandom, key_from_seed
 from trustgen.privacy.dp_sgd import PrivateGradients
 
 

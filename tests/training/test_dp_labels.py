@@ -262,3 +262,20 @@ def test_cli_label_budget_reaches_the_report_and_zero_keeps_uniform_labels(tmp_p
     capsys.readouterr()
     assert main(["privacy", str(tmp_path / "a"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["label_budget"] == 0.2
+
+
+def test_the_benchmark_runs_in_smoke_mode(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    r = subprocess.run([sys.executable, str(root / "benchmarks" / "dp_labels.py"), "--smoke"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = {d["label_budget"]: d for d in map(json.loads, r.stdout.splitlines()) if d.get("summary")}
+    assert set(summary) == {0.05, 0.0}
+    assert summary[0.0]["mean_abs_error_pp"] > 40  # the uniform prior on a ~4% class
