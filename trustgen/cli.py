@@ -18,6 +18,8 @@ import numpy as np
 from trustgen.errors import TrustgenError
 
 FAMILIES = ("vae", "gan", "diffusion")
+LABEL_BUDGET_HELP = ("share of epsilon in [0, 1) for DP label frequencies (a Gaussian histogram, composed with "
+                     "DP-SGD; default 0.05 on labelled data; 0: uniform labels)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,17 +54,14 @@ def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
     from trustgen.pipeline import train
-    from trustgen.privacy.config import PrivacyConfig
     from trustgen.training import TrainConfig
 
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       device=args.device, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       progress=not args.no_progress)
-    privacy = None
-    if args.epsilon is not None:
-        privacy = PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm, args.accountant, args.clipping)
-    elif args.delta is not None:
-        raise _Fail("--delta needs --epsilon (without --epsilon training is not private)")
+    if args.epsilon is None and (args.delta is not None or args.label_budget is not None):
+        raise _Fail("--delta and --label-budget need --epsilon (without --epsilon training is not private)")
+    privacy = _privacy_config(args)
     if args.distributed:
         cfg.device = _init_distributed(args.device)
     try:
@@ -95,6 +94,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy_config(args: argparse.Namespace):
+    """The PrivacyConfig of the DP flags (None without --epsilon), validated before any work."""
+    from trustgen.privacy.config import DEFAULT_LABEL_BUDGET, PrivacyConfig
+
+    if args.epsilon is None:
+        return None
+    label_budget = DEFAULT_LABEL_BUDGET if args.label_budget is None else args.label_budget
+    privacy = PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm, args.accountant, args.clipping,
+                            label_budget=label_budget)
+    privacy.validate()
+    return privacy
+
+
 def _init_distributed(device: str) -> str:
     """Join the process group torchrun set up (gloo on CPU, NCCL on GPUs); returns the device."""
     import os
@@ -116,20 +128,20 @@ def _init_distributed(device: str) -> str:
 def cmd_audit(args: argparse.Namespace) -> int:
     from trustgen.data.loaders import load_data
     from trustgen.io import atomic_write_text
-    from trustgen.privacy.config import PrivacyConfig
     from trustgen.training import TrainConfig
 
-    if args.epsilon is None and (args.delta is not None or args.accountant != "prv" or args.clipping != "auto"):
-        raise _Fail("--delta, --accountant and --clipping need --epsilon (without it the audited run is not private)")
+    if args.epsilon is None and (args.delta is not None or args.accountant != "prv" or args.clipping != "auto"
+                                 or args.label_budget is not None):
+        raise _Fail("--delta, --accountant, --clipping and --label-budget need --epsilon (without it the audited "
+                    "run is not private)")
     if args.white_box and args.epsilon is None:
         raise _Fail("--white-box audits the DP-SGD mechanism: it needs --epsilon")
     if args.canaries is not None and args.canaries < (100 if args.white_box else 2):
         raise _Fail(f"--canaries must be at least {100 if args.white_box else 2}, got {args.canaries}")
     if args.runs < 1:
         raise _Fail(f"--runs must be at least 1, got {args.runs}")
+    privacy = _privacy_config(args)
     data, schema = load_data(args.data, args.schema)
-    privacy = None if args.epsilon is None else PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm,
-                                                              args.accountant, args.clipping)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     if args.white_box:
         obj, text = _white_box_audit(args, data, schema, cfg, privacy)
@@ -163,7 +175,10 @@ def _white_box_audit(args: argparse.Namespace, data, schema, cfg, privacy) -> tu
     model = build_model(args.model, DataSpec.from_encoder(make_encoder(schema)), _parse_options(args.option),
                         private=True)
     steps = cfg.total_steps(n)
-    plan = plan_privacy(privacy, n=n, batch_size=cfg.batch_size, steps=steps, model=model)
+    # n_classes: with labels, training spends a share on the label histogram, and DP-SGD's sigma is
+    # calibrated for the rest; the audit takes that sigma (the claim is then DP-SGD's part alone).
+    plan = plan_privacy(privacy, n=n, batch_size=cfg.batch_size, steps=steps, model=model,
+                        n_classes=schema.n_classes or 0)
     r = audit_dp_sgd(noise_multiplier=plan.noise_multiplier, delta=plan.delta, sample_rate=plan.sample_rate,
                      steps=steps, canaries=args.canaries or 10_000, runs=args.runs, accountant=privacy.accountant,
                      clipping=plan.mode, max_grad_norm=privacy.max_grad_norm, seed=args.seed,
@@ -347,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-grad-norm", type=float, default=1.0, help="per-example clipping norm C")
     t.add_argument("--accountant", choices=("prv", "rdp"), default="prv")
     t.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
+    t.add_argument("--label-budget", type=float, metavar="SHARE", help=LABEL_BUDGET_HELP)
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes of torchrun (each samples its own shard)")
     t.add_argument("--out", required=True, help="run directory to write")
@@ -396,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--max-grad-norm", type=float, default=1.0)
     au.add_argument("--accountant", choices=("prv", "rdp"), default="prv", help="as for train: audit what was trained")
     au.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
+    au.add_argument("--label-budget", type=float, metavar="SHARE", help=LABEL_BUDGET_HELP)
     au.add_argument("--steps", type=int, default=2000)
     au.add_argument("--batch-size", type=int, default=64)
     au.add_argument("--canaries", type=int, help="canaries (default 200; with --white-box 10000 per run)")

@@ -62,18 +62,30 @@ def encode_tensors(data: Data, schema: Schema) -> tuple[torch.Tensor, torch.Tens
     return torch.as_tensor(x, dtype=torch.float32), None if y is None else torch.as_tensor(y)
 
 
-def _label_prior(y: torch.Tensor | None, schema: Schema, private: bool) -> tuple[list | None, list[str]]:
-    """The class probabilities used for sampling, and the caveat that says where they come from."""
+def _label_prior(y: torch.Tensor | None, schema: Schema, private: bool) -> list | None:
+    """The class probabilities to train with, known before training: the empirical frequencies
+    without DP; None under DP (the trainer releases the DP label histogram, or none)."""
+    if y is None or private:
+        return None
+    counts = torch.bincount(y, minlength=schema.n_classes).double()
+    return (counts / counts.sum()).tolist()
+
+
+def _label_prior_caveat(y: torch.Tensor | None, report: PrivacyReport | None) -> list[str]:
+    """Where the run's label prior comes from (``report``: the DP report, None without DP)."""
     if y is None:
-        return None, []
-    k = schema.n_classes
-    if private:
-        return [1.0 / k] * k, ["Labels are sampled uniformly: the class frequencies of the private data are not "
-                               "released (they would need their own privacy budget)."]
-    counts = torch.bincount(y, minlength=k).double()
-    return (counts / counts.sum()).tolist(), [
-        "The label prior used for sampling is the empirical class frequency of the training data "
-        "(computed outside any DP mechanism)."]
+        return []
+    if report is None:
+        return ["The label prior used for sampling is the empirical class frequency of the training data "
+                "(computed outside any DP mechanism)."]
+    if report.label_noise_multiplier > 0:
+        return [f"The label prior used for sampling is a DP histogram of the class counts (Gaussian noise, "
+                f"noise multiplier {report.label_noise_multiplier:.4g}, L2 sensitivity 1; epsilon "
+                f"{report.label_epsilon:.4g} alone, label_budget {report.label_budget:g} of the target), composed "
+                "with DP-SGD in the same accountant, so epsilon covers it. Noisy counts below 0 are set to 0 (a "
+                "rare class may get probability 0), then normalised."]
+    return ["Labels are sampled uniformly: the class frequencies of the private data are not released "
+            "(label_budget = 0; give them a share of the budget with label_budget > 0)."]
 
 
 PRIVATE_STATE_DIR = ".private"  # resume state: owner-only, never part of what a run releases
@@ -145,6 +157,8 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
     """
     config = config or TrainConfig()
     config.validate()
+    if privacy is not None:
+        privacy.validate()  # a bad budget fails before any data is read
     if out is not None:
         refuse_to_replace_a_private_run(Path(out), resume)
     options, sampling = split_sampling_options(family, model_options)
@@ -172,11 +186,14 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
                           "knowledge (set \"source\": \"declared\") for an end-to-end guarantee.", stacklevel=2)
         caveats.append(DATA_DERIVED_SCHEMA_CAVEAT)
     caveats += dp_schema_caveats(schema)
-    prior, prior_caveats = _label_prior(y, schema, privacy is not None)
-    caveats += prior_caveats
+    prior = _label_prior(y, schema, privacy is not None)
     ckpt = None if out is None else resume_checkpoint(Path(out), resume)
     result = Trainer(model, config, privacy=privacy).fit(x, y, checkpoint=ckpt, resume=resume,
                                                          label_prior=None if prior is None else torch.tensor(prior))
+    prior = result.label_prior
+    if prior is None and y is not None:  # DP without a label budget: a uniform prior, saved as such
+        prior = [1.0 / schema.n_classes] * schema.n_classes
+    caveats += _label_prior_caveat(y, result.privacy)
     n = len(x)
     if result.privacy is not None:
         report = result.privacy

@@ -56,7 +56,7 @@ def test_plan_is_what_the_trainer_computed():
     plan = plan_privacy(cfg, n=2_000, batch_size=50, steps=400, model=StubModel())
     q, d = 50 / 2_000, default_delta(2_000)
     assert plan.to_dict() == {"sample_rate": q, "delta": d, "noise_multiplier": calibrate_noise(3.0, d, q, 400, "rdp"),
-                              "steps": 400, "mode": "ghost"}
+                              "steps": 400, "mode": "ghost", "label_noise_multiplier": None}  # no labels: no histogram
     assert 0.995 * 3.0 <= epsilon_for(plan.noise_multiplier, q, 400, d, "rdp") <= 3.0
 
 
@@ -121,6 +121,10 @@ def test_bad_run_shape(kwargs, error, fragment):
     (PrivacyConfig(1.0, max_grad_norm=0.0), PrivacyError, "max_grad_norm"),
     (PrivacyConfig(1.0, accountant="gdp"), PrivacyError, "accountant"),
     (PrivacyConfig(1.0, clipping="ew"), ConfigError, "clipping"),
+    (PrivacyConfig(1.0, label_budget=1.0), PrivacyError, "label_budget"),
+    (PrivacyConfig(1.0, label_budget=-0.01), PrivacyError, "label_budget"),
+    (PrivacyConfig(1.0, label_budget=float("nan")), PrivacyError, "label_budget"),
+    (PrivacyConfig(1.0, label_budget=True), PrivacyError, "label_budget"),
 ])
 def test_bad_config(cfg, error, fragment):
     with pytest.raises(error, match=fragment):
@@ -130,8 +134,8 @@ def test_bad_config(cfg, error, fragment):
 def test_plan_round_trips_through_a_weights_only_checkpoint():
     plan = PrivacyPlan(np.float64(0.01), np.float64(1e-5), np.float64(1.3), np.int64(200), "hooks")
     d = plan.to_dict()
-    assert list(d) == ["sample_rate", "delta", "noise_multiplier", "steps", "mode"]
-    assert [type(v) for v in d.values()] == [float, float, float, int, str]
+    assert list(d) == ["sample_rate", "delta", "noise_multiplier", "steps", "mode", "label_noise_multiplier"]
+    assert [type(v) for v in d.values()] == [float, float, float, int, str, type(None)]
     buf = io.BytesIO()
     torch.save({"plan": d}, buf)
     buf.seek(0)
@@ -149,9 +153,50 @@ def test_plan_round_trips_through_a_weights_only_checkpoint():
     (lambda d: d.update(noise_multiplier=0.0), PrivacyError, "noise_multiplier"),
     (lambda d: d.update(sample_rate=1.5), PrivacyError, "sample_rate"),
     (lambda d: d.update(delta=1.0), PrivacyError, "delta"),
+    (lambda d: d.update(label_noise_multiplier=0.0), PrivacyError, "noise_multiplier"),
 ])
 def test_from_dict_refuses_a_bad_plan(mutate, error, fragment):
     d = PrivacyPlan(0.01, 1e-5, 1.0, 10, "ghost").to_dict()
     mutate(d)
     with pytest.raises(error, match=fragment):
         PrivacyPlan.from_dict(d)
+
+
+def test_a_checkpoint_plan_from_before_the_label_histogram_reads_as_none():
+    d = PrivacyPlan(0.01, 1e-5, 1.0, 10, "ghost").to_dict()
+    del d["label_noise_multiplier"]
+    assert PrivacyPlan.from_dict(d).label_noise_multiplier is None
+
+
+LABELLED = DataSpec("tabular", 2, 2, (("numeric", 0, 1), ("numeric", 1, 1)))
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_label_histogram_gets_its_share_and_the_composition_reaches_the_target(accountant):
+    """The histogram alone spends label_budget * epsilon (within the 0.5% calibration window,
+    never above); DP-SGD's sigma is calibrated so the whole history, composed by the same
+    accountant, lands in [0.995, 1] * epsilon."""
+    from trustgen.privacy.accounting import epsilon_of_history
+
+    cfg = PrivacyConfig(epsilon=2.0, accountant=accountant, label_budget=0.1)
+    plan = plan_privacy(cfg, n=2_000, batch_size=50, steps=300, model=StubModel(LABELLED), n_classes=2)
+    d = plan.delta
+    assert plan.label_segment == (plan.label_noise_multiplier, 1.0, 1)
+    label_eps = epsilon_of_history([plan.label_segment], d, accountant)
+    assert 0.995 * 0.2 <= label_eps <= 0.2
+    total = epsilon_of_history([plan.label_segment, (plan.noise_multiplier, plan.sample_rate, 300)], d, accountant)
+    assert 0.995 * 2.0 <= total <= 2.0
+    # DP-SGD needs more noise than without the histogram, but far less than with only 90% of epsilon:
+    # composition is not addition.
+    alone = calibrate_noise(2.0, d, plan.sample_rate, 300, accountant)
+    ninety = calibrate_noise(1.8, d, plan.sample_rate, 300, accountant)
+    assert alone < plan.noise_multiplier < ninety
+
+
+@pytest.mark.parametrize("n_classes, budget", [(0, 0.05), (1, 0.05), (2, 0.0)])
+def test_no_histogram_without_two_classes_or_without_a_budget(n_classes, budget):
+    spec = DataSpec("tabular", 2, n_classes, (("numeric", 0, 1), ("numeric", 1, 1)))
+    plan = plan_privacy(PrivacyConfig(2.0, accountant="rdp", label_budget=budget), n=2_000, batch_size=50,
+                        steps=100, model=StubModel(spec), n_classes=n_classes)
+    assert plan.label_noise_multiplier is None
+    assert plan.noise_multiplier == calibrate_noise(2.0, plan.delta, plan.sample_rate, 100, "rdp")

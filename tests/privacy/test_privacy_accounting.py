@@ -420,3 +420,38 @@ def test_argument_errors_name_the_argument_and_the_fix():
         epsilon_for(True, 0.01, 10, 1e-5)
     with pytest.raises(PrivacyError, match=r"n_records must be >= 1"):
         default_delta(0)
+
+
+# ------------------------------------------------------------------------------------------------
+# a full-data Gaussian (q = 1, one step: the DP label histogram) composed with DP-SGD
+# ------------------------------------------------------------------------------------------------
+
+
+def test_q_one_gaussian_matches_dp_accounting():
+    """q = 1.0 is the plain Gaussian mechanism: Opacus RDP (alpha / 2 sigma^2) equals dp_accounting's
+    RDP; the PRV upper bound is within eps_error (0.01) + 1% of the tight PLD value, never below it."""
+    for sigma in (5.0, 70.0):
+        plain = dp_accounting.GaussianDpEvent(sigma)
+        a = rdp.RdpAccountant(orders=list(RDP_ORDERS))
+        a.compose(plain)
+        assert epsilon_for(sigma, 1.0, 1, 1e-5, "rdp") == pytest.approx(a.get_epsilon(1e-5), rel=1e-6)
+        b = pld.PLDAccountant()
+        b.compose(plain)
+        tight = b.get_epsilon(1e-5)
+        assert tight * (1 - 1e-3) <= epsilon_for(sigma, 1.0, 1, 1e-5, "prv") <= tight * 1.01 + 0.01
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_calibrate_with_a_prior_reaches_the_target_for_the_whole_history(accountant):
+    prior = [(30.0, 1.0, 1)]
+    sigma = calibrate_noise(2.0, 1e-5, 0.01, 2_000, accountant, prior=prior)
+    total = epsilon_of_history(prior + [(sigma, 0.01, 2_000)], 1e-5, accountant)
+    assert 0.995 * 2.0 <= total <= 2.0
+    assert sigma > calibrate_noise(2.0, 1e-5, 0.01, 2_000, accountant)  # the prior is paid for
+
+
+def test_calibrate_refuses_a_prior_that_spends_the_target():
+    with pytest.raises(PrivacyError, match="alone spend epsilon"):
+        calibrate_noise(0.1, 1e-5, 0.01, 100, "rdp", prior=[(5.0, 1.0, 1)])
+    with pytest.raises(PrivacyError, match="triple"):
+        calibrate_noise(1.0, 1e-5, 0.01, 100, "rdp", prior=[(5.0, 1.0)])

@@ -16,6 +16,7 @@ import pytest
         "trustgen.privacy.accountant",
         "trustgen.privacy.config",
         "trustgen.privacy.dp_sgd",
+        "trustgen.privacy.label_histogram",
         "trustgen.privacy.engine",
         "trustgen.privacy.plan",
         "trustgen.privacy.report",

@@ -202,3 +202,61 @@ def test_from_accountant():
     assert any("changed during training" in c for c in r2.caveats)
     with pytest.raises(PrivacyError, match="no steps"):
         PrivacyReport.from_accountant(Accountant("rdp"), delta=1e-5, max_grad_norm=1.0)
+
+
+# -- the DP label histogram ------------------------------------------------------------------------
+
+
+def _labelled(**overrides) -> PrivacyReport:
+    return _report(**{"label_budget": 0.05, "label_epsilon": 0.3, "label_noise_multiplier": 16.0, **overrides})
+
+
+def test_a_privacy_json_from_before_the_label_fields_still_reads(tmp_path):
+    data = _report().to_dict()
+    for name in ("label_budget", "label_epsilon", "label_noise_multiplier"):
+        del data[name]
+    path = tmp_path / "privacy.json"
+    path.write_text(json.dumps(data))
+    r = PrivacyReport.from_json(path)
+    assert (r.label_budget, r.label_epsilon, r.label_noise_multiplier) == (0.0, 0.0, 0.0)
+    assert r == _report() and "Label frequencies" not in r.summary()
+
+
+def test_label_fields_round_trip_and_show_in_the_summary(tmp_path):
+    r = _labelled()
+    assert PrivacyReport.from_json(r.to_json(tmp_path / "privacy.json")) == r
+    text = r.summary()
+    line = next(ln for ln in text.splitlines() if ln.startswith("Label frequencies"))
+    assert "noise multiplier 16" in line and "epsilon 0.3 alone" in line and "0.05 of the target" in line
+    assert "PRV composition" in line and "not a sum" in line
+    # the label histogram does not touch the (pure-DP, additive) preprocessing line
+    assert "preprocessing epsilon 0.1 (basic composition)" in text
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    (dict(label_budget=1.0), "label_budget"),
+    (dict(label_budget=-0.1), "label_budget"),
+    (dict(label_epsilon=0.0), "both"),
+    (dict(label_noise_multiplier=0.0), "both"),
+    (dict(label_epsilon=math.inf), "label_epsilon"),
+    (dict(label_epsilon=7.0), "exceeds epsilon"),
+])
+def test_label_fields_are_validated(overrides, fragment):
+    with pytest.raises(PrivacyError, match=fragment):
+        _labelled(**overrides)
+
+
+def test_from_accountant_separates_the_label_segment():
+    from trustgen.privacy.accounting import epsilon_of_history
+
+    a = Accountant("rdp")
+    a.step(20.0, 1.0)
+    a.step(1.0, 0.01, n=1_000)
+    r = PrivacyReport.from_accountant(a, delta=1e-5, max_grad_norm=1.0, label_noise_multiplier=20.0,
+                                      label_budget=0.05)
+    assert (r.steps, r.noise_multiplier, r.sample_rate, r.epochs) == (1_000, 1.0, 0.01, 10.0)
+    assert not any("changed during training" in c for c in r.caveats)
+    assert r.epsilon == epsilon_of_history([(20.0, 1.0, 1), (1.0, 0.01, 1_000)], 1e-5, "rdp")
+    assert r.label_epsilon == epsilon_for(20.0, 1.0, 1, 1e-5, "rdp") and r.label_budget == 0.05
+    with pytest.raises(PrivacyError, match="does not begin with the label histogram"):
+        PrivacyReport.from_accountant(a, delta=1e-5, max_grad_norm=1.0, label_noise_multiplier=21.0)

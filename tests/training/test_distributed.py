@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
+from trustgen.privacy.secure_random import SecureRandom, key_from_seed
 from trustgen.privacy.dp_sgd import PrivateGradients
 
 
@@ -40,7 +41,11 @@ def test_noise_is_added_once_across_ranks(tmp_path):
 def test_torchrun_two_process_dp_training(tmp_path):
     """Under torchrun (2 gloo processes): ranks end with identical weights (worker script), and
     the CLI's --distributed run reports the single-process epsilon for the same plan."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The worker script's own folder comes first on its sys.path: point it at this checkout (an
+    # editable install elsewhere would otherwise be imported instead).
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1"]
     worker = os.path.join(os.path.dirname(__file__), "ddp_worker.py")
     r = subprocess.run([*launch, "--master_port", "29513", worker, str(tmp_path / "w")],
@@ -60,4 +65,34 @@ def test_torchrun_two_process_dp_training(tmp_path):
 
     single = train("breast_cancer", "vae", TrainConfig(steps=6, batch_size=32, progress=False),
                    model_options={"hidden": 16}, privacy=PrivacyConfig(3.0))
-    assert Run.load(tmp_path / "ddp").privacy.epsilon == single.privacy.epsilon
+    ddp = Run.load(tmp_path / "ddp").privacy
+    assert (ddp.noise_multiplier, ddp.label_noise_multiplier) == (single.privacy.noise_multiplier,
+                                                                  single.privacy.label_noise_multiplier)
+    # Same plan, same history; the PRV composition of two different mechanisms runs an FFT whose
+    # last bit depends on the thread count (the subprocesses run with OMP_NUM_THREADS=1).
+    assert ddp.epsilon == pytest.approx(single.privacy.epsilon, rel=1e-12)
+
+
+def _label_worker(rank: int, world: int, store: str, out: str) -> None:
+    from trustgen.privacy.label_histogram import private_label_prior
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    y = LABELS[rank::world]  # the shard of this rank, as the trainer deals them
+    torch.save(private_label_prior(y, 3, 30.0, SecureRandom(key_from_seed(4))), f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+LABELS = torch.tensor([0] * 500 + [1] * 300 + [2] * 40)
+
+
+def test_label_histogram_sums_the_shards_and_adds_the_noise_once(tmp_path):
+    """Two ranks, each with half the labels: both get the prior a single process computes on all
+    labels with the same key (counts all-reduced, the same noise added once, not per rank)."""
+    from trustgen.privacy.label_histogram import private_label_prior
+
+    mp.spawn(_label_worker, args=(2, str(tmp_path / "store"), str(tmp_path / "p")), nprocs=2, join=True)
+    p0, p1 = torch.load(tmp_path / "p.0"), torch.load(tmp_path / "p.1")
+    single = private_label_prior(LABELS, 3, 30.0, SecureRandom(key_from_seed(4)))
+    assert p0 == p1 == single
+    # and it is not the prior of one shard alone (the counts were really summed)
+    assert single != private_label_prior(LABELS[0::2], 3, 30.0, SecureRandom(key_from_seed(4)))

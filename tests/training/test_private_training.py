@@ -132,7 +132,8 @@ def test_dp_run_on_disk_and_privacy_command(tmp_path, capsys):
     assert Run.load(tmp_path / "r").privacy.epsilon == run.privacy.epsilon
     assert main(["privacy", str(tmp_path / "r"), "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)
-    assert obj["sampling_scheme"] == "poisson" and any("uniformly" in c for c in obj["caveats"])
+    assert obj["sampling_scheme"] == "poisson" and any("DP histogram of the class counts" in c for c in obj["caveats"])
+    assert 0 < obj["label_epsilon"] <= 0.05 * 2.0 and obj["label_budget"] == 0.05  # the default share
     assert main(["privacy", str(tmp_path / "r")]) == 0 and "epsilon" in capsys.readouterr().out.lower()
     # No loss of private batches is logged under DP.
     log = (tmp_path / "r" / "train_log.jsonl").read_text()

@@ -11,6 +11,8 @@ Submodules:
 * :mod:`trustgen.privacy.plan`: :func:`~trustgen.privacy.plan.plan_privacy`, the one builder of a
   frozen :class:`~trustgen.privacy.plan.PrivacyPlan` (sample rate, delta, noise, steps, mode).
 * :mod:`trustgen.privacy.dp_sgd`: per-example clipping over Opacus, noise, Poisson sampling.
+* :mod:`trustgen.privacy.label_histogram`: the DP label frequencies (a Gaussian histogram of the
+  class counts) used as the sampling prior.
 * :mod:`trustgen.privacy.engine`: :func:`~trustgen.privacy.engine.make_private`, DP-SGD for a
   user's own module, optimiser and training loop.
 * :mod:`trustgen.privacy.report`: :class:`~trustgen.privacy.report.PrivacyReport`, the JSON report
@@ -47,6 +49,7 @@ _EXPORTS = {
     "PrivacyPlan": "plan",
     "plan_privacy": "plan",
     "PrivateGradients": "dp_sgd",
+    "private_label_prior": "label_histogram",
     "make_private": "engine",
     "PrivateTraining": "engine",
     "PrivacyReport": "report",

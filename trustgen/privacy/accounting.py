@@ -348,12 +348,19 @@ def epsilon_of_history(
     """
     d = check_delta_range(delta)
     kind = check_accountant(accountant)
+    return _epsilon_history(_checked_history(history, "history"), d, kind)
+
+
+def _checked_history(history: Sequence[Sequence[float]], name: str) -> tuple[Segment, ...]:
+    """``history`` as a tuple of validated segments (hashable: the epsilon cache keys on it)."""
+    if isinstance(history, (str, bytes)):
+        raise PrivacyError(f"{name} must be a list of (noise_multiplier, sample_rate, steps) triples, got {history!r}.")
     segments = []
     for i, entry in enumerate(history):
         if not isinstance(entry, Sequence) or isinstance(entry, (str, bytes)) or len(entry) != 3:
-            raise PrivacyError(f"history[{i}] = {entry!r} is not a (noise_multiplier, sample_rate, steps) triple.")
+            raise PrivacyError(f"{name}[{i}] = {entry!r} is not a (noise_multiplier, sample_rate, steps) triple.")
         segments.append(check_segment(*entry))
-    return _epsilon_history(tuple(segments), d, kind)
+    return tuple(segments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -452,6 +459,7 @@ def calibrate_noise(
     accountant: AccountantKind = "prv",
     *,
     rel_tol: float = CALIBRATION_REL_TOL,
+    prior: Sequence[Sequence[float]] = (),
 ) -> float:
     """Smallest noise multiplier whose epsilon does not exceed ``target_epsilon``.
 
@@ -459,6 +467,10 @@ def calibrate_noise(
     ``(1 - rel_tol) * target_epsilon <= epsilon_for(sigma, ...) <= target_epsilon``, with
     ``rel_tol = 0.005`` (0.5%) by default. Since epsilon decreases in sigma, ``sigma`` is at or just
     above the exact smallest one, and the budget is never exceeded.
+
+    With ``prior`` segments (mechanisms that run before these steps on the same data, e.g. the DP
+    label histogram ``(sigma_label, 1.0, 1)``), the window applies to the epsilon of the *whole*
+    history ``prior + [(sigma, sample_rate, steps)]``, composed by the accountant (not added up).
 
     Method: a safeguarded secant search on ``log epsilon`` vs ``log sigma`` (near-linear). For
     ``"rdp"`` it starts from sigma = 1 (~5-8 cheap evaluations). For ``"prv"`` it starts from the
@@ -473,18 +485,23 @@ def calibrate_noise(
         steps: Planned number of noisy steps (>= 1).
         accountant: ``"prv"`` (default) or ``"rdp"``.
         rel_tol: Relative tolerance on epsilon, in (0, 0.5).
+        prior: ``(sigma, q, steps)`` segments already spent (or to be spent) on the same data;
+            their composed epsilon must stay below the target.
 
     Returns:
         The noise multiplier (Python float).
 
     Raises:
-        PrivacyError: On invalid arguments, or if the target needs sigma outside
-            [``SIGMA_MIN``, ``SIGMA_MAX``].
+        PrivacyError: On invalid arguments, if ``prior`` alone spends the target, or if the
+            target needs sigma outside [``SIGMA_MIN``, ``SIGMA_MAX``].
 
     Example:
         >>> sigma = calibrate_noise(1.0, 1e-5, 0.01, 10_000, accountant="rdp")
         >>> round(sigma, 2)
         4.14
+        >>> with_label = calibrate_noise(1.0, 1e-5, 0.01, 10_000, "rdp", prior=[(65.0, 1.0, 1)])
+        >>> with_label > sigma, 0.995 <= epsilon_of_history([(65.0, 1.0, 1), (with_label, 0.01, 10_000)], 1e-5, "rdp") <= 1.0
+        (True, True)
     """
     target = check_target_epsilon(target_epsilon)
     d = check_delta_range(delta)
@@ -499,9 +516,16 @@ def calibrate_noise(
             "steps = 0: zero steps spend no privacy budget, so there is no noise to calibrate. "
             "Pass the number of training steps you plan to run (epochs / sample_rate)."
         )
+    before = _checked_history(prior, "prior")
+    if before and _epsilon_history(before, d, kind) >= target:
+        raise PrivacyError(
+            f"the prior segments {list(before)} alone spend epsilon "
+            f"{_epsilon_history(before, d, kind):.4g} >= the target {target:g}: nothing is left for "
+            f"these steps. Give them a smaller share of the budget (e.g. a smaller label_budget)."
+        )
 
     def rdp_eps(sigma: float) -> float:
-        return _epsilon_history(((sigma, q, n),), d, "rdp")
+        return _epsilon_history(before + ((sigma, q, n),), d, "rdp")
 
     sigma_rdp = _solve_sigma(rdp_eps, target, tol, sigma0=1.0)
     if kind == "rdp":
@@ -514,7 +538,7 @@ def calibrate_noise(
     slope0 = min(max(slope0, -4.0), -0.25)
 
     def prv_eps(sigma: float) -> float:
-        return _epsilon_history(((sigma, q, n),), d, "prv")
+        return _epsilon_history(before + ((sigma, q, n),), d, "prv")
 
     return _solve_sigma(prv_eps, target, tol, sigma0=sigma_rdp, slope0=slope0)
 

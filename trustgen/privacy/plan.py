@@ -4,7 +4,9 @@
 none, clipping choice) and the public facts of a run (number of records, expected batch size,
 number of steps, the model) into a :class:`PrivacyPlan`: the Poisson sample rate, the delta, the
 noise multiplier calibrated so that the planned steps reach the target epsilon exactly (never
-more), the number of steps, and the Opacus clipping mode. A plan is frozen plain data:
+more), the number of steps, the Opacus clipping mode and, for labelled data, the noise of the DP
+label histogram (whose epsilon alone is ``label_budget * epsilon``; DP-SGD's noise is calibrated
+so that histogram and steps *composed* reach the target). A plan is frozen plain data:
 checkpoints store :meth:`PrivacyPlan.to_dict`, and a resumed run compares plans for equality.
 
 Example:
@@ -30,6 +32,7 @@ from torch import nn
 from trustgen.errors import ConfigError, DataError, PrivacyError
 from trustgen.models.base import GenerativeModel
 from trustgen.privacy.accounting import (
+    Segment,
     calibrate_noise,
     check_delta,
     check_delta_range,
@@ -53,6 +56,9 @@ class PrivacyPlan:
         noise_multiplier: sigma, calibrated so ``steps`` steps spend the target epsilon.
         steps: the planned number of noisy steps.
         mode: the Opacus per-example clipping mode, ``"ghost"`` or ``"hooks"``.
+        label_noise_multiplier: sigma of the Gaussian label histogram (L2 sensitivity 1), the
+            accountant segment ``(label_noise_multiplier, 1.0, 1)`` recorded before the first
+            step; None when no histogram is released (no labels, or ``label_budget = 0``).
     """
 
     sample_rate: float
@@ -60,6 +66,7 @@ class PrivacyPlan:
     noise_multiplier: float
     steps: int
     mode: ClippingMode
+    label_noise_multiplier: float | None = None
 
     def __post_init__(self) -> None:
         # Normalise to plain Python (a checkpoint loaded with weights_only refuses numpy scalars).
@@ -71,13 +78,21 @@ class PrivacyPlan:
         object.__setattr__(self, "steps", int(self.steps))
         if self.mode not in CLIPPING_MODES:
             raise ConfigError(f"PrivacyPlan.mode must be one of {CLIPPING_MODES}, got {self.mode!r}.")
+        if self.label_noise_multiplier is not None:
+            object.__setattr__(self, "label_noise_multiplier", check_noise_multiplier(self.label_noise_multiplier))
+
+    @property
+    def label_segment(self) -> Segment | None:
+        """The accountant segment of the label histogram (one full-data Gaussian release), or None."""
+        return None if self.label_noise_multiplier is None else (self.label_noise_multiplier, 1.0, 1)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"sample_rate", "delta", "noise_multiplier", "steps", "mode"}`` as plain Python values.
+        """The fields as plain Python values.
 
         Example:
-            >>> PrivacyPlan(0.01, 1e-5, 1.0, 100, "hooks").to_dict()
-            {'sample_rate': 0.01, 'delta': 1e-05, 'noise_multiplier': 1.0, 'steps': 100, 'mode': 'hooks'}
+            >>> d = PrivacyPlan(0.01, 1e-5, 1.0, 100, "hooks").to_dict()
+            >>> d["noise_multiplier"], d["mode"], d["label_noise_multiplier"]
+            (1.0, 'hooks', None)
         """
         return dataclasses.asdict(self)
 
@@ -87,18 +102,19 @@ class PrivacyPlan:
         if not isinstance(data, Mapping):
             raise PrivacyError(f"a privacy plan must be a dict from PrivacyPlan.to_dict(), got {type(data).__name__}.")
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [k for k in names if k not in data]
+        # A checkpoint written before the label histogram existed had no label noise.
+        missing = [k for k in names if k not in data and k != "label_noise_multiplier"]
         unknown = sorted(set(data) - set(names))
         if missing or unknown:
             raise PrivacyError(
                 f"privacy plan has missing keys {missing} and unknown keys {unknown}: it was not "
                 f"made by PrivacyPlan.to_dict() (or the checkpoint is damaged)."
             )
-        return cls(**{k: data[k] for k in names})
+        return cls(**{k: data[k] for k in names if k in data})
 
 
 def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
-                 model: GenerativeModel | nn.Module) -> PrivacyPlan:
+                 model: GenerativeModel | nn.Module, n_classes: int = 0) -> PrivacyPlan:
     """Validate ``config`` for this run and calibrate its noise.
 
     Args:
@@ -111,9 +127,12 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
             user's own loop (checked with Opacus's ``ModuleValidator``; see
             :func:`module_issues`). ``clipping="auto"`` resolves through
             :func:`trustgen.privacy.dp_sgd.choose_mode`.
+        n_classes: number of label classes of the data (public, from the schema); with two or
+            more and ``config.label_budget > 0`` the plan includes the DP label histogram.
 
     Returns:
-        The :class:`PrivacyPlan`; its epsilon after ``steps`` steps is within 0.5% below the target.
+        The :class:`PrivacyPlan`; its epsilon after ``steps`` steps (and the label histogram, if
+        any, composed with them) is within 0.5% below the target.
 
     Raises:
         PrivacyError: on a bad budget or delta (``>= 1/n``), or a budget that cannot be met.
@@ -150,8 +169,18 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
         raise ConfigError(f"batch size {batch_size} exceeds the {n} records; lower --batch-size")
     delta = default_delta(n) if config.delta is None else config.delta
     check_delta(delta, n)
-    sigma = calibrate_noise(config.epsilon, delta, q, steps, config.accountant)
-    return PrivacyPlan(sample_rate=q, delta=delta, noise_multiplier=sigma, steps=steps, mode=mode)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 0:
+        raise ConfigError(f"n_classes must be an integer >= 0, got {n_classes!r}")
+    label_sigma = None
+    if n_classes >= 2 and config.label_budget > 0:
+        # The histogram alone gets its share; DP-SGD then gets whatever keeps the *composition*
+        # at the target, which is more than (1 - share) * epsilon: PRV/RDP compose Gaussians
+        # much better than adding their epsilons.
+        label_sigma = calibrate_noise(config.label_budget * config.epsilon, delta, 1.0, 1, config.accountant)
+    prior = () if label_sigma is None else ((label_sigma, 1.0, 1),)
+    sigma = calibrate_noise(config.epsilon, delta, q, steps, config.accountant, prior=prior)
+    return PrivacyPlan(sample_rate=q, delta=delta, noise_multiplier=sigma, steps=steps, mode=mode,
+                       label_noise_multiplier=label_sigma)
 
 
 def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:

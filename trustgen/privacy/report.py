@@ -54,8 +54,14 @@ _FLOAT_FIELDS = (
     "epochs",
     "max_grad_norm",
     "preprocessing_epsilon",
+    "label_budget",
+    "label_epsilon",
+    "label_noise_multiplier",
 )
 _OPTIONAL_FIELDS = ("target_epsilon", "max_grad_norm")
+#: Fields added after version 1 was first written: a privacy.json without them (an older run) reads
+#: with their defaults (no label histogram).
+_LATER_FIELDS = ("label_budget", "label_epsilon", "label_noise_multiplier")
 
 
 @dataclass(kw_only=True)
@@ -80,6 +86,13 @@ class PrivacyReport:
             quantiles); composes additively with ``epsilon`` (see :attr:`total_epsilon`).
         private_modules: Names of the modules trained with DP-SGD.
         caveats: Free-text caveats, shown verbatim by :meth:`summary`.
+        label_budget: The share of the target epsilon given to the DP label histogram (0: none).
+        label_epsilon: Epsilon of the label histogram *alone* (same accountant and delta). It is
+            already inside ``epsilon``, which composes histogram and DP-SGD steps in one
+            accountant (not a sum); shown to say what the share bought.
+        label_noise_multiplier: sigma of the label histogram's Gaussian (sensitivity 1); 0.0 when
+            no histogram was released. ``steps``, ``noise_multiplier``, ``sample_rate`` and
+            ``epochs`` describe the DP-SGD steps only.
     """
 
     mechanism: str = "DP-SGD"
@@ -97,6 +110,9 @@ class PrivacyReport:
     preprocessing_epsilon: float = 0.0
     private_modules: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
+    label_budget: float = 0.0
+    label_epsilon: float = 0.0
+    label_noise_multiplier: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -156,11 +172,17 @@ class PrivacyReport:
         preprocessing_epsilon: float = 0.0,
         private_modules: list[str] | None = None,
         caveats: list[str] | None = None,
+        label_noise_multiplier: float | None = None,
+        label_budget: float = 0.0,
     ) -> PrivacyReport:
         """Report from a :class:`trustgen.privacy.accountant.Accountant` at the end of training.
 
         If sigma or q changed during training, the report shows the smallest sigma and largest q
         (the epsilon still accounts for the exact history) and adds a caveat saying so.
+
+        With ``label_noise_multiplier``, the history must begin with the label histogram's
+        segment ``(label_noise_multiplier, 1.0, 1)``: epsilon is that of the whole history, and
+        the DP-SGD fields (steps, sigma, q, epochs) describe the rest.
 
         Example:
             >>> from trustgen.privacy.accountant import Accountant
@@ -168,8 +190,25 @@ class PrivacyReport:
             >>> r = PrivacyReport.from_accountant(acc, delta=1e-5, max_grad_norm=1.0)
             >>> round(r.epsilon, 3), r.epochs
             (6.713, 100.0)
+            >>> acc = Accountant("rdp"); acc.step(65.0, 1.0); acc.step(1.0, 0.01, n=10_000)
+            >>> r = PrivacyReport.from_accountant(acc, delta=1e-5, max_grad_norm=1.0, label_noise_multiplier=65.0)
+            >>> r.steps, round(r.label_epsilon, 3), round(r.epsilon, 3)  # composed: 0.05 alone adds < 0.001
+            (10000, 0.05, 6.713)
         """
         history = accountant.history
+        label_epsilon = 0.0
+        if label_noise_multiplier is not None:
+            from trustgen.privacy.accounting import epsilon_of_history
+
+            label = (float(label_noise_multiplier), 1.0, 1)
+            if not history or tuple(history[0][:2]) != label[:2]:
+                raise PrivacyError(
+                    f"the accountant's history {history[:1]} does not begin with the label histogram "
+                    f"{label}: its epsilon would be missing from the report.")
+            label_epsilon = epsilon_of_history([label], delta, accountant.kind)
+            # The DP-SGD steps are the rest (a merged first segment keeps its remaining steps).
+            first = (history[0][0], history[0][1], history[0][2] - 1)
+            history = ([first] if first[2] > 0 else []) + list(history[1:])
         if not history:
             raise PrivacyError(
                 "the accountant has recorded no steps: there is nothing to report. Record each "
@@ -201,6 +240,9 @@ class PrivacyReport:
             preprocessing_epsilon=preprocessing_epsilon,
             private_modules=list(private_modules or []),
             caveats=notes,
+            label_budget=label_budget,
+            label_epsilon=label_epsilon,
+            label_noise_multiplier=0.0 if label_noise_multiplier is None else label_noise_multiplier,
         )
 
     # -- derived ------------------------------------------------------------------------------
@@ -258,6 +300,17 @@ class PrivacyReport:
                 f"PrivacyReport.preprocessing_epsilon must be >= 0 (inf if preprocessing was not "
                 f"private), got {self.preprocessing_epsilon!r}."
             )
+        if not (0.0 <= self.label_budget < 1.0):
+            raise PrivacyError(f"PrivacyReport.label_budget must be in [0, 1), got {self.label_budget!r}.")
+        for name in ("label_epsilon", "label_noise_multiplier"):
+            if not (0.0 <= getattr(self, name) < math.inf):
+                raise PrivacyError(f"PrivacyReport.{name} must be finite and >= 0, got {getattr(self, name)!r}.")
+        if (self.label_noise_multiplier > 0) != (self.label_epsilon > 0):
+            raise PrivacyError("PrivacyReport.label_epsilon and label_noise_multiplier must both be 0 (no label "
+                               "histogram) or both > 0.")
+        if self.label_epsilon > self.epsilon:
+            raise PrivacyError(f"PrivacyReport.label_epsilon {self.label_epsilon!r} exceeds epsilon {self.epsilon!r}, "
+                               "which composes it with training: the report is inconsistent.")
         if self.target_epsilon is not None and not (0.0 < self.target_epsilon < math.inf):
             raise PrivacyError(
                 f"PrivacyReport.target_epsilon must be a finite number > 0 or None, got {self.target_epsilon!r}."
@@ -322,11 +375,11 @@ class PrivacyReport:
         unknown = keys - names
         if unknown:
             raise PrivacyError(f"privacy report has unknown fields {sorted(unknown)}; the file is not valid.")
-        missing = names - keys
+        missing = names - keys - set(_LATER_FIELDS)
         if missing:
             raise PrivacyError(f"privacy report is missing fields {sorted(missing)}; the file is incomplete.")
         kwargs: dict[str, Any] = {}
-        for name in names:
+        for name in names & keys:
             value = data[name]
             if name in _FLOAT_FIELDS and isinstance(value, str):
                 if value not in ("inf", "-inf"):
@@ -411,6 +464,12 @@ class PrivacyReport:
                 f"{self.preprocessing_epsilon:.4g} (pure-DP preprocessing such as a DP schema; basic "
                 "composition; delta is training's)."
             )
+        if self.label_noise_multiplier > 0:
+            lines.append(
+                f"Label frequencies: a Gaussian histogram of the class counts (noise multiplier "
+                f"{self.label_noise_multiplier:.4g}) spends epsilon {self.label_epsilon:.4g} alone "
+                f"({self.label_budget:.3g} of the target); the training epsilon {self.epsilon:.4g} is the "
+                f"{self.accountant.upper()} composition of it with the DP-SGD steps (not a sum).")
         lines.append(
             f"Training: {self.steps} steps of DP-SGD, sample rate {self.sample_rate:g} "
             f"({self.sampling_scheme} sampling), noise multiplier {self.noise_multiplier:.4g}, "

@@ -31,6 +31,7 @@ from trustgen.models.base import GenerativeModel
 from trustgen.privacy.accountant import Accountant
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
+from trustgen.privacy.label_histogram import private_label_prior
 from trustgen.privacy.plan import PrivacyPlan, plan_privacy
 from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
@@ -42,9 +43,13 @@ from trustgen.training.objectives import make_optimizers, train_step
 
 @dataclass
 class TrainResult:
+    """``label_prior``: the class probabilities training used (and sampling should use): the
+    caller's, or under DP with a label budget the DP label histogram; None if neither."""
+
     steps: int
     history: list = field(default_factory=list)
     privacy: PrivacyReport | None = None
+    label_prior: list[float] | None = None
 
 
 Callback = Callable[["Trainer", int, dict], None]
@@ -65,11 +70,12 @@ class Trainer:
         self.make_optimizers = optimizers or (lambda m: make_optimizers(m, self.config.learning_rate(m.family)))
 
     # ------------------------------------------------------------------ privacy plan
-    def plan_privacy(self, n: int) -> PrivacyPlan:
+    def plan_privacy(self, n: int, n_classes: int = 0) -> PrivacyPlan:
         """Sample rate, delta and the noise multiplier calibrated so that the planned steps
-        reach the target epsilon exactly (never more)."""
+        (with the label histogram when ``n_classes >= 2``) reach the target epsilon exactly
+        (never more)."""
         return plan_privacy(self.privacy, n=n, batch_size=self.config.batch_size,
-                            steps=self.config.total_steps(n), model=self.model)
+                            steps=self.config.total_steps(n), model=self.model, n_classes=n_classes)
 
     def _autocast(self, device: torch.device):
         # No autocast under DP: per-example gradient hooks are verified in float32 only.
@@ -87,6 +93,9 @@ class Trainer:
             checkpoint: file for periodic checkpoints (written atomically).
             resume: continue from ``checkpoint`` if it exists (same config required).
             label_prior: class probabilities for the GAN generator's labels (uniform if None).
+                Under DP with ``label_budget > 0`` and labels, leave it None: the trainer then
+                releases the DP label histogram (:mod:`trustgen.privacy.label_histogram`) and
+                uses that (returned as ``TrainResult.label_prior``).
         """
         c = self.config
         c.validate()
@@ -110,9 +119,12 @@ class Trainer:
             c.seed + 7919 * rank if self.rng is None else self.rng.seed("data-order", 0, rank))
         noise_gen = torch.Generator().manual_seed(c.seed + 1 + 7919 * rank)
         total = c.total_steps(n)
-        self.dp = self.accountant = None
+        self.dp = self.accountant = self.plan = None
         if self.privacy is not None:
-            self.plan = self.plan_privacy(n)
+            self.plan = self.plan_privacy(n, 0 if y is None else self.model.spec.n_classes)
+            if self.plan.label_segment is not None and label_prior is not None:
+                raise ConfigError("under DP with label_budget > 0 the label prior is the DP label histogram: "
+                                  "pass label_prior=None, or set label_budget=0 to use your own prior")
             self.accountant = Accountant(self.privacy.accountant)
             self.dp = PrivateGradients(
                 model.private_module(), max_grad_norm=self.privacy.max_grad_norm,
@@ -185,7 +197,10 @@ class Trainer:
         xs = x[shard].to(device)
         ys = None if y is None else y[shard].to(device)
         n_local = len(shard)
-        prior = None if label_prior is None else label_prior.float()
+        probs = None if label_prior is None else [float(p) for p in label_prior.tolist()]
+        if self.plan is not None and self.plan.label_segment is not None:
+            probs = self._release_label_prior(ys)
+        prior = None if probs is None else torch.tensor(probs, dtype=torch.float32)
         bar = tqdm(total=total, initial=state.step, disable=not c.progress or rank > 0, desc=f"train {model.family}",
                    unit="step", dynamic_ncols=True)
         running: dict[str, float] = {}
@@ -224,7 +239,20 @@ class Trainer:
             # complete nothing needs it, and it must not ship with the released run.
             ckpt.unlink()
         model.eval()
-        return TrainResult(state.step, state.history, self._report())
+        return TrainResult(state.step, state.history, self._report(), probs)
+
+    def _release_label_prior(self, ys: torch.Tensor) -> list[float]:
+        """The DP label histogram, accounted once: a fresh run records its segment before the
+        release; a resumed run's saved history already holds it (checked), and the same key
+        and data give back exactly the prior released before, so it costs nothing more."""
+        segment = self.plan.label_segment
+        history = self.accountant.history
+        if not history:
+            self.accountant.step(*segment)
+        elif tuple(history[0][:2]) != segment[:2]:
+            raise RunError(f"the checkpoint's accountant history {history[:1]} does not begin with the label "
+                           f"histogram {segment}: it was not written by this plan; train again")
+        return private_label_prior(ys, self.model.spec.n_classes, segment[0], self.rng)
 
     def _report(self) -> PrivacyReport | None:
         if self.accountant is None or self.accountant.steps == 0:
@@ -232,6 +260,8 @@ class Trainer:
         p = self.privacy
         return PrivacyReport.from_accountant(
             self.accountant, delta=self.plan.delta, max_grad_norm=p.max_grad_norm, target_epsilon=p.epsilon,
+            label_noise_multiplier=self.plan.label_noise_multiplier,
+            label_budget=0.0 if self.plan.label_segment is None else p.label_budget,
             sampling_scheme="poisson", private_modules=[type(self.model.private_module()).__name__],
             caveats=dp_sgd_caveats(mode=self.plan.mode, max_grad_norm=p.max_grad_norm,
                                    fixed_secret_seed=p.secret_seed is not None) + [
