@@ -79,7 +79,7 @@ def test_gdp_bound_is_near_but_below_the_gaussian_mechanisms_epsilon(mu, seed):
     b = gdp_epsilon_lower_bound_from_scores(rng.normal(mu, 1, 40_000), rng.normal(0, 1, 40_000), 1e-5)
     true = gaussian_mechanism_epsilon(mu, 1e-5)
     assert 0.6 * true < b.epsilon_lower_bound < true
-    assert b.mu_lower < mu and b.epsilon_delta <= b.epsilon_lower_bound
+    assert b.mu_lower < mu and b.epsilon_delta.epsilon_lower_bound <= b.epsilon_lower_bound
 
 
 def test_one_run_p_value_is_the_binomial_tail_at_delta_zero_and_grows_with_delta():

@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 from dataclasses import dataclass
@@ -330,21 +331,12 @@ class GaussianAuditBound:
     the Gaussian mechanism and full-batch DP-SGD, by the central limit theorem for many subsampled
     steps (Dong, Roth & Su 2022). It is the conversion of Nasr et al. (2023), which needs far fewer
     trials than the (epsilon, delta) bound for the same epsilon; :attr:`epsilon_delta` is that
-    assumption-free bound on the same counts.
+    assumption-free bound on the same counts (with the counts and the threshold).
     """
 
     epsilon_lower_bound: float
     mu_lower: float
-    epsilon_delta: float
-    tpr_lower: float
-    fpr_upper: float
-    true_positives: int
-    positives: int
-    false_positives: int
-    negatives: int
-    delta: float
-    confidence: float
-    threshold: float
+    epsilon_delta: AuditBound
 
 
 def _gdp_mu(tpr_lo: np.ndarray, fpr_hi: np.ndarray) -> np.ndarray:
@@ -401,12 +393,11 @@ def gdp_epsilon_lower_bound_from_scores(
                            f"{len(non)} non-members): use more trials.")
     thr = _gdp_scan(mem[k_mem:], non[k_non:], alpha)
     tp, fp = int(np.sum(mem[:k_mem] >= thr)), int(np.sum(non[:k_non] >= thr))
-    tpr_lo = float(_cp_lower(np.array(tp), np.array(k_mem), alpha))
-    fpr_hi = float(_cp_upper(np.array(fp), np.array(k_non), alpha))
-    mu = float(_gdp_mu(np.array(tpr_lo), np.array(fpr_hi)))
+    counts = dataclasses.replace(epsilon_lower_bound(tp, k_mem, fp, k_non, d, conf), threshold=thr,
+                                 threshold_selection="holdout")
+    mu = float(_gdp_mu(np.array(counts.tpr_lower), np.array(counts.fpr_upper)))
     eps = gaussian_mechanism_epsilon(mu, d) if mu > 0 and d > 0 else (math.inf if mu > 0 else 0.0)
-    return GaussianAuditBound(eps, mu, float(_dp_bound(np.array(tpr_lo), np.array(fpr_hi), d)), tpr_lo, fpr_hi,
-                              tp, k_mem, fp, k_non, d, conf, thr)
+    return GaussianAuditBound(eps, mu, counts)
 
 
 @dataclass(frozen=True)

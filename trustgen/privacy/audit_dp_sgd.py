@@ -187,7 +187,7 @@ def audit_dp_sgd(epsilon: float | None = None, *, noise_multiplier: float | None
         claimed_epsilon=eps, delta=d, noise_multiplier=float(sigma), sample_rate=q, steps=steps, accountant=kind,
         clipping=clipping, canaries_per_run=canaries, runs=runs, members=int(inc.sum()),
         non_members=int((~inc).sum()), gdp_epsilon_lower_bound=float(tight.epsilon_lower_bound),
-        mu_lower=float(tight.mu_lower), epsilon_delta_lower_bound=float(tight.epsilon_delta),
+        mu_lower=float(tight.mu_lower), epsilon_delta_lower_bound=float(tight.epsilon_delta.epsilon_lower_bound),
         one_run_epsilon_lower_bound=float(one.epsilon_lower_bound), confidence=float(confidence))
 
 
