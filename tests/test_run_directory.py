@@ -146,3 +146,26 @@ def test_save_replaces_the_whole_directory_and_keeps_only_what_it_is_told(two_ru
     old.save(p)
     assert not (p / ".private").exists()
     assert _fingerprint(Run.load(p)) == _fingerprint(old)
+
+
+def test_a_second_training_into_a_directory_being_trained_into_is_refused_before_any_work(tmp_path):
+    """Another process holds the run directory (as a training in progress does): train refuses."""
+    p = tmp_path / "run"
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with directory_lock(p):
+                os.write(ready_w, b"1")
+                os.read(done_r, 1)  # hold the lock until the parent has tried
+        finally:
+            os._exit(0)
+    os.read(ready_r, 1)
+    try:
+        with pytest.raises(RunError, match="being written by another trustgen process"):
+            train("breast_cancer", "vae", TrainConfig(steps=1, batch_size=8, progress=False), out=p)
+        assert not p.exists()
+    finally:
+        os.write(done_w, b"1")
+        os.waitpid(pid, 0)

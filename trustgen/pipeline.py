@@ -27,7 +27,7 @@ from trustgen.data.encoders import Data, fit_to_domain, make_encoder
 from trustgen.data.loaders import load_data
 from trustgen.data.schema import Schema, load_schema
 from trustgen.errors import RunError, TrustgenError
-from trustgen.io import remove_stale_temporaries
+from trustgen.io import directory_lock, remove_stale_temporaries
 from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
@@ -154,7 +154,18 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
             ``resume=True`` continues from there after an interruption. A DP run removes that
             folder once it is saved: its checkpoint holds the secret noise key.
         privacy: train with DP-SGD to this (epsilon, delta); None trains without privacy.
+
+    While it trains into ``out``, the directory is locked: a second training into it is refused.
     """
+    kwargs = dict(schema=schema, model_options=model_options, out=out, resume=resume, privacy=privacy)
+    if out is None or not is_main_process():  # one lock holder when several processes train
+        return _train(data, family, config, **kwargs)
+    with directory_lock(Path(out)):
+        return _train(data, family, config, **kwargs)
+
+
+def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, schema, model_options, out, resume,
+           privacy) -> Run:
     config = config or TrainConfig()
     config.validate()
     if privacy is not None:
