@@ -169,3 +169,17 @@ def test_a_second_training_into_a_directory_being_trained_into_is_refused_before
     finally:
         os.write(done_w, b"1")
         os.waitpid(pid, 0)
+
+
+def test_a_copy_a_killed_save_left_beside_a_dp_run_is_swept_with_its_secret_checkpoint(tmp_path):
+    """A kill between the swap and the removal of the replaced copy leaves it beside the run; it
+    holds that training's checkpoint (the noise key). The next training sweeps it, and a DP run
+    refuses to finish while any such copy remains."""
+    from trustgen.privacy.config import PrivacyConfig
+
+    leftover = tmp_path / ".run.x1y2.staging" / ".private"
+    leftover.mkdir(parents=True)
+    (leftover / "checkpoint.pt").write_bytes(b"secret key")
+    train("breast_cancer", "vae", TrainConfig(steps=2, batch_size=64, progress=False), model_options={"hidden": 8},
+          privacy=PrivacyConfig(4.0, secret_seed=1), out=tmp_path / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

@@ -27,7 +27,7 @@ from trustgen.data.encoders import Data, fit_to_domain, make_encoder
 from trustgen.data.loaders import load_data
 from trustgen.data.schema import Schema, load_schema
 from trustgen.errors import RunError, TrustgenError
-from trustgen.io import directory_lock, remove_stale_temporaries
+from trustgen.io import directory_lock, recover_directory, remove_stale_temporaries
 from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
@@ -97,6 +97,8 @@ def resume_checkpoint(out: Path, resume: bool) -> Path:
     state = out / PRIVATE_STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     state.chmod(0o700)
+    if is_main_process():  # the lock holder: no other writer's staging can be in progress
+        recover_directory(out)  # copies a killed save left beside it (one may hold an old checkpoint)
     for d in (out, state):
         remove_stale_temporaries(d)  # a half-written checkpoint holds the same secrets as a whole one
     ckpt = state / "checkpoint.pt"
@@ -116,8 +118,10 @@ def remove_training_state(out: Path) -> None:
     other ranks' checkpoints) may remain in the released directory. Verified, not assumed."""
     shutil.rmtree(out / PRIVATE_STATE_DIR, ignore_errors=True)
     remove_stale_temporaries(out)
+    recover_directory(out)  # the replaced copy beside it held this training's checkpoint (the key)
     left = [p.name for p in out.iterdir() if p.name == PRIVATE_STATE_DIR or p.name.endswith(".tmp")
             or p.name.startswith("checkpoint.pt")]
+    left += [p.name for p in out.parent.glob(f".{out.name}.*") if p.suffix in (".staging", ".replaced")]
     if left:
         raise RunError(f"secret training state remains in {str(out)!r}: {left}; delete it before sharing the run")
 
