@@ -107,19 +107,9 @@ def test_cli_image_outputs_npz_and_png(tmp_path, capsys):
 ])
 def test_cli_bad_arguments_exit_2_with_one_line(args, words, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) if args[-1:] == ["train"] or "flow" in args else _null():
-        code, _, err = cli(*args, capsys=capsys)
-        assert code == 2
-    err = err if "err" in dir() and isinstance(err, str) else capsys.readouterr().err
-    assert words in err and err.strip().count("\n") == 0
+    code, _, err = cli(*args, capsys=capsys)
+    assert code == 2 and words in err and err.strip().count("\n") == 0
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def test_cli_schema_infer_marks_draft(tmp_path, capsys):

@@ -8,6 +8,7 @@ stdout (progress bars and logs go to stderr).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -16,15 +17,52 @@ from typing import Any, Sequence
 import numpy as np
 
 from trustgen.errors import TrustgenError
+from trustgen.limits import MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SEED, MAX_STEPS
 
 FAMILIES = ("vae", "gan", "diffusion")
 LABEL_BUDGET_HELP = ("share of epsilon in [0, 1) for DP label frequencies (a Gaussian histogram, composed with "
                      "DP-SGD; default 0.05 on labelled data; 0: uniform labels)")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (when it has one and the text does not say it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        shown = not (default is None or default is False or default == [] or default == argparse.SUPPRESS)
+        if shown and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
         self.exit(2, f"trustgen: error: {message} (see --help)\n")
+
+
+def _number(kind: type, low: float, high: float, *, low_open: bool = False):
+    """An argparse ``type``: a finite ``kind`` (int or float) in [low, high] ((low, high] when
+    ``low_open``), so a bad value is an argparse error (exit 2, one line) before any work."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        ok = value == value and (low < value if low_open else low <= value) and value <= high
+        if not ok:
+            fmt = (lambda v: f"{v:,}") if kind is int else (lambda v: f"{v:g}")
+            span = f"({fmt(low)}, {fmt(high)}]" if low_open else f"[{fmt(low)}, {fmt(high)}]"
+            raise argparse.ArgumentTypeError(f"must be in {span}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 class _Fail(Exception):
@@ -66,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg.device = _init_distributed(args.device)
     try:
         run = train(args.data, args.model, cfg, schema=args.schema, model_options=_parse_options(args.option),
-                    out=args.out, resume=args.resume, privacy=privacy)
+                    out=args.out, resume=args.resume, overwrite=args.overwrite, privacy=privacy)
     finally:
         if args.distributed:
             import torch.distributed as dist
@@ -138,8 +176,6 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise _Fail("--white-box audits the DP-SGD mechanism: it needs --epsilon")
     if args.canaries is not None and args.canaries < (100 if args.white_box else 2):
         raise _Fail(f"--canaries must be at least {100 if args.white_box else 2}, got {args.canaries}")
-    if args.runs < 1:
-        raise _Fail(f"--runs must be at least 1, got {args.runs}")
     privacy = _privacy_config(args)
     data, schema = load_data(args.data, args.schema)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
@@ -340,35 +376,56 @@ def _infer_dp_schema(args: argparse.Namespace):
 
 
 # ---------------------------------------------------------------------------------- parser
+COUNT = functools.partial(_number, int)
+SEED = COUNT(0, MAX_SEED)
+EPSILON = _number(float, 0, 1e6, low_open=True)
+
+
+def _add_privacy_arguments(parser: argparse.ArgumentParser, audited: bool = False) -> None:
+    """The DP flags, shared by train and audit (an audit must run what training would)."""
+    what = "audit a DP run at this epsilon (omit: a non-private run)" if audited else \
+        "train with DP-SGD to this epsilon (omit: not private)"
+    parser.add_argument("--epsilon", type=EPSILON, help=what)
+    parser.add_argument("--delta", type=_number(float, 0, 1, low_open=True),
+                        help="DP delta (default: min(1e-5, 1/(10 n)); must be < 1/n)")
+    parser.add_argument("--max-grad-norm", type=_number(float, 0, 1e6, low_open=True), default=1.0,
+                        help="per-example clipping norm C")
+    parser.add_argument("--accountant", choices=("prv", "rdp"), default="prv", help="privacy accountant")
+    parser.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
+    parser.add_argument("--label-budget", type=_number(float, 0, 1), metavar="SHARE", help=LABEL_BUDGET_HELP)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="trustgen", description="Private and trustworthy generative models for tables and images.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a model and write a run directory")
     t.add_argument("--data", required=True, help="digits | breast_cancer | randhie | FILE.csv | FILE.npz")
-    t.add_argument("--schema", help="schema JSON (required for user files)")
-    t.add_argument("--model", required=True, choices=FAMILIES)
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--steps", type=int, help="total steps (overrides --epochs)")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (0: end only)")
-    t.add_argument("--resume", action="store_true", help="continue from OUT/.private/checkpoint.pt after an interruption")
-    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="model option, e.g. latent_dim=32")
-    t.add_argument("--epsilon", type=float, help="train with DP-SGD to this epsilon (omit: not private)")
-    t.add_argument("--delta", type=float, help="DP delta (default: min(1e-5, 1/(10 n)); must be < 1/n)")
-    t.add_argument("--max-grad-norm", type=float, default=1.0, help="per-example clipping norm C")
-    t.add_argument("--accountant", choices=("prv", "rdp"), default="prv")
-    t.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
-    t.add_argument("--label-budget", type=float, metavar="SHARE", help=LABEL_BUDGET_HELP)
+    t.add_argument("--schema", help="schema JSON (required for user files; `trustgen schema infer` drafts one)")
+    t.add_argument("--model", required=True, choices=FAMILIES, help="model family")
+    t.add_argument("--epochs", type=COUNT(1, MAX_EPOCHS), default=100, help="passes over the data")
+    t.add_argument("--steps", type=COUNT(1, MAX_STEPS), help="total optimiser steps (overrides --epochs)")
+    t.add_argument("--batch-size", type=COUNT(1, MAX_BATCH_SIZE), default=128,
+                   help="records per step (under DP: the expected size of a Poisson batch)")
+    t.add_argument("--lr", type=_number(float, 0, 10, low_open=True),
+                   help="learning rate (default: 1e-3 for vae and diffusion, 2e-4 for gan)")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--seed", type=SEED, default=0, help="seed of initialisation and data order (public)")
+    t.add_argument("--checkpoint-every", type=COUNT(0, MAX_STEPS), default=500,
+                   help="steps between resume checkpoints (0: at the end only)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue an interrupted training from OUT/.private/checkpoint.pt")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace what --out holds (a finished run, or a directory that is not a run)")
+    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, repeatable, e.g. latent_dim=32 (see docs/foundation.md)")
+    _add_privacy_arguments(t)
     t.add_argument("--distributed", action="store_true",
                    help="data-parallel over the processes of torchrun (each samples its own shard)")
     t.add_argument("--out", required=True, help="run directory to write")
-    t.add_argument("--no-progress", action="store_true")
-    t.add_argument("--json", action="store_true")
-    t.set_defaults(func=cmd_train)
+    t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    t.set_defaults(func=cmd_train, outputs=(("out", "directory"),))
 
     s = sub.add_parser("sample", help="draw samples from a run")
     s.add_argument("run")
@@ -390,56 +447,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sample)
 
     d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")
-    d.add_argument("--out", default="trustgen-demo")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="auto")
+    d.add_argument("--out", default="trustgen-demo", help="directory for the run, the grid and the summary")
+    d.add_argument("--seed", type=SEED, default=0, help="seed of training and sampling")
+    d.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     d.add_argument("--smoke", action="store_true", help="a few steps only (for CI)")
-    d.add_argument("--no-progress", action="store_true")
-    d.add_argument("--json", action="store_true")
-    d.set_defaults(func=cmd_demo)
+    d.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    d.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    d.set_defaults(func=cmd_demo, outputs=(("out", "directory"),))
 
     pr = sub.add_parser("privacy", help="print a run's privacy report")
-    pr.add_argument("run")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("run", help="run directory written by `trustgen train`")
+    pr.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
     pr.set_defaults(func=cmd_privacy)
 
     au = sub.add_parser("audit", help="canary audits: an empirical lower bound on epsilon (black-box or --white-box)")
-    au.add_argument("--data", required=True)
-    au.add_argument("--schema")
-    au.add_argument("--model", required=True, choices=FAMILIES)
-    au.add_argument("--epsilon", type=float, help="audit a DP run at this epsilon (omit: non-private)")
-    au.add_argument("--delta", type=float)
-    au.add_argument("--max-grad-norm", type=float, default=1.0)
-    au.add_argument("--accountant", choices=("prv", "rdp"), default="prv", help="as for train: audit what was trained")
-    au.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
-    au.add_argument("--label-budget", type=float, metavar="SHARE", help=LABEL_BUDGET_HELP)
-    au.add_argument("--steps", type=int, default=2000)
-    au.add_argument("--batch-size", type=int, default=64)
-    au.add_argument("--canaries", type=int, help="canaries (default 200; with --white-box 10000 per run)")
+    au.add_argument("--data", required=True, help="digits | breast_cancer | randhie | FILE.csv | FILE.npz")
+    au.add_argument("--schema", help="schema JSON (required for user files)")
+    au.add_argument("--model", required=True, choices=FAMILIES, help="model family")
+    _add_privacy_arguments(au, audited=True)
+    au.add_argument("--steps", type=COUNT(1, MAX_STEPS), default=2000, help="training steps of the audited run")
+    au.add_argument("--batch-size", type=COUNT(1, MAX_BATCH_SIZE), default=64, help="records per step")
+    au.add_argument("--canaries", type=COUNT(2, MAX_CANARIES),
+                    help="canaries (default 200; with --white-box 10000 per run)")
     au.add_argument("--white-box", action="store_true",
                     help="audit the DP-SGD mechanism itself with gradient canaries (tight; see docs/privacy.md)")
-    au.add_argument("--runs", type=int, default=5, help="with --white-box: independent runs pooled")
-    au.add_argument("--option", action="append", default=[], metavar="KEY=VALUE")
-    au.add_argument("--seed", type=int, default=0)
-    au.add_argument("--out", help="directory for audit.json")
-    au.add_argument("--no-progress", action="store_true")
-    au.add_argument("--json", action="store_true")
-    au.set_defaults(func=cmd_audit)
+    au.add_argument("--runs", type=COUNT(1, 1000), default=5, help="with --white-box: independent runs pooled")
+    au.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="model option, repeatable, as for train")
+    au.add_argument("--seed", type=SEED, default=0, help="seed of the canaries, training and the attack")
+    au.add_argument("--out", help="directory for audit.json (default: print only)")
+    au.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    au.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    au.set_defaults(func=cmd_audit, outputs=(("out", "directory"),))
 
     ev = sub.add_parser("evaluate", help="fidelity, utility, privacy-attack and fairness report for samples")
     from trustgen.evaluation.command import add_arguments, cmd_evaluate
 
     add_arguments(ev)
-    ev.set_defaults(func=cmd_evaluate)
+    ev.set_defaults(func=cmd_evaluate, outputs=(("out", "directory"),))
 
     sc = sub.add_parser("schema", help="schema tools")
     scs = sc.add_subparsers(dest="schema_command", required=True, parser_class=_Parser)
     si = scs.add_parser("infer", help="draft a schema from a data file (NOT private: review it), or with "
                                       "--epsilon estimate it with differential privacy")
-    si.add_argument("data")
-    si.add_argument("--label")
-    si.add_argument("--epsilon", type=float, help="estimate bounds and categories with pure epsilon-DP "
-                                                  "(spend recorded in the schema; see docs/privacy.md)")
+    si.add_argument("data", help="FILE.csv or FILE.npz")
+    si.add_argument("--label", help="the label column (tables)")
+    si.add_argument("--epsilon", type=EPSILON, help="estimate bounds and categories with pure epsilon-DP "
+                                                    "(spend recorded in the schema; see docs/privacy.md)")
     si.add_argument("--categories", action="append", default=[], metavar="COL=A,B,...",
                     help="with --epsilon: public candidate categories of a column (the label's too)")
     si.add_argument("--vocabulary", metavar="FILE", help='with --epsilon: JSON {"COL": ["A", "B", ...]} of public '
@@ -448,16 +502,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --epsilon: public range of a numeric column (its bounds are chosen inside it)")
     si.add_argument("--integer", action="append", default=[], metavar="COL",
                     help="with --epsilon: a numeric column of whole numbers (bounds rounded outward)")
-    si.add_argument("--out")
-    si.add_argument("--json", action="store_true")
-    si.set_defaults(func=cmd_schema_infer)
+    si.add_argument("--out", help="schema JSON to write (default: print it)")
+    si.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    si.set_defaults(func=cmd_schema_infer, outputs=(("out", "file"),))
     return p
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output path of the command can be written, checked before any work (a command that
+    trained for an hour must not fail at its last step on an unwritable --out)."""
+    from trustgen.io import check_output_path
+
+    for dest, kind in getattr(args, "outputs", ()):
+        if getattr(args, dest, None) is not None:
+            check_output_path(getattr(args, dest), kind, "--" + dest.replace("_", "-"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already printed): a code, as for every error
+        return e.code if isinstance(e.code, int) else 2
+    try:
+        _check_outputs(args)
         return args.func(args)
     except (TrustgenError, _Fail) as e:
         print(f"trustgen: error: {e}", file=sys.stderr)

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from trustgen.errors import RunError, TrustgenError
+from trustgen.errors import ConfigError, RunError, TrustgenError
 
 
 def _file_mode(private: bool) -> int:
@@ -55,6 +55,34 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def check_output_path(path: str | os.PathLike, kind: str, option: str = "--out") -> Path:
+    """Refuse, before any work, an output that could not be written at the end: ``path`` exists
+    as the other kind (``kind`` is ``"file"`` or ``"directory"``), sits under a file, or the
+    directory it will be written in refuses a new file (probed by creating one and removing it:
+    permission bits lie for root and read-only mounts). Raises :class:`ConfigError` in one line."""
+    p = Path(path)
+    if str(path) == "":
+        raise ConfigError(f"{option} is empty: give a path")
+    if p.exists() and kind == "file" and p.is_dir():
+        raise ConfigError(f"{option} {str(p)!r} is a directory; give a file path")
+    if p.exists() and kind == "directory" and not p.is_dir():
+        raise ConfigError(f"{option} {str(p)!r} is a file, not a directory; give a directory path")
+    where = p if kind == "directory" and p.is_dir() else p.parent
+    probe = where
+    while not probe.exists():  # written by the command: the nearest existing ancestor must allow it
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option} {str(p)!r} cannot be created: {str(probe)!r} is a file, not a directory")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".trustgen-write-probe.")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ConfigError(f"{option} {str(p)!r} cannot be written: {str(probe)!r} refuses new files "
+                          f"({e.strerror or e}); choose a writable location") from None
+    return p
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:

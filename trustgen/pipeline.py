@@ -33,7 +33,7 @@ from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.report import PrivacyReport
 from trustgen.run import Run
-from trustgen.runtime import is_main_process
+from trustgen.runtime import barrier, is_main_process
 from trustgen.sampling.config import SamplerConfig
 from trustgen.training import TrainConfig, Trainer
 
@@ -126,26 +126,68 @@ def remove_training_state(out: Path) -> None:
         raise RunError(f"secret training state remains in {str(out)!r}: {left}; delete it before sharing the run")
 
 
-def refuse_to_replace_a_private_run(out: Path, resume: bool) -> None:
-    """A finished DP run is a release that claims its epsilon: training into its directory again
-    (fresh, or resumed after its secret checkpoint is gone) would make a second model that also
-    claims a budget, and overwrite the first. Refuse before any work."""
-    if not (out / "run.json").is_file() or not (out / "privacy.json").is_file():
+def check_run_directory(out: Path, *, resume: bool, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """What training into ``out`` may replace, decided before any work (and before any process
+    writes: every rank decides on the same state).
+
+    A fresh training needs a new or empty directory, or ``overwrite``; ``resume`` needs the
+    checkpoint of an interrupted training. A finished DP run is a release that claims its
+    epsilon: only an explicit ``overwrite`` replaces it (resuming it would train a second model
+    that spends a new budget). ``overwrite`` never replaces a directory that holds the current
+    directory or one of the ``inputs`` (the data or the schema being read).
+    """
+    if resume and overwrite:
+        raise RunError("--resume continues the training in --out and --overwrite replaces it: give one of them")
+    if not out.exists():
+        if resume:
+            raise RunError(f"nothing to resume: {str(out)!r} does not exist; train without --resume")
         return
+    state = out / PRIVATE_STATE_DIR
+    checkpoint = any((d / "checkpoint.pt").exists() for d in (out, state))
+    # What a training killed before its first checkpoint leaves is not worth protecting.
+    held = sorted(p.name for p in out.iterdir() if not p.name.endswith(".tmp")
+                  and not (p.name == PRIVATE_STATE_DIR and not checkpoint))
+    finished = (out / "run.json").is_file()
+    private = finished and (out / "privacy.json").is_file() and _claims_privacy(out / "privacy.json")
+    if resume:
+        if not checkpoint:
+            why = " (a finished DP run keeps none: its checkpoint held the noise key)" if private else ""
+            raise RunError(f"nothing to resume in {str(out)!r}: it holds no checkpoint{why}; train without --resume"
+                           " into a new --out")
+        return
+    if not held:
+        return
+    if overwrite:
+        here = out.resolve()
+        for p in (Path.cwd(), *inputs):
+            if p.resolve() == here or here in p.resolve().parents:
+                raise RunError(f"--overwrite would delete {str(out)!r}, which holds {str(p)!r}: choose another --out")
+        return
+    if private:
+        raise RunError(f"{str(out)!r} holds a finished differentially private run: training into it would replace "
+                       "the released model with a second one that spends a new privacy budget. Train into a new "
+                       "--out, or pass --overwrite to replace it (and count both budgets if both were released).")
+    if finished:
+        raise RunError(f"{str(out)!r} holds a finished run: pass --overwrite to replace it, or choose a new --out")
+    if checkpoint:
+        raise RunError(f"{str(out)!r} holds an interrupted training (a checkpoint in {PRIVATE_STATE_DIR}/): pass "
+                       "--resume to continue it, or --overwrite to start afresh")
+    shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+    raise RunError(f"{str(out)!r} is not a trustgen run and is not empty (holds {shown}): choose a new or empty "
+                   "--out, or pass --overwrite to replace it (its contents are deleted)")
+
+
+def _claims_privacy(report: Path) -> bool:
     try:
-        private = PrivacyReport.from_json(out / "privacy.json").is_private
+        return PrivacyReport.from_json(report).is_private
     except TrustgenError:
-        private = True  # an unreadable report of a finished run: do not guess, do not overwrite
-    if private and not (resume and any((d / "checkpoint.pt").exists() for d in (out, out / PRIVATE_STATE_DIR))):
-        raise RunError(f"{str(out)!r} holds a finished differentially private run: "
-                       f"{'resuming it' if resume else 'training into it'} would train a second model that "
-                       "spends a new privacy budget and overwrite the released one. Train into a new --out "
-                       "(and count both budgets if you release both).")
+        return True  # an unreadable report of a finished run: do not guess, protect it
 
 
 def train(data: str | Path | Data, family: str, config: TrainConfig | None = None, *,
           schema: Schema | str | Path | None = None, model_options: dict | None = None,
-          out: str | Path | None = None, resume: bool = False, privacy: PrivacyConfig | None = None) -> Run:
+          out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+          privacy: PrivacyConfig | None = None) -> Run:
     """Load, validate, encode, train and (if ``out``) save a run. The main Python entry point.
 
     Args:
@@ -156,12 +198,15 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
             ``sample_steps``, ``guidance``) become the run's sampling defaults.
         out: run directory; checkpoints go to ``out/.private/checkpoint.pt`` (owner-only) and
             ``resume=True`` continues from there after an interruption. A DP run removes that
-            folder once it is saved: its checkpoint holds the secret noise key.
+            folder once it is saved: its checkpoint holds the secret noise key. An existing
+            ``out`` that is not empty is replaced only with ``overwrite=True``
+            (:func:`check_run_directory`).
         privacy: train with DP-SGD to this (epsilon, delta); None trains without privacy.
 
     While it trains into ``out``, the directory is locked: a second training into it is refused.
     """
-    kwargs = dict(schema=schema, model_options=model_options, out=out, resume=resume, privacy=privacy)
+    kwargs = dict(schema=schema, model_options=model_options, out=out, resume=resume, overwrite=overwrite,
+                  privacy=privacy)
     if out is None or not is_main_process():  # one lock holder when several processes train
         return _train(data, family, config, **kwargs)
     with directory_lock(Path(out)):
@@ -169,13 +214,15 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
 
 
 def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, schema, model_options, out, resume,
-           privacy) -> Run:
+           overwrite, privacy) -> Run:
     config = config or TrainConfig()
     config.validate()
     if privacy is not None:
         privacy.validate()  # a bad budget fails before any data is read
     if out is not None:
-        refuse_to_replace_a_private_run(Path(out), resume)
+        inputs = tuple(Path(p) for p in (data, schema) if isinstance(p, (str, Path)) and Path(p).exists())
+        check_run_directory(Path(out), resume=resume, overwrite=overwrite, inputs=inputs)
+        barrier()  # every process has decided on the directory as it was before any of them writes
     options, sampling = split_sampling_options(family, model_options)
     SamplerConfig.from_dict(sampling)  # bad sampler settings fail before any work
     if isinstance(data, (str, Path)):

@@ -43,6 +43,14 @@ def is_main_process() -> bool:
     return dist_info()[0] == 0
 
 
+def barrier() -> None:
+    """Wait for every process of the group (nothing in a single process)."""
+    if dist_info()[1] > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def optimizer_params(opt: torch.optim.Optimizer) -> list[torch.Tensor]:
     """Every parameter an optimiser updates, in order."""
     return [p for g in opt.param_groups for p in g["params"]]

@@ -5,9 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trustgen.errors import ConfigError
+from trustgen.limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_LR, MAX_SEED, MAX_STEPS
 from trustgen.runtime import resolve_device
 
 DEFAULT_LR = {"vae": 1e-3, "gan": 2e-4, "diffusion": 1e-3}
+
+
+def _count(name: str, value: object, low: int, high: int, *, optional: bool = False) -> None:
+    """``value`` is an integer in [low, high] (or None when ``optional``), else a ConfigError."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an integer from {low} to {high:,}, got {value!r}")
 
 
 @dataclass
@@ -35,14 +44,15 @@ class TrainConfig:
     progress: bool = True
 
     def validate(self) -> None:
-        if self.steps is None and (not isinstance(self.epochs, int) or self.epochs < 1):
-            raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise ConfigError(f"steps must be a positive integer, got {self.steps!r}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        _count("epochs", self.epochs, 1, MAX_EPOCHS, optional=self.steps is not None)
+        _count("steps", self.steps, 1, MAX_STEPS, optional=True)
+        _count("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        _count("seed", self.seed, 0, MAX_SEED)
+        _count("checkpoint_every", self.checkpoint_every, 0, MAX_STEPS)
+        _count("log_every", self.log_every, 1, MAX_STEPS)
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+                                        and 0 < self.lr <= MAX_LR):
+            raise ConfigError(f"lr must be a number in (0, {MAX_LR:g}], got {self.lr!r}")
         resolve_device(self.device)
 
     def total_steps(self, n: int) -> int:
