@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from trustgen.errors import RunError, TrustgenError
+from trustgen.json_fields import json_type
 
 
 def _file_mode(private: bool) -> int:
@@ -228,22 +229,36 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
+_JSON_TYPES = {dict: "a JSON object {...}", list: "a JSON list [...]"}
+
+
 def read_json(path: str | os.PathLike, what: str, error: type[TrustgenError] = TrustgenError,
-              hint: str = "") -> Any:
+              hint: str = "", expect: type | None = None) -> Any:
     """Parse the JSON file ``path``; raise ``error`` naming ``what`` it should be if it is
-    missing, unreadable or not JSON (``hint`` says how to fix it)."""
+    missing, unreadable, not UTF-8 text, not JSON, or (with ``expect``, ``dict`` or ``list``) not
+    a JSON value of that type at its top level (``hint`` says how to fix it).
+
+    A UTF-8 byte-order mark (Windows editors write one) is accepted."""
     p = Path(path)
     tail = f"; {hint}" if hint else ""
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError as e:
         raise error(f"{what} {str(p)!r} does not exist{tail}") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"cannot read {what} {str(p)!r}: {e}{tail}") from e
+    except UnicodeDecodeError as e:  # a binary file (an image, a model, random bytes) given by mistake
+        bad = e.object[e.start:e.start + 1]
+        raise error(f"{what} {str(p)!r} is not a JSON text file (not UTF-8: byte {e.start} is {bad!r}); "
+                    f"give the JSON file itself{tail}") from e
+    except OSError as e:
+        raise error(f"cannot read {what} {str(p)!r}: {e.strerror or e}{tail}") from e
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, or an integer too long to parse
         raise error(f"{what} {str(p)!r} is not valid JSON ({e}): the file is damaged or truncated{tail}") from e
+    if expect is not None and not isinstance(value, expect):
+        raise error(f"{what} {str(p)!r} must hold {_JSON_TYPES.get(expect, expect.__name__)} at its top level, "
+                    f"got {json_type(value)}{tail}")
+    return value
 
 
 def json_value(obj: Any) -> Any:
