@@ -171,3 +171,129 @@ def test_cli_refuses_a_bad_schema_in_one_line_before_any_work(tmp_path, capsys, 
         (tmp_path / "s.json").write_text(json.dumps(schema))
     rc, err = train_cli(tmp_path / "d.csv", tmp_path / "s.json", tmp_path / "run", capsys)
     assert_one_line_refusal(rc, err, tmp_path / "run", *words)
+
+
+# ------------------------------------------------------------------------------------ data files
+
+def _pickle_npz(p) -> None:
+    p.write_bytes(pickle.dumps({"x": np.zeros((2, 1, 2, 2))}))
+
+
+def _npy_npz(p) -> None:
+    np.save(p.with_suffix(".npy"), np.zeros((2, 1, 2, 2)))
+    p.with_suffix(".npy").rename(p)
+
+
+def _truncated_npz(p) -> None:
+    np.savez(p, x=np.zeros((4, 1, 2, 2)), y=np.arange(4) % 2)
+    p.write_bytes(p.read_bytes()[:200])
+
+
+def _corrupted_npz(p) -> None:
+    np.savez(p, x=np.zeros((4, 1, 2, 2)), y=np.arange(4) % 2)
+    b = bytearray(p.read_bytes())
+    b[120] ^= 0xFF  # inside x's data: the zip's CRC check fails
+    p.write_bytes(bytes(b))
+
+
+def _zip_npz(p) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("x.npy", "not an array")
+
+
+@pytest.mark.parametrize("write, words", [
+    (lambda p: p.write_bytes("age,y\n30,no\n40,caf\xe9\n".encode("latin-1")),
+     ["is not UTF-8 text (line 3 is not)", "save it as UTF-8"]),
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256))), ["is not UTF-8 text (line 1"]),
+    (lambda p: p.write_text("age,y\n30,no\n40,yes\n50,no\n60,yes,extra\n"),
+     ["is not a well-formed CSV (Expected 2 fields in line 5, saw 3)", "quote values"]),
+    (lambda p: p.write_text('age,y\n30,"no\n'), ["is not a well-formed CSV (EOF inside string"]),
+    (lambda p: p.write_text("age,y\n30,no,1\n40,yes,2\n"), ["have more values than its header has names (2)"]),
+    (lambda p: p.write_text("age,y,age\n30,no,31\n40,yes,41\n"), ["names columns ['age'] more than once"]),
+    (lambda p: p.write_text("age,y\n"), ["has a header but no rows"]),
+    (lambda p: p.write_text(""), ["is empty"]),
+])
+def test_a_bad_csv_is_refused_naming_the_file(tmp_path, write, words):
+    write(tmp_path / "d.csv")
+    with pytest.raises(DataError) as info:
+        read_data_file(tmp_path / "d.csv")
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "d.csv") in message
+    for w in words:
+        assert w in message, (w, message)
+
+
+def test_the_header_alone_can_still_be_read(tmp_path):
+    (tmp_path / "d.csv").write_text("age,y\n")
+    assert list(read_data_file(tmp_path / "d.csv", nrows=0).columns) == ["age", "y"]  # schema infer --epsilon
+
+
+@pytest.mark.parametrize("write, words", [
+    (_pickle_npz, ["is a Python pickle", "np.savez(path, x=images, y=labels)"]),
+    (lambda p: p.write_bytes(np.random.default_rng(0).bytes(300)), ["is not a NumPy file", "np.savez("]),
+    (lambda p: p.write_bytes(b""), ["is empty (0 bytes)"]),
+    (_npy_npz, ["is a single NumPy array (.npy format) named .npz", "np.savez("]),
+    (_truncated_npz, ["is a damaged zip archive"]),
+    (_corrupted_npz, ["array 'x' of", "is damaged"]),
+    (_zip_npz, ["member 'x' of", "is not a NumPy array"]),
+    (lambda p: np.savez(p, x=np.array([[1.0], [1.0, 2.0]], dtype=object)), ["array 'x' of", "holds Python objects"]),
+    (lambda p: np.savez(p, y=np.arange(2)), ["has no array 'x' (found ['y'])"]),
+    (lambda p: np.savez(p, x=np.zeros((2, 1, 2, 2), complex)), ["array 'x' of", "got dtype complex128", "x.real"]),
+    (lambda p: np.savez(p, x=np.full((2, 1, 2, 2), "a")), ["array 'x' of", "must hold real numbers", "text"]),
+    (lambda p: np.savez(p, x=np.zeros((2, 1, 2, 2)), y=np.array(["a", "b"])), ["array 'y' of", "text"]),
+])
+def test_a_bad_npz_is_refused_and_never_suggests_unpickling(tmp_path, write, words):
+    write(tmp_path / "d.npz")
+    with pytest.raises(DataError) as info:
+        read_data_file(tmp_path / "d.npz")
+    message = str(info.value)
+    assert "\n" not in message and "allow_pickle" not in message
+    for w in words:
+        assert w in message, (w, message)
+
+
+@pytest.mark.parametrize("data, words", [
+    (ImageData(np.zeros((2, 1, 2, 2), complex), np.array([0, 1])), ["images must hold real numbers", "complex128"]),
+    (ImageData(np.zeros((2, 1, 2, 2), bool), np.array([0, 1])), ["images", "booleans"]),
+    (ImageData(np.zeros((2, 1, 2, 2)), np.array([0.5, 1.0])), ["labels must be whole numbers"]),
+    (ImageData(np.zeros((2, 1, 2, 2)), np.array(["a", "b"])), ["labels must hold real numbers", "text"]),
+    (ImageData(np.zeros((2, 1, 2, 2)), np.array([0, 1j])), ["labels must hold real numbers", "complex"]),
+    (ImageData(np.zeros((2, 1, 2, 2)), np.array(1)), ["labels must be a 1-D array"]),
+])
+def test_images_and_labels_must_be_real_numbers_in_memory_too(data, words):
+    with pytest.raises(DataError) as info:
+        ImageEncoder(IMAGE).validate(data)
+    for w in words:
+        assert w in str(info.value), (w, str(info.value))
+
+
+def test_one_record_is_refused_but_two_are_enough(tmp_path):
+    pd.DataFrame({"age": [30], "y": ["no"]}).to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(DataError, match="holds 1 record; trustgen needs at least 2"):
+        load_data(tmp_path / "one.csv", TABLE)
+    np.savez(tmp_path / "one.npz", x=np.zeros((1, 1, 2, 2)), y=np.array([1]))
+    with pytest.raises(DataError, match="holds 1 record"):
+        load_data(tmp_path / "one.npz", IMAGE)
+    pd.DataFrame({"age": [30, 40], "y": ["no", "yes"]}).to_csv(tmp_path / "two.csv", index=False)
+    assert len(load_data(tmp_path / "two.csv", TABLE)[0]) == 2
+    TabularEncoder(TABLE).transform(pd.DataFrame({"age": [30], "y": ["no"]}))  # encoding one record is fine
+
+
+@pytest.mark.parametrize("name, write, words", [
+    ("d.csv", lambda p: p.write_bytes("age,y\n30,caf\xe9\n".encode("latin-1")), ["not UTF-8"]),
+    ("d.csv", lambda p: p.write_text("age,y\n30,no\n40,yes,1\n"), ["Expected 2 fields in line 3, saw 3"]),
+    ("d.csv", lambda p: p.write_text("age,y,y\n30,no,no\n40,yes,no\n"), ["more than once"]),
+    ("d.csv", lambda p: p.write_text("age,y\n"), ["no rows"]),
+    ("d.csv", lambda p: p.write_text("age,y\n30,no\n"), ["at least 2"]),
+    ("d.npz", _pickle_npz, ["Python pickle"]),
+    ("d.npz", _npy_npz, [".npy format"]),
+    ("d.npz", lambda p: np.savez(p, x=np.zeros((2, 1, 2, 2), complex), y=np.array([0, 1])), ["complex"]),
+])
+def test_cli_refuses_a_bad_data_file_in_one_line(tmp_path, capsys, name, write, words):
+    write(tmp_path / name)
+    save_schema(TABLE if name.endswith(".csv") else IMAGE, tmp_path / "s.json")
+    rc, err = train_cli(tmp_path / name, tmp_path / "s.json", tmp_path / "run", capsys)
+    assert_one_line_refusal(rc, err, tmp_path / "run", *words)
+    assert "allow_pickle" not in err
