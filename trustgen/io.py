@@ -247,8 +247,7 @@ def read_json(path: str | os.PathLike, what: str, error: type[TrustgenError] = T
         raise error(f"{what} {str(p)!r} does not exist{tail}") from e
     except UnicodeDecodeError as e:  # a binary file (an image, a model, random bytes) given by mistake
         bad = e.object[e.start:e.start + 1]
-        raise error(f"{what} {str(p)!r} is not a JSON text file (not UTF-8: byte {e.start} is {bad!r}); "
-                    f"give the JSON file itself{tail}") from e
+        raise error(f"{what} {str(p)!r} is not a JSON text file (not UTF-8: byte {e.start} is {bad!r}){tail}") from e
     except OSError as e:
         raise error(f"cannot read {what} {str(p)!r}: {e.strerror or e}{tail}") from e
     try:

@@ -340,6 +340,9 @@ def _column_from_dict(c: Any, i: int) -> Column:
     return NumericColumn(name, f.get("low", "number"), f.get("high", "number"), t == "integer")
 
 
+SCHEMA_FILE_HINT = "give the schema's JSON file (`trustgen schema infer DATA` drafts one)"
+
+
 def save_schema(schema: Schema, path: str | Path) -> None:
     """Write ``schema`` as JSON (atomically: a crash never leaves half a file)."""
     atomic_write_text(Path(path), json.dumps(schema.to_dict(), indent=2) + "\n")
@@ -347,7 +350,7 @@ def save_schema(schema: Schema, path: str | Path) -> None:
 
 def load_schema(path: str | Path) -> Schema:
     """Read a schema JSON file written by :func:`save_schema` or by hand."""
-    return schema_from_dict(read_json(path, "schema file", SchemaError, expect=dict))
+    return schema_from_dict(read_json(path, "schema file", SchemaError, SCHEMA_FILE_HINT, expect=dict))
 
 
 def check_names(names: Sequence[str], schema: TabularSchema) -> None:
