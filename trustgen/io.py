@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -222,11 +223,63 @@ def directory_lock(path: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
-def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """Load a file saved by :func:`atomic_torch_save` without executing code from it."""
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu", *, what: str = "torch file",
+                    hint: str = "re-create it with trustgen") -> Any:
+    """Load a file saved by :func:`atomic_torch_save` without executing code from it.
+
+    Any failure (missing, empty, truncated, not a torch file, or holding objects beyond tensors and
+    plain values, which ``weights_only`` refuses) raises :class:`RunError` in one line naming
+    ``what`` the file should be; ``hint`` says how to fix it. The message never suggests loading
+    the file unsafely: a file trustgen cannot read safely is one trustgen did not write.
+    """
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    p = Path(path)
+    with warnings.catch_warnings(record=True) as caught:  # a refused file's warnings are noise
+        warnings.simplefilter("always")
+        try:
+            obj = torch.load(p, map_location=map_location, weights_only=True)
+        except Exception as e:  # torch.load's failure types on a damaged file are undocumented and many
+            raise RunError(f"{what} {str(p)!r} {_torch_file_problem(p)}; {hint}") from e
+    for w in caught:  # a file that did load: pass its warnings on
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return obj
+
+
+def _torch_file_problem(p: Path) -> str:
+    """What is wrong with a file ``torch.load`` refused, said from the file itself: torch's
+    messages span lines, offer the unsafe loader, and its error types vary with the damage."""
+    import zipfile
+
+    try:  # torch's own OSErrors (EINVAL on some truncated archives) say nothing about readability
+        with open(p, "rb") as f:
+            if not f.read(1):
+                return "is empty (0 bytes)"
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as oe:
+        return f"cannot be read ({oe.strerror or oe})"
+    if not zipfile.is_zipfile(p):
+        return "is not a torch file written by trustgen (it is truncated, damaged or another kind of file)"
+    try:
+        with zipfile.ZipFile(p) as z:
+            torch_zip = any(n.endswith("/data.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return "is damaged (a zip archive whose directory cannot be read)"
+    if not torch_zip:
+        return "is a zip archive but not a torch file"
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # the scan warns about the same pickle protocol torch.load did
+            warnings.simplefilter("ignore")
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(p)  # reads opcodes, runs nothing
+    except Exception:  # its pickle cannot even be scanned: damaged
+        unsafe = []
+    if unsafe:
+        return (f"refers to Python objects or code ({', '.join(unsafe[:3])}) that trustgen never loads: it was "
+                "not written by trustgen, or was altered")
+    return "is damaged (a torch archive whose contents cannot be read)"
 
 
 _JSON_TYPES = {dict: "a JSON object {...}", list: "a JSON list [...]"}
