@@ -321,7 +321,8 @@ def schema_from_dict(d: Any) -> Schema:
         if dp is not None:
             f = Fields(dp, 'the schema\'s "dp" block', SchemaError)
             f.only(DP_KEYS)
-            dp = DomainSpend(f.get("epsilon", "number"), tuple(f.get("mechanisms", "list", [], items="object")),
+            # epsilon as written: DomainSpend checks it is a finite number > 0, range included
+            dp = DomainSpend(f.obj.get("epsilon"), tuple(f.get("mechanisms", "list", [], items="object")),
                              f.get("fixed_seed", "boolean", False))
         return TabularSchema(cols, label, source, dp)
     raise SchemaError(f"unknown schema kind {kind!r} (known: tabular, image)")
