@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / "trustgen"
 # Lowest first. Packages in one layer are siblings: neither imports the other.
 LAYERS = [
     ("errors", "lazy", "limits"),
+    ("json_fields",),  # typed reads of JSON objects: the schema, run.json
     ("io", "runtime"),
     ("plots",),
     ("data", "models"),  # models know the data only through DataSpec, never the encoders

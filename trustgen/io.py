@@ -18,10 +18,12 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from trustgen.errors import ConfigError, RunError, TrustgenError
+from trustgen.json_fields import json_type
 
 
 def _file_mode(private: bool) -> int:
@@ -249,29 +251,94 @@ def directory_lock(path: str | os.PathLike) -> Iterator[None]:
         os.close(fd)
 
 
-def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """Load a file saved by :func:`atomic_torch_save` without executing code from it."""
+def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu", *, what: str = "torch file",
+                    hint: str = "re-create it with trustgen") -> Any:
+    """Load a file saved by :func:`atomic_torch_save` without executing code from it.
+
+    Any failure (missing, empty, truncated, not a torch file, or holding objects beyond tensors and
+    plain values, which ``weights_only`` refuses) raises :class:`RunError` in one line naming
+    ``what`` the file should be; ``hint`` says how to fix it. The message never suggests loading
+    the file unsafely: a file trustgen cannot read safely is one trustgen did not write.
+    """
     import torch
 
-    return torch.load(path, map_location=map_location, weights_only=True)
+    p = Path(path)
+    with warnings.catch_warnings(record=True) as caught:  # a refused file's warnings are noise
+        warnings.simplefilter("always")
+        try:
+            obj = torch.load(p, map_location=map_location, weights_only=True)
+        except Exception as e:  # torch.load's failure types on a damaged file are undocumented and many
+            raise RunError(f"{what} {str(p)!r} {_torch_file_problem(p)}; {hint}") from e
+    for w in caught:  # a file that did load: pass its warnings on
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return obj
+
+
+def _torch_file_problem(p: Path) -> str:
+    """What is wrong with a file ``torch.load`` refused, said from the file itself: torch's
+    messages span lines, offer the unsafe loader, and its error types vary with the damage."""
+    import zipfile
+
+    try:  # torch's own OSErrors (EINVAL on some truncated archives) say nothing about readability
+        with open(p, "rb") as f:
+            if not f.read(1):
+                return "is empty (0 bytes)"
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as oe:
+        return f"cannot be read ({oe.strerror or oe})"
+    if not zipfile.is_zipfile(p):
+        return "is not a torch file written by trustgen (it is truncated, damaged or another kind of file)"
+    try:
+        with zipfile.ZipFile(p) as z:
+            torch_zip = any(n.endswith("/data.pkl") for n in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return "is damaged (a zip archive whose directory cannot be read)"
+    if not torch_zip:
+        return "is a zip archive but not a torch file"
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # the scan warns about the same pickle protocol torch.load did
+            warnings.simplefilter("ignore")
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(p)  # reads opcodes, runs nothing
+    except Exception:  # its pickle cannot even be scanned: damaged
+        unsafe = []
+    if unsafe:
+        return (f"refers to Python objects or code ({', '.join(unsafe[:3])}) that trustgen never loads: it was "
+                "not written by trustgen, or was altered")
+    return "is damaged (a torch archive whose contents cannot be read)"
+
+
+_JSON_TYPES = {dict: "a JSON object {...}", list: "a JSON list [...]"}
 
 
 def read_json(path: str | os.PathLike, what: str, error: type[TrustgenError] = TrustgenError,
-              hint: str = "") -> Any:
+              hint: str = "", expect: type | None = None) -> Any:
     """Parse the JSON file ``path``; raise ``error`` naming ``what`` it should be if it is
-    missing, unreadable or not JSON (``hint`` says how to fix it)."""
+    missing, unreadable, not UTF-8 text, not JSON, or (with ``expect``, ``dict`` or ``list``) not
+    a JSON value of that type at its top level (``hint`` says how to fix it).
+
+    A UTF-8 byte-order mark (Windows editors write one) is accepted."""
     p = Path(path)
     tail = f"; {hint}" if hint else ""
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError as e:
         raise error(f"{what} {str(p)!r} does not exist{tail}") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"cannot read {what} {str(p)!r}: {e}{tail}") from e
+    except UnicodeDecodeError as e:  # a binary file (an image, a model, random bytes) given by mistake
+        bad = e.object[e.start:e.start + 1]
+        raise error(f"{what} {str(p)!r} is not a JSON text file (not UTF-8: byte {e.start} is {bad!r}){tail}") from e
+    except OSError as e:
+        raise error(f"cannot read {what} {str(p)!r}: {e.strerror or e}{tail}") from e
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as e:  # ValueError: JSONDecodeError, or an integer too long to parse
         raise error(f"{what} {str(p)!r} is not valid JSON ({e}): the file is damaged or truncated{tail}") from e
+    if expect is not None and not isinstance(value, expect):
+        raise error(f"{what} {str(p)!r} must hold {_JSON_TYPES.get(expect, expect.__name__)} at its top level, "
+                    f"got {json_type(value)}{tail}")
+    return value
 
 
 def json_value(obj: Any) -> Any:

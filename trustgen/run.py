@@ -36,6 +36,7 @@ from trustgen.data.schema import Schema, load_schema, save_schema
 from trustgen.errors import RunError
 from trustgen.io import atomic_torch_save, atomic_write_directory, atomic_write_text, directory_lock, file_sha256, \
     read_json, recover_directory, safe_torch_load
+from trustgen.json_fields import Fields
 from trustgen.models import GenerativeModel, build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.report import PrivacyReport
@@ -121,21 +122,31 @@ class Run:
                 recover_directory(p)  # a save killed between its two renames left the old run aside
         if not (p / "run.json").is_file():
             raise RunError(f"{str(p)!r} is not a trustgen run directory (no run.json); train one with `trustgen train`")
-        meta = read_json(p / "run.json", "run file", RunError)
-        if meta.get("format") not in READABLE_FORMATS:
-            raise RunError(f"run format {meta.get('format')} is not supported by this trustgen "
-                           f"(reads {', '.join(map(str, READABLE_FORMATS))})")
+        meta = read_json(p / "run.json", "run file", RunError, RUN_JSON_HINT, expect=dict)
+        _check_run_json(p, meta)
         for f in ("model.pt", "schema.json"):
             if not (p / f).is_file():
                 raise RunError(f"run directory {str(p)!r} is incomplete: {f} is missing")
         _check_bound_files(p, meta)
         schema = load_schema(p / "schema.json")
-        spec = DataSpec.from_dict(meta["data_spec"])
+        try:
+            spec = DataSpec.from_dict(meta["data_spec"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise RunError(f"run.json in {str(p)!r} has a malformed data_spec ({e!r}); {RUN_JSON_HINT}") from e
         if spec != DataSpec.from_encoder(make_encoder(schema)):
             raise RunError(f"schema.json in {str(p)!r} does not match the model's data layout")
         options, legacy_sampling = split_sampling_options(meta["family"], meta["model_options"])
-        model = build_model(meta["family"], spec, options)
-        model.load_state_dict(safe_torch_load(p / "model.pt"))
+        try:
+            model = build_model(meta["family"], spec, options)
+        except (TypeError, ValueError) as e:  # ConfigError is a ValueError: one message for both
+            raise RunError(f"run.json in {str(p)!r}: its model_options do not build a {meta['family']} model "
+                           f"({' '.join(str(e).split())}); {RUN_JSON_HINT}") from e
+        state = safe_torch_load(p / "model.pt", what="model weights", hint=RUN_JSON_HINT)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, TypeError, AttributeError) as e:  # wrong keys or shapes; or not a state dict at all
+            raise RunError(f"model.pt in {str(p)!r} does not hold the weights of this run's {meta['family']} model "
+                           f"({_weights_mismatch(model, state)}); {RUN_JSON_HINT}") from e
         model.to(resolve_device(device)).eval()
         history = []
         if (p / "train_log.jsonl").is_file():
@@ -143,6 +154,41 @@ class Run:
         privacy = PrivacyReport.from_json(p / "privacy.json") if (p / "privacy.json").is_file() else None
         return cls(model, schema, dict(meta["train_config"]), meta.get("label_prior"), history, privacy,
                    meta.get("caveats", []), meta.get("data", ""), p, {**legacy_sampling, **meta.get("sampling", {})})
+
+
+RUN_JSON_HINT = "re-create the run with `trustgen train`, or restore the directory from a copy"
+
+#: The fields of run.json a load reads, and their JSON types ("data" is read as it is).
+RUN_JSON_FIELDS = {"family": "string", "model_options": "object", "data_spec": "object",
+                   "train_config": "object"}
+RUN_JSON_OPTIONAL = {"sampling": "object", "caveats": "list", "label_prior": "list", "files": "object"}
+
+
+def _check_run_json(p: Path, meta: dict) -> None:
+    """run.json has the fields a load reads, of the right JSON types, and a readable format: a
+    damaged or hand-edited file is refused in one line before anything is built from it."""
+    f = Fields(meta, f"run.json in {str(p)!r}", RunError, RUN_JSON_HINT)
+    fmt = f.get("format", "integer")
+    if fmt not in READABLE_FORMATS:
+        raise RunError(f"run format {fmt} is not supported by this trustgen "
+                       f"(reads {', '.join(map(str, READABLE_FORMATS))})")
+    for key, kind in RUN_JSON_FIELDS.items():
+        f.get(key, kind)
+    for key, kind in RUN_JSON_OPTIONAL.items():
+        f.get(key, kind, None, nullable=key == "label_prior")
+
+
+def _weights_mismatch(model: GenerativeModel, state: object) -> str:
+    """How ``state`` differs from the model's state dict, in a few words (torch lists every key)."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a state dict"
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    shapes = [k for k in want if k in state and getattr(state[k], "shape", None) != want[k].shape]
+    parts = [f"{len(ks)} {what}, e.g. {ks[0]!r}" for ks, what in
+             ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of another shape")) if ks]
+    return "; ".join(parts) or "its tensors do not fit"
 
 
 def _check_bound_files(p: Path, meta: dict) -> None:

@@ -56,8 +56,30 @@ class ImageData:
 Data = Union[pd.DataFrame, ImageData]
 
 
+#: What an array of another dtype holds, and how to make it real numbers.
+_DTYPE_ADVICE = {
+    "c": "complex numbers: keep the real part (x.real) or the magnitude (np.abs(x))",
+    "b": "booleans: convert them with .astype(np.uint8)",
+    "U": "text: map it to numbers first", "S": "bytes: map them to numbers first",
+    "O": "Python objects: convert them to a numeric array first",
+    "M": "dates: convert them to numbers first", "m": "time spans: convert them to numbers first",
+    "V": "records (a structured dtype): give one plain numeric array",
+}
+
+
+def real_array(a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` if its dtype holds real numbers (integer or float), else a DataError naming ``what``
+    and how to convert it: the one dtype rule for images and labels. Complex values would
+    otherwise lose their imaginary part without a word when cast to float."""
+    a = np.asarray(a)
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        advice = _DTYPE_ADVICE.get(a.dtype.kind, "give integers or floats")
+        raise DataError(f"{what} must hold real numbers (an integer or float dtype), got dtype {a.dtype}: {advice}")
+    return a
+
+
 def _check_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
-    y = np.asarray(y)
+    y = real_array(y, "labels")
     if y.ndim != 1:
         raise DataError(f"labels must be a 1-D array, got shape {y.shape}")
     if not np.issubdtype(y.dtype, np.integer):
@@ -229,8 +251,7 @@ class ImageEncoder:
             raise DataError(
                 f"images have shape {x.shape[1:]} but the schema declares (C, H, W) = {s.shape}.{hint}"
             )
-        if not np.issubdtype(x.dtype, np.number):
-            raise DataError(f"images must be numeric, got dtype {x.dtype}")
+        real_array(x, "images")
         if not np.all(np.isfinite(x)):
             raise DataError("images contain NaN or inf values")
         if x.min() < s.low or x.max() > s.high:
@@ -243,9 +264,9 @@ class ImageEncoder:
                 raise DataError(
                     f"the schema declares {s.n_classes} classes but no labels were given (y is missing)"
                 )
-            if len(data.y) != len(x):
-                raise DataError(f"{len(x)} images but {len(data.y)} labels")
-            _check_labels(data.y, s.n_classes)
+            y = _check_labels(data.y, s.n_classes)
+            if len(y) != len(x):
+                raise DataError(f"{len(x)} images but {len(y)} labels")
 
     def transform(self, data: ImageData) -> tuple[np.ndarray, np.ndarray | None]:
         self.validate(data)

@@ -2,38 +2,145 @@
 
 from __future__ import annotations
 
+import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from trustgen.data.datasets import BUILTIN
-from trustgen.data.encoders import Data, ImageData, fit_to_domain, make_encoder
+from trustgen.data.encoders import Data, ImageData, fit_to_domain, make_encoder, real_array
 from trustgen.data.schema import ImageSchema, Schema, TabularSchema, load_schema
 from trustgen.errors import DataError, SchemaError
+
+
+#: How to write an image file trustgen reads, said by every error about one.
+NPZ_HOW = ("write one with np.savez(path, x=images, y=labels): x a numeric N x C x H x W array, "
+           "y optional whole-number labels")
+
+#: The fewest records trustgen trains on or evaluates. One record has no spread to learn or
+#: measure: a model can only reproduce it (without DP it will), and the statistics a report
+#: computes (spreads, correlations, held-out splits) are undefined. Two is the fewest that form a
+#: distribution; a larger minimum would be a judgement of quality, not of validity (tests and
+#: smoke runs train on a handful of rows).
+MIN_RECORDS = 2
 
 
 def read_data_file(path: str | Path, nrows: int | None = None) -> Data:
     """Read a CSV (to a DataFrame) or ``.npz`` with ``x`` and optional ``y`` (to ImageData).
 
-    ``nrows`` reads only that many rows of a CSV (0: just its header)."""
+    ``nrows`` reads only that many rows of a CSV (0: just its header). A file that is not what
+    its suffix says (not UTF-8 text, ragged rows, duplicate column names, a header without rows,
+    a pickle or a bare ``.npy`` named ``.npz``, arrays of objects or text) raises a
+    :class:`DataError` naming the file and how to write a proper one."""
     p = Path(path)
     if not p.is_file():
         raise DataError(
             f"data {str(p)!r} is neither a built-in dataset ({', '.join(BUILTIN)}) nor an existing file"
         )
     if p.suffix.lower() == ".csv":
-        try:
-            df = pd.read_csv(p, nrows=nrows)
-        except pd.errors.EmptyDataError as e:
-            raise DataError(f"{str(p)!r} is empty") from e
-        return df
+        return _read_csv(p, nrows)
     if p.suffix.lower() == ".npz":
-        with np.load(p, allow_pickle=False) as z:
-            if "x" not in z:
-                raise DataError(f"{str(p)!r} has no array 'x' (found {list(z.keys())}); save it with np.savez(path, x=..., y=...)")
-            return ImageData(z["x"], z["y"] if "y" in z else None)
+        return _read_npz(p)
     raise DataError(f"unsupported data file {str(p)!r}: use .csv (tables) or .npz (images, arrays x and y)")
+
+
+def _read_csv(p: Path, nrows: int | None) -> pd.DataFrame:
+    try:
+        # The header as written: pandas renames a repeated name "a" to "a.1", which would pass as a column.
+        header = pd.read_csv(p, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+        with warnings.catch_warnings():
+            # Rows longer than the header: pandas would take their surplus leading values as an index
+            # (index_col=None) or drop the trailing ones with only this warning (index_col=False).
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(p, nrows=nrows, index_col=False)
+    except pd.errors.ParserWarning as e:
+        raise DataError(f"the rows of {str(p)!r} have more values than its header has names ({len(header)}): a "
+                        "value holds an unquoted comma, or the header lacks a name") from e
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{str(p)!r} is empty") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{str(p)!r} is not UTF-8 text (line {_first_non_utf8_line(p)} is not): save it as "
+                        "UTF-8 (e.g. \"CSV UTF-8\" in a spreadsheet's Save As), or give an image file as .npz") from e
+    except pd.errors.ParserError as e:
+        detail = " ".join(str(e).split()).removeprefix("Error tokenizing data. C error: ")
+        raise DataError(f"{str(p)!r} is not a well-formed CSV ({detail}): every row needs one value per header "
+                        "name; quote values that contain commas or quotes") from e
+    duplicates = sorted({n for n in header if n != "" and header.count(n) > 1})
+    if duplicates:
+        raise DataError(f"{str(p)!r} names columns {duplicates} more than once in its header: give each column "
+                        "one name")
+    if nrows is None and len(df) == 0:
+        raise DataError(f"{str(p)!r} has a header but no rows: nothing to train on or evaluate")
+    return df
+
+
+def _first_non_utf8_line(p: Path) -> int:
+    """The number of the first line of ``p`` that is not UTF-8 (a UTF-8 character never holds a newline byte)."""
+    with open(p, "rb") as f:
+        for i, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return i
+    return 0
+
+
+def _read_npz(p: Path) -> ImageData:
+    try:
+        z = np.load(p, allow_pickle=False)  # never unpickle: a data file must not run code
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{str(p)!r} is {_what_file(p)}, not a NumPy .npz archive; {NPZ_HOW}") from e
+    if not hasattr(z, "files"):  # np.load gives a bare array for the .npy format
+        raise DataError(f"{str(p)!r} is a single NumPy array (.npy format) named .npz; {NPZ_HOW}")
+    with z:
+        if "x" not in z.files:
+            raise DataError(f"{str(p)!r} has no array 'x' (found {z.files}); {NPZ_HOW}")
+        x = _npz_member(z, "x", p)
+        y = _npz_member(z, "y", p) if "y" in z.files else None
+    real_array(x, f"array 'x' of {str(p)!r}")
+    if y is not None:
+        real_array(y, f"array 'y' of {str(p)!r}")
+    return ImageData(x, y)
+
+
+def _npz_member(z, key: str, p: Path) -> np.ndarray:
+    try:
+        a = z[key]
+    except ValueError as e:  # allow_pickle=False refuses an object array; or its header is damaged
+        what = "holds Python objects (an object array, stored as a pickle)" if _holds_objects(z, key) else "is damaged"
+        raise DataError(f"array {key!r} of {str(p)!r} {what}; {NPZ_HOW}") from e
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"array {key!r} of {str(p)!r} is damaged (truncated or corrupted); {NPZ_HOW}") from e
+    if not isinstance(a, np.ndarray):  # a member that is not in .npy format comes back as bytes
+        raise DataError(f"member {key!r} of {str(p)!r} is not a NumPy array; {NPZ_HOW}")
+    return a
+
+
+def _holds_objects(z, key: str) -> bool:
+    """Whether member ``key`` of an open npz declares an object dtype (read from its header only)."""
+    try:
+        with z.zip.open(f"{key}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            return read(f)[2].hasobject
+    except Exception:  # an unreadable header: damaged, not objects
+        return False
+
+
+def _what_file(p: Path) -> str:
+    """What a file that is not an .npz archive is, from its first bytes."""
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if not head:
+        return "empty (0 bytes)"
+    if head.startswith(b"PK"):
+        return "a damaged zip archive (truncated or corrupted)"
+    if head.startswith(b"\x80"):
+        return "a Python pickle (trustgen never unpickles data: it can run code)"
+    return "not a NumPy file"
 
 
 def load_data(source: str | Path, schema: Schema | str | Path | None = None) -> tuple[Data, Schema]:
@@ -69,6 +176,9 @@ def load_data(source: str | Path, schema: Schema | str | Path | None = None) -> 
         raise SchemaError(f"the schema is for {want} data but {name!r} holds the other kind")
     data = fit_to_domain(data, schema)  # a DP schema's bounds clip rows by design
     make_encoder(schema).validate(data)
+    if len(data) < MIN_RECORDS:
+        raise DataError(f"{name!r} holds {len(data)} record; trustgen needs at least {MIN_RECORDS} to train on or "
+                        "evaluate (one record has no distribution to learn)")
     return data, schema
 
 

@@ -22,6 +22,7 @@ from typing import Any, Literal, Sequence, Union
 
 from trustgen.errors import SchemaError
 from trustgen.io import atomic_write_text, read_json
+from trustgen.json_fields import Fields, did_you_mean
 
 Source = Literal["declared", "data-derived", "dp"]
 SOURCES: tuple[str, ...] = ("declared", "data-derived", "dp")
@@ -171,12 +172,16 @@ class TabularSchema:
         if not self.columns:
             raise SchemaError("a tabular schema needs at least one column")
         names = [c.name for c in self.columns]
-        if len(set(names)) != len(names):
-            raise SchemaError(f"duplicate column names in schema: {names}")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise SchemaError(f"duplicate column names in schema: {duplicates} are declared more than once "
+                              "(declare each column once)")
         if self.label is not None:
             if self.label not in names:
+                guess = did_you_mean(str(self.label), names)
                 raise SchemaError(
                     f"label column {self.label!r} is not among the schema's columns {names}"
+                    + (f"; did you mean {guess!r}?" if guess else "")
                 )
             if not isinstance(self.column(self.label), CategoricalColumn):
                 raise SchemaError(
@@ -279,37 +284,64 @@ class ImageSchema:
 Schema = Union[TabularSchema, ImageSchema]
 
 
-def schema_from_dict(d: dict) -> Schema:
-    """Rebuild a schema from :meth:`to_dict` output, with errors that name the bad field."""
-    try:
-        kind = d["kind"]
-        source = d.get("source", "declared")
-        if kind == "image":
-            return ImageSchema(
-                int(d["channels"]), int(d["height"]), int(d["width"]), float(d["low"]),
-                float(d["high"]), None if d.get("classes") is None else tuple(d["classes"]), source,
-            )
-        if kind == "tabular":
-            cols: list[Column] = []
-            for c in d["columns"]:
-                t = c["type"]
-                if t in ("numeric", "integer"):
-                    cols.append(NumericColumn(c["name"], float(c["low"]), float(c["high"]), t == "integer"))
-                elif t == "categorical":
-                    cols.append(CategoricalColumn(c["name"], tuple(c["categories"])))
-                else:
-                    raise SchemaError(
-                        f"column {c.get('name')!r}: unknown type {t!r} (known: numeric, integer, categorical)"
-                    )
-            dp = d.get("dp")
-            if dp is not None:
-                dp = DomainSpend(dp["epsilon"], tuple(dp.get("mechanisms", ())), bool(dp.get("fixed_seed", False)))
-            return TabularSchema(cols, d.get("label"), source, dp)
-        raise SchemaError(f"unknown schema kind {kind!r} (known: tabular, image)")
-    except SchemaError:
-        raise
-    except (KeyError, TypeError, ValueError) as e:  # ValueError: a number field that is not a number
-        raise SchemaError(f"malformed schema: missing or invalid field {e}") from e
+#: The keys each object of a schema file may have; any other key is a typo or a mistake.
+TABULAR_KEYS = ("kind", "source", "label", "columns", "dp")
+IMAGE_KEYS = ("kind", "source", "channels", "height", "width", "low", "high", "classes")
+COLUMN_KEYS = {"numeric": ("name", "type", "low", "high"), "integer": ("name", "type", "low", "high"),
+               "categorical": ("name", "type", "categories")}
+DP_KEYS = ("epsilon", "mechanisms", "fixed_seed")
+#: Keys people write for a column by analogy with other tools or the Python API, and what to write.
+COLUMN_HINTS = {"integer": 'for whole numbers write "type": "integer"',
+                "min": 'the bounds are "low" and "high"', "max": 'the bounds are "low" and "high"'}
+
+
+def schema_from_dict(d: Any) -> Schema:
+    """Rebuild a schema from :meth:`to_dict` output (or a hand-written file).
+
+    Every field is read with its JSON type and every object refuses keys it does not know (a
+    misspelt ``"lable"`` would otherwise train an unconditional model), each error naming the
+    field and, for a typo, the key that was likely meant.
+    """
+    top = Fields(d, "the schema", SchemaError)
+    kind = top.get("kind", "string", None)
+    if kind is None:
+        raise SchemaError('the schema has no "kind": add "kind": "tabular" or "kind": "image"')
+    source = top.get("source", "string", "declared")
+    if kind == "image":
+        top.only(IMAGE_KEYS)
+        classes = top.get("classes", "list", None, nullable=True, items="scalar")
+        return ImageSchema(top.get("channels", "integer"), top.get("height", "integer"), top.get("width", "integer"),
+                           top.get("low", "number"), top.get("high", "number"),
+                           None if classes is None else tuple(classes), source)
+    if kind == "tabular":
+        top.only(TABULAR_KEYS)
+        cols = [_column_from_dict(c, i) for i, c in enumerate(top.get("columns", "list"))]
+        label = top.get("label", "string", None, nullable=True)
+        dp = top.get("dp", "object", None, nullable=True)
+        if dp is not None:
+            f = Fields(dp, 'the schema\'s "dp" block', SchemaError)
+            f.only(DP_KEYS)
+            # epsilon as written: DomainSpend checks it is a finite number > 0, range included
+            dp = DomainSpend(f.obj.get("epsilon"), tuple(f.get("mechanisms", "list", [], items="object")),
+                             f.get("fixed_seed", "boolean", False))
+        return TabularSchema(cols, label, source, dp)
+    raise SchemaError(f"unknown schema kind {kind!r} (known: tabular, image)")
+
+
+def _column_from_dict(c: Any, i: int) -> Column:
+    f = Fields(c, f"column {i + 1} of the schema", SchemaError)
+    name = f.get("name", "string")
+    f.where = f"column {name!r} of the schema"
+    t = f.get("type", "string")
+    if t not in COLUMN_KEYS:
+        raise SchemaError(f"{f.where}: unknown type {t!r} (known: {', '.join(COLUMN_KEYS)})")
+    f.only(COLUMN_KEYS[t], COLUMN_HINTS)
+    if t == "categorical":
+        return CategoricalColumn(name, tuple(f.get("categories", "list", items="scalar")))
+    return NumericColumn(name, f.get("low", "number"), f.get("high", "number"), t == "integer")
+
+
+SCHEMA_FILE_HINT = "give the schema's JSON file (`trustgen schema infer DATA` drafts one)"
 
 
 def save_schema(schema: Schema, path: str | Path) -> None:
@@ -319,7 +351,7 @@ def save_schema(schema: Schema, path: str | Path) -> None:
 
 def load_schema(path: str | Path) -> Schema:
     """Read a schema JSON file written by :func:`save_schema` or by hand."""
-    return schema_from_dict(read_json(path, "schema file", SchemaError))
+    return schema_from_dict(read_json(path, "schema file", SchemaError, SCHEMA_FILE_HINT, expect=dict))
 
 
 def check_names(names: Sequence[str], schema: TabularSchema) -> None:

@@ -20,6 +20,9 @@ from trustgen.errors import RunError
 from trustgen.io import atomic_torch_save, safe_torch_load
 
 CHECKPOINT_FORMAT = 1
+# What load_checkpoint reads: a file without them was not written by save_checkpoint.
+CHECKPOINT_KEYS = ("family", "train_config", "model", "optimizers", "data_gen", "noise_gen", "step", "perm", "pos",
+                   "history")
 # Settings that may change on resume: where it runs and how far it goes.
 RESUMABLE_CHANGES = ("progress", "device", "epochs", "steps")
 
@@ -55,7 +58,11 @@ def load_checkpoint(path: Path, *, model, config, opts: dict, data_gen: torch.Ge
                     noise_gen: torch.Generator, n: int, total: int, private: bool) -> tuple[LoopState, Any]:
     """Restore weights, optimisers and streams in place; return the loop state and the saved
     privacy part (None without DP). Refuses a checkpoint of another model, data or setting."""
-    ck = safe_torch_load(path)
+    fresh = "delete it and train again without --resume"
+    ck = safe_torch_load(path, what="resume checkpoint", hint=fresh)
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ck, dict) or k not in ck]
+    if missing:
+        raise RunError(f"resume checkpoint {str(path)!r} is not a trustgen checkpoint (it lacks {missing}); {fresh}")
     if ck.get("family") != model.family:
         raise RunError(f"checkpoint {str(path)!r} is for a {ck.get('family')} model, not {model.family}")
     if len(ck["perm"]) != n:
