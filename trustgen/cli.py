@@ -245,8 +245,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
         reference, _ = load_data(args.real, run.schema)
     # On stderr, and only once sampling has run for 2 s: short runs stay quiet, --json's stdout clean.
-    with tqdm(desc=f"sample {run.family}", unit="pass", disable=args.no_progress, delay=2.0, file=sys.stderr,
-              dynamic_ncols=True) as bar:
+    with tqdm(desc=f"sample {args.n:,} ({run.family})", unit="pass", disable=args.no_progress, delay=2.0,
+              file=sys.stderr, dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
@@ -402,11 +402,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a run")
     s.add_argument("run", help="run directory written by `trustgen train`")
     s.add_argument("-n", type=_sample_count, required=True,
-                   help="required: the number of samples, at least 1; at most 10^9 per .csv/.npz (written as they are drawn, "
-                        "in flat memory), 400 images or 10,000 rows per .png")
+                   help="required: the number of samples, at least 1; at most 10^9 per .csv/.npz (written as "
+                        "they are drawn, in flat memory), 400 images or 10,000 rows per .png")
     s.add_argument("--label", help="class to condition on: a class name, or an index 0..k-1 when no class has that "
                                    "name (default: drawn from the run's label prior)")
-    s.add_argument("--seed", type=int, help="seed of the sampling stream (default: none, a fresh random seed each time)")
+    s.add_argument("--seed", type=int,
+                   help="seed of the sampling stream (default: none, a fresh random seed each time)")
     s.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: %(default)s)")
     s.add_argument("--out", required=True, help="required: .csv (tables), .npz (images) or .png (either); written "
                                                 "beside it and renamed into place at the end")

@@ -62,8 +62,12 @@ def test_the_png_holds_every_sample_the_command_says_it_wrote(runs, tmp_path, ca
 
     shown = {}
     real_save = plots.save_figure
-    monkeypatch.setattr(plots, "save_figure",
-                        lambda fig, path: (shown.update(n=sum(bool(ax.images) for ax in fig.axes)), real_save(fig, path)))
+
+    def count(fig, path):
+        shown["n"] = sum(bool(ax.images) for ax in fig.axes)
+        real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", count)
     code = main(["sample", str(runs["images"]), "-n", "100", "--label", "3", "--seed", "0",
                  "--out", str(tmp_path / "threes.png")])
     assert code == 0 and capsys.readouterr().out.strip() == f"wrote 100 samples to {tmp_path / 'threes.png'}"
@@ -80,7 +84,8 @@ def test_label_by_index_or_name(runs, tmp_path, capsys, run, label, value):
 
 
 @pytest.mark.parametrize("label, words", [
-    ("2", "label '2' is neither a class name nor a class index: this run has 2 classes ['no', 'yes'], with indices 0..1"),
+    ("2", "label '2' is neither a class name nor a class index: this run has 2 classes ['no', 'yes'], with "
+          "indices 0..1"),
     ("maybe", "unknown label 'maybe'"),
 ])
 def test_a_label_that_selects_nothing_is_refused_with_the_right_reason(runs, tmp_path, capsys, label, words):
