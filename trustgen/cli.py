@@ -264,13 +264,15 @@ def sampler_config(args: argparse.Namespace, run):
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from trustgen.run import Run
     from trustgen.sampling.sampler import Sampler
-    from trustgen.sampling.writers import check_out_path, write_samples
+    from trustgen.sampling.writers import check_out_path, write_stream
 
-    check_out_path(args.out)
+    check_out_path(args.out, n=args.n)
     run = Run.load(args.run, device=args.device)
-    out = check_out_path(args.out, run.schema.kind)
+    out = check_out_path(args.out, run.schema.kind, args.n)  # the format's bound, before any sampling
     reference = None
     if args.real is not None:
         if out.suffix.lower() != ".png" or run.schema.kind != "tabular":
@@ -278,12 +280,39 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from trustgen.data.loaders import load_data
 
         reference, _ = load_data(args.real, run.schema)
-    batch = Sampler(run, config=sampler_config(args, run)).sample(args.n, labels=args.label, seed=args.seed)
-    write_samples(batch, out, schema=run.schema, title=f"{run.family} samples", reference=reference)
-    counts = {} if batch.labels is None else {str(k): int(v) for k, v in zip(*np.unique(batch.labels, return_counts=True))}
-    _emit(args, {"out": str(out), "n": args.n, "seed": args.seed, "label_counts": counts},
-          f"wrote {args.n} samples to {out}")
+    # On stderr, and only once sampling has run for 2 s: short runs stay quiet, --json's stdout clean.
+    with tqdm(desc=f"sample {args.n:,} ({run.family})", unit="pass", disable=args.no_progress, delay=2.0,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        sampler = Sampler(run, config=sampler_config(args, run), progress=progress)
+        written = write_stream(sampler.stream(args.n, labels=args.label, seed=args.seed), out, schema=run.schema,
+                               n=args.n, title=f"{run.family} samples", reference=reference)
+    counts = {str(k): v for k, v in written.label_counts.items()}
+    _emit(args, {"out": str(out), "n": written.n, "seed": args.seed, "label_counts": counts},
+          f"wrote {written.n} samples to {out}")
     return 0
+
+
+def _sample_count(text: str) -> int:
+    """``-n``: a whole number of samples, at least 1, also as ``1e6`` (the upper bound depends on --out)."""
+    import math
+
+    try:
+        n = int(text)
+    except ValueError:
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+        if not (math.isfinite(x) and x.is_integer()):
+            raise argparse.ArgumentTypeError(f"expects a whole number of samples, got {text!r}") from None
+        n = int(x)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return n
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -428,22 +457,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train, outputs=(("out", "directory"),))
 
     s = sub.add_parser("sample", help="draw samples from a run")
-    s.add_argument("run")
-    s.add_argument("-n", type=int, required=True)
-    s.add_argument("--label", help="class to condition on (name or index); default: the label prior")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--out", required=True, help=".csv (tables), .npz or .png")
+    s.add_argument("run", help="run directory written by `trustgen train`")
+    s.add_argument("-n", type=_sample_count, required=True,
+                   help="required: the number of samples, at least 1; at most 10^9 per .csv/.npz (written as "
+                        "they are drawn, in flat memory), 400 images or 10,000 rows per .png")
+    s.add_argument("--label", help="class to condition on: a class name, or an index 0..k-1 when no class has that "
+                                   "name (default: drawn from the run's label prior)")
+    s.add_argument("--seed", type=int,
+                   help="seed of the sampling stream (default: none, a fresh random seed each time)")
+    s.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: %(default)s)")
+    s.add_argument("--out", required=True, help="required: .csv (tables), .npz (images) or .png (either); written "
+                                                "beside it and renamed into place at the end")
     s.add_argument("--real", help="tables, .png only: also plot this real data (the figure then shows it: "
-                                  "private). Without it the figure shows the samples alone")
+                                  "private). Default: none, the figure shows the samples alone")
     s.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: reverse process (default: the run's, ddim)")
     s.add_argument("--sample-steps", type=int, help="diffusion: DDIM steps (default: the run's, 50)")
-    s.add_argument("--eta", type=float, help="diffusion: DDIM stochasticity in [0, 1] (default 0)")
+    s.add_argument("--eta", type=float, help="diffusion: DDIM stochasticity in [0, 1] (default: the run's, 0)")
     s.add_argument("--guidance", type=float, help="diffusion: classifier-free guidance scale "
-                                                   "(default: 2 for images, 1 for tables)")
+                                                   "(default: the run's, 2 for images, 1 for tables)")
     s.add_argument("--deterministic", action="store_true",
-                   help="decode without randomness after the latent noise (no decoder noise, DDIM eta 0)")
-    s.add_argument("--json", action="store_true")
+                   help="decode without randomness after the latent noise (no decoder noise, DDIM eta 0; "
+                        "default: off)")
+    s.add_argument("--no-progress", action="store_true",
+                   help="no progress bar on stderr (default: one appears when sampling takes over 2 s)")
+    s.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a line of text)")
     s.set_defaults(func=cmd_sample)
 
     d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")

@@ -32,7 +32,7 @@ from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.report import PrivacyReport
-from trustgen.run import Run
+from trustgen.run import Run, TrainingData
 from trustgen.runtime import barrier, is_main_process
 from trustgen.sampling.config import SamplerConfig
 from trustgen.training import TrainConfig, Trainer
@@ -226,15 +226,16 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
     options, sampling = split_sampling_options(family, model_options)
     SamplerConfig.from_dict(sampling)  # bad sampler settings fail before any work
     if isinstance(data, (str, Path)):
-        name = str(data)
+        source = data
         data, schema = load_data(data, schema)
+        record = TrainingData.of_source(source)
     else:
         if schema is None:
             raise RunError("pass the schema together with in-memory data")
         if isinstance(schema, (str, Path)):
             schema = load_schema(schema)
         data = fit_to_domain(data, schema)  # load_data does this for files
-        name = "in-memory"
+        record = TrainingData("in-memory")
     x, y = encode_tensors(data, schema)
     # Initial weights from the run's seed, without touching the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):
@@ -269,7 +270,7 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
     else:
         report = PrivacyReport.non_private(steps=result.steps, epochs=result.steps * config.batch_size / n,
                                            sample_rate=min(1.0, config.batch_size / n), caveats=caveats)
-    run = Run(model, schema, asdict(config), prior, result.history, report, caveats, name, sampling=sampling)
+    run = Run(model, schema, asdict(config), prior, result.history, report, caveats, record, sampling=sampling)
     if out is not None and is_main_process():  # one writer when several processes train
         run.save(out, keep=() if privacy is not None else (PRIVATE_STATE_DIR,))  # a DP run keeps no secret state
         if privacy is not None:

@@ -31,14 +31,24 @@ def save_figure(fig, path: str | Path) -> None:
 
 
 def image_grid(x: np.ndarray, labels: np.ndarray | None, class_names=None, *, low: float = 0.0,
-               high: float = 1.0, per_row: int = 10, title: str | None = None):
-    """A grid of images ``x`` (N x C x H x W); one row per class when labels are given."""
+               high: float = 1.0, per_row: int = 10, per_class: int | None = 10, title: str | None = None):
+    """A grid of images ``x`` (N x C x H x W), ``per_row`` to a row.
+
+    With labels, each class starts a row of its own and shows its first ``per_class`` images
+    (None: all of them, over as many rows as they need); without labels every image is shown.
+    """
     plt = _pyplot()
     if labels is not None:
-        rows = [np.flatnonzero(labels == c)[:per_row] for c in np.unique(labels)]
+        rows, heads = [], []
+        for c in np.unique(labels):
+            idx = np.flatnonzero(labels == c)[:per_class]
+            for i in range(0, len(idx), per_row):
+                rows.append(idx[i:i + per_row])
+                heads.append(c if i == 0 else None)  # the class is named on its first row only
     else:
         idx = np.arange(len(x))
         rows = [idx[i:i + per_row] for i in range(0, len(idx), per_row)]
+        heads = [None] * len(rows)
     fig, axes = plt.subplots(len(rows), per_row, figsize=(per_row * 0.9, len(rows) * 0.95), squeeze=False)
     for r, row in enumerate(rows):
         for c in range(per_row):
@@ -51,8 +61,8 @@ def image_grid(x: np.ndarray, labels: np.ndarray | None, class_names=None, *, lo
                 ax.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
             else:
                 ax.imshow(np.clip(img.transpose(1, 2, 0), 0, 1))
-        if labels is not None and len(row):
-            name = labels[row[0]] if class_names is None else class_names[labels[row[0]]]
+        if heads[r] is not None:
+            name = heads[r] if class_names is None else class_names[heads[r]]
             axes[r, 0].set_title(f"class {name}", fontsize=7, loc="left")
     if title:
         fig.suptitle(title, fontsize=9)

@@ -49,6 +49,51 @@ READABLE_FORMATS = (1, 2, 3)
 BOUND_FILES = ("model.pt", "schema.json", "train_log.jsonl", "privacy.json")
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What a run records about its training data: a name and, for a file, its content hash.
+
+    Never a path: a run travels, and a path in it would be read relative to wherever it is
+    opened (``trustgen evaluate`` takes the real data only from ``--real``, and compares its
+    hash with this one). ``name`` is the built-in dataset's name, the file's base name, or
+    ``"in-memory"``; ``sha256`` is the file's SHA-256 (None for built-in and in-memory data,
+    and for runs written before it was recorded, whose ``data`` was a plain string).
+
+    Example:
+        >>> TrainingData.from_json("breast_cancer")
+        TrainingData(name='breast_cancer', sha256=None)
+    """
+
+    name: str
+    sha256: str | None = None
+
+    @classmethod
+    def of_source(cls, source: str | Path) -> "TrainingData":
+        """The record of data loaded from ``source`` as :func:`~trustgen.data.loaders.load_data`
+        reads it: a built-in dataset by name, a file by its base name and content hash."""
+        from trustgen.data.datasets import BUILTIN
+
+        if str(source) in BUILTIN:
+            return cls(str(source))
+        return cls(Path(source).name, file_sha256(source))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, value) -> "TrainingData":
+        """From run.json's ``data``: ``{"name", "sha256"}``, or the plain string older runs hold."""
+        if isinstance(value, str):
+            return cls(value)
+        ok = (isinstance(value, dict) and set(value) == {"name", "sha256"} and isinstance(value["name"], str)
+              and (value["sha256"] is None or (isinstance(value["sha256"], str) and len(value["sha256"]) == 64
+                                               and all(ch in "0123456789abcdef" for ch in value["sha256"]))))
+        if not ok:
+            raise RunError(f"run.json's \"data\" must be {{\"name\": STRING, \"sha256\": 64 hex digits or null}}, "
+                           f"got {value!r}: the file was not written by trustgen (or was edited)")
+        return cls(value["name"], value["sha256"])
+
+
 @dataclass
 class Run:
     """A trained model with its schema, settings, log and privacy report.
@@ -56,6 +101,8 @@ class Run:
     Attributes:
         train_config: the training settings, as saved (a plain dict).
         sampling: default sampler settings (SamplerConfig fields) for this run.
+        data: what the run was trained on (:class:`TrainingData`; a plain string, as older
+            run.json files hold, is read as a name without hash).
     """
 
     model: GenerativeModel
@@ -65,9 +112,18 @@ class Run:
     history: list = field(default_factory=list)
     privacy: PrivacyReport | None = None
     caveats: list = field(default_factory=list)
-    data_name: str = ""
+    data: TrainingData = TrainingData("in-memory")
     path: Path | None = None
     sampling: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, TrainingData):  # run.json's field as read: checked here, for every reader
+            self.data = TrainingData.from_json(self.data)
+
+    @property
+    def data_name(self) -> str:
+        """The training data's recorded name (kept for code written before :class:`TrainingData`)."""
+        return self.data.name
 
     @property
     def family(self) -> str:
@@ -82,7 +138,7 @@ class Run:
             "format": RUN_FORMAT, "trustgen_version": trustgen.__version__, "family": self.family,
             "model_options": self.model.config_dict(), "sampling": dict(self.sampling),
             "data_spec": self.model.spec.to_dict(), "train_config": dict(self.train_config),
-            "label_prior": self.label_prior, "caveats": list(self.caveats), "data": self.data_name,
+            "label_prior": self.label_prior, "caveats": list(self.caveats), "data": self.data.to_dict(),
         }
 
     def save(self, path: str | Path, keep: tuple[str, ...] = ()) -> Path:

@@ -59,7 +59,8 @@ def images(tmp_path_factory) -> dict:
     np.savez(d / "holdout.npz", x=data.x[200:300], y=data.y[200:300])
     run = train(str(d / "train.npz"), "vae", FAST, schema=d / "schema.json", model_options=TINY, out=d / "run")
     write_samples(Sampler(run).sample(200, labels=np.arange(200) % 10, seed=0), d / "samples.npz", schema=run.schema)
-    return {"dir": d, "run": d / "run", "samples": d / "samples.npz", "holdout": d / "holdout.npz"}
+    return {"dir": d, "run": d / "run", "samples": d / "samples.npz", "holdout": d / "holdout.npz",
+            "train": d / "train.npz"}
 
 
 def _check_files(out: Path, report: dict) -> str:
@@ -93,8 +94,8 @@ def _plain_types(obj) -> bool:
 
 def test_tabular_end_to_end_with_holdout_and_sensitive(tabular, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = main(["evaluate", str(tabular["run"]), "--samples", str(tabular["samples"]), "--holdout",
-               str(tabular["holdout"]), "--sensitive", "sex", "--out", str(out), "--json"])
+    rc = main(["evaluate", str(tabular["run"]), "--samples", str(tabular["samples"]), "--real", str(tabular["train"]),
+               "--holdout", str(tabular["holdout"]), "--sensitive", "sex", "--out", str(out), "--json"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     report = json.loads(captured.out)  # exactly one JSON object on stdout, nothing else
@@ -102,6 +103,7 @@ def test_tabular_end_to_end_with_holdout_and_sensitive(tabular, tmp_path, capsys
     for name in SECTIONS:
         assert name in report, name
     assert report["tested_on_training_data"] is False and report["inputs"]["n_holdout"] == 80
+    assert report["real_matches_training_data"] is True  # the file the run recorded by hash
     fid = report["fidelity"]["metrics"]
     assert set(fid["column_distances"]) == {"age", "income", "sex", "approved"}
     assert 0 <= fid["classifier_two_sample_auc"] <= 1 and 0 <= fid["correlation_difference"] <= 2
@@ -126,13 +128,14 @@ def test_tabular_end_to_end_with_holdout_and_sensitive(tabular, tmp_path, capsys
 
 def test_no_holdout_skips_with_reasons_and_says_tested_on_training_data(tabular, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = main(["evaluate", str(tabular["run"]), "--samples", str(tabular["samples"]), "--out", str(out)])
+    rc = main(["evaluate", str(tabular["run"]), "--samples", str(tabular["samples"]), "--real", str(tabular["train"]),
+               "--out", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "tested on training data" in captured.out
     report = json.loads((out / "report.json").read_text())
     assert report["tested_on_training_data"] is True
-    assert report["inputs"]["real"] == str(tabular["train"])  # defaults to the run's training data
+    assert report["inputs"]["real"] == str(tabular["train"])
     skipped = {(s["section"], s["metric"]) for s in report["skipped"]}
     assert ("utility", "trtr") in skipped and ("privacy_attacks", "density_ratio_mia") in skipped
     assert all("holdout" in s["reason"] for s in report["skipped"] if s["section"] != "fairness")
@@ -148,8 +151,8 @@ def test_no_holdout_skips_with_reasons_and_says_tested_on_training_data(tabular,
 
 def test_image_end_to_end(images, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = main(["evaluate", str(images["run"]), "--samples", str(images["samples"]), "--holdout",
-               str(images["holdout"]), "--out", str(out), "--json", "--seed", "1"])
+    rc = main(["evaluate", str(images["run"]), "--samples", str(images["samples"]), "--real", str(images["train"]),
+               "--holdout", str(images["holdout"]), "--out", str(out), "--json", "--seed", "1"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     report = json.loads(captured.out)
@@ -172,7 +175,7 @@ def test_python_api_flags_a_copying_generator(tabular):
     from trustgen.evaluation.report import evaluate
 
     # "samples" that are the training rows themselves: every one is an exact copy
-    report = evaluate(tabular["run"], tabular["train"], holdout=tabular["holdout"], out=None)
+    report = evaluate(tabular["run"], tabular["train"], tabular["train"], holdout=tabular["holdout"], out=None)
     dcr = report["privacy_attacks"]["metrics"]["distance_to_closest_record"]
     assert dcr["synth_exact_copy_share"] == 1.0 and dcr["synth_closer_than_holdout_median_share"] == 1.0
     assert dcr["holdout_exact_copy_share"] == 0.0
@@ -182,7 +185,8 @@ def test_python_api_flags_a_copying_generator(tabular):
 def test_bad_samples_columns_exit_2(tabular, tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     pd.read_csv(tabular["samples"]).drop(columns=["income"]).to_csv(bad, index=False)
-    rc = main(["evaluate", str(tabular["run"]), "--samples", str(bad), "--out", str(tmp_path / "rep")])
+    rc = main(["evaluate", str(tabular["run"]), "--samples", str(bad), "--real", str(tabular["train"]),
+               "--out", str(tmp_path / "rep")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "income" in err[0] and "samples" in err[0]
     assert not (tmp_path / "rep" / "report.json").exists()
@@ -191,16 +195,18 @@ def test_bad_samples_columns_exit_2(tabular, tmp_path, capsys):
     from trustgen.evaluation.report import evaluate
 
     with pytest.raises(DataError, match="samples"):
-        evaluate(tabular["run"], bad)
+        evaluate(tabular["run"], bad, tabular["train"])
 
 
 def test_image_samples_for_a_tabular_run_exit_2(tabular, images, tmp_path, capsys):
-    rc = main(["evaluate", str(tabular["run"]), "--samples", str(images["samples"]), "--out", str(tmp_path)])
+    rc = main(["evaluate", str(tabular["run"]), "--samples", str(images["samples"]), "--real", str(tabular["train"]),
+               "--out", str(tmp_path)])
     assert rc == 2 and "samples" in capsys.readouterr().err
 
 
 def test_missing_run_exit_2(tmp_path, capsys):
-    rc = main(["evaluate", str(tmp_path / "nope"), "--samples", "s.csv", "--out", str(tmp_path / "rep")])
+    rc = main(["evaluate", str(tmp_path / "nope"), "--samples", "s.csv", "--real", "t.csv", "--out",
+               str(tmp_path / "rep")])
     err = capsys.readouterr().err
     assert rc == 2 and "not a trustgen run directory" in err
 
@@ -208,7 +214,7 @@ def test_missing_run_exit_2(tmp_path, capsys):
     from trustgen.evaluation.report import evaluate
 
     with pytest.raises(RunError):
-        evaluate(tmp_path / "nope", "s.csv")
+        evaluate(tmp_path / "nope", "s.csv", "t.csv")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -218,8 +224,8 @@ def test_missing_run_exit_2(tmp_path, capsys):
 ])
 def test_bad_options_exit_2(tabular, tmp_path, capsys, extra, message):
     extra = [str(tabular["train"]) if e == "TRAIN" else e for e in extra]
-    rc = main(["evaluate", str(tabular["run"]), "--samples", str(tabular["samples"]), "--out", str(tmp_path),
-               *extra])
+    rc = main(["evaluate", str(tabular["run"]), "--samples", str(tabular["samples"]), "--real", str(tabular["train"]),
+               "--out", str(tmp_path), *extra])
     assert rc == 2 and message in capsys.readouterr().err
 
 
@@ -228,11 +234,68 @@ def test_sensitive_on_images_and_in_memory_runs_raise(images, tmp_path):
     from trustgen.evaluation.report import evaluate
 
     with pytest.raises(ConfigError, match="tabular"):
-        evaluate(images["run"], images["samples"], sensitive="label")
+        evaluate(images["run"], images["samples"], images["train"], sensitive="label")
     data, schema = load_data("digits")
     run = train(ImageData(data.x[:40], data.y[:40]), "vae", TrainConfig(steps=1, batch_size=20, progress=False),
                 schema=schema, model_options=TINY)
-    with pytest.raises(DataError, match="--real"):
+    with pytest.raises(ConfigError, match="pass the real training data"):
         evaluate(run, images["samples"])
     report = evaluate(run, images["samples"], real=ImageData(data.x[:40], data.y[:40]))
     assert report["inputs"]["real"] == "in-memory real training data"
+    assert report["real_matches_training_data"] is None and report["run"]["data"] == "in-memory"
+
+
+def test_evaluate_needs_real_and_reads_no_file_a_run_names(tabular, tmp_path, capsys, monkeypatch):
+    """--real is required (argparse: exit 2, one line), and the run's recorded name is never read."""
+    meta = json.loads((tabular["run"] / "run.json").read_text())
+    assert meta["data"]["name"] == "train.csv" and len(meta["data"]["sha256"]) == 64  # no path is recorded
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(tabular["run"]), "--samples", str(tabular["samples"]), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "--real" in err[0]
+    assert not (tmp_path / "r").exists()
+
+    from trustgen.errors import ConfigError
+    from trustgen.evaluation.report import evaluate
+
+    monkeypatch.chdir(tabular["dir"])  # train.csv is right here: still not read implicitly
+    with pytest.raises(ConfigError, match="pass the real training data"):
+        evaluate(tabular["run"], tabular["samples"])
+
+
+def test_a_real_file_other_than_the_recorded_one_is_reported_not_refused(tabular, tmp_path, capsys):
+    other = tmp_path / "train.csv"  # same name, other rows: the hash tells them apart
+    _table(160, 7).to_csv(other, index=False)
+    out = tmp_path / "rep"
+    rc = main(["evaluate", str(tabular["run"]), "--samples", str(tabular["samples"]), "--real", str(other),
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    report = json.loads((out / "report.json").read_text())
+    assert report["real_matches_training_data"] is False
+    assert any("not the training data the run recorded" in n for n in report["notes"])
+    assert "is not the training data this run recorded" in captured.out
+    same = tmp_path / "copy.csv"  # a byte-identical copy under another name matches
+    same.write_bytes(tabular["train"].read_bytes())
+
+    from trustgen.evaluation.report import evaluate, matches_training_data
+    from trustgen.run import Run, TrainingData
+
+    recorded = Run.load(tabular["run"]).data
+    assert matches_training_data(same, recorded) is True and matches_training_data(other, recorded) is False
+    assert matches_training_data("breast_cancer", recorded) is False  # a built-in is not the recorded file
+    assert matches_training_data("digits", TrainingData("digits")) is True
+    assert matches_training_data("breast_cancer", TrainingData("digits")) is False
+    assert matches_training_data(same, TrainingData("digits")) is None  # a file may hold a built-in's rows
+    assert matches_training_data(same, TrainingData("/old/runs/train.csv")) is None  # older runs: a name only
+    with pytest.warns(UserWarning, match="not the training data the run recorded"):
+        evaluate(tabular["run"], tabular["samples"], other)
+
+
+def test_every_evaluate_option_shows_its_default_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())
+    for option in ("--samples", "--real", "--holdout", "--sensitive", "--out", "--seed", "--json"):
+        part = text.split(f" {option} ", 1)[1].split(" --", 1)[0].lower()
+        assert "default" in part or "required" in part, (option, part)

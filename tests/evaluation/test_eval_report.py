@@ -79,19 +79,20 @@ def test_html_is_escaped_self_contained_and_labelled(run_and_data):
 
 
 REPORT_KEYS = ["format", "version", "trustgen_version", "private_data_used", "private_data_notice",
-               "tested_on_training_data", "run", "inputs", "notes", "privacy_report", "fidelity", "utility",
+               "tested_on_training_data", "real_matches_training_data", "run", "inputs", "notes", "privacy_report", "fidelity", "utility",
                "privacy_attacks", "fairness", "diversity", "metric_table", "skipped", "figures", "files", "seconds"]
 SECTION_KEYS = ["private_data_used", "notice", "data", "tested_on_training_data", "status", "metrics", "skipped",
                 "notes", "seconds"]
 
 
 def test_report_layout_is_unchanged(run_and_data):
-    # The layout of report.json as it was before the sections moved into one module each.
+    # The layout of report.json as it was before the sections moved into one module each (issue 14
+    # added "real_matches_training_data", and "data_sha256" under "run").
     run, real, holdout, samples = run_and_data
     report = evaluate(run, samples, real=real, holdout=holdout, sensitive="label")
     assert list(report) == REPORT_KEYS
     extras = {"privacy_report": ["summary", "report"], "privacy_attacks": ["features", "mia_setup"]}
-    for key in REPORT_KEYS[9:15]:
+    for key in REPORT_KEYS[10:16]:
         assert list(report[key]) == SECTION_KEYS + extras.get(key, []), key
     assert list(report["fidelity"]["metrics"]) == ["column_distances", "column_distance_mean", "column_distance_max",
                                                    "worst_column", "correlation_difference",

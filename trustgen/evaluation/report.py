@@ -28,7 +28,8 @@ Every section computed on real data carries ``private_data_used: true`` and the 
 private: treat it like the private data.
 
 Example:
-    >>> report = evaluate("runs/bc", "bc.csv", holdout="bc_holdout.csv", out="report")  # doctest: +SKIP
+    >>> report = evaluate("runs/bc", "bc.csv", real="bc_train.csv", holdout="bc_holdout.csv",
+    ...                   out="report")  # doctest: +SKIP
     >>> report["fidelity"]["metrics"]["classifier_two_sample_auc"]  # doctest: +SKIP
     0.71
 """
@@ -38,12 +39,14 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 import trustgen
+from trustgen.data.datasets import BUILTIN
 from trustgen.data.encoders import Data, ImageData, make_encoder
 from trustgen.data.loaders import load_data
 from trustgen.data.schema import ImageSchema, Schema
@@ -59,10 +62,11 @@ from trustgen.evaluation.report_privacy_attacks import privacy_attacks_section
 from trustgen.evaluation.report_privacy_guarantee import privacy_guarantee_section
 from trustgen.evaluation.report_section import Section
 from trustgen.evaluation.report_utility import utility_section
-from trustgen.io import atomic_write_text, json_value
-from trustgen.run import Run
+from trustgen.io import atomic_write_text, file_sha256, json_value
+from trustgen.run import Run, TrainingData
 
-__all__ = ["PRIVATE_NOTICE", "REPORT_FORMAT", "REPORT_VERSION", "evaluate", "render_html"]
+__all__ = ["PRIVATE_NOTICE", "REPORT_FORMAT", "REPORT_VERSION", "RealDataMismatch", "evaluate",
+           "matches_training_data", "render_html"]
 
 REPORT_FORMAT = "trustgen-evaluation-report"
 REPORT_VERSION = 1
@@ -81,7 +85,9 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
             label included; ``.npz`` with ``x`` and ``y`` for images), or a DataFrame/ImageData.
             Loaded and validated with the run's schema.
         real: the real data the model was trained on (built-in name, file, or DataFrame/
-            ImageData). Default: the run's training data as recorded in ``run.json``.
+            ImageData). Required: a run records only the name and hash of its training data,
+            never where to read it; the report's ``real_matches_training_data`` says whether
+            ``real`` is what the run recorded (True/False; None when that cannot be checked).
         holdout: real data from the same population that the model did NOT train on. Needed for
             TRTR, the distance-to-closest-record comparison and the membership attack; without
             it those are reported as skipped, and TSTR is tested on the training data (and says so).
@@ -98,9 +104,9 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
 
     Raises:
         RunError: if the run directory is missing or incomplete.
-        DataError: if the samples, real data or holdout do not match the run's schema, or the
-            training data cannot be found (pass ``real``).
-        ConfigError: on a bad ``sensitive`` column or a holdout that is the training data.
+        DataError: if the samples, real data or holdout do not match the run's schema.
+        ConfigError: without ``real``, on a bad ``sensitive`` column or a holdout that is the
+            training data.
     """
     t_start = time.time()
 
@@ -108,16 +114,18 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
         if progress:
             print(f"evaluate: {msg} ({time.time() - t_start:.1f} s)", file=sys.stderr, flush=True)
 
+    if real is None:
+        raise ConfigError("pass the real training data (real=..., --real on the command line): the report compares "
+                          "the samples with it, and a run records only the name and hash of its training data, "
+                          "never where to read it.")
     run = run_or_path if isinstance(run_or_path, Run) else Run.load(run_or_path)
     schema = run.schema
     is_image = isinstance(schema, ImageSchema)
     synth_data, samples_desc = _load(samples, schema, "samples", "--samples")
-    if real is None:
-        if run.data_name in ("", "in-memory"):
-            raise DataError("the run was trained on in-memory data, so its training data cannot be reloaded; "
-                            "pass the real training data with --real (real=...).")
-        real = run.data_name
-    real_data, real_desc = _load(real, schema, "real training data", "--real; default: the run's training data")
+    real_data, real_desc = _load(real, schema, "real training data", "--real")
+    matches = matches_training_data(real, run.data)
+    if matches is False:
+        warnings.warn(_MISMATCH.format(real=real_desc, name=run.data.name), RealDataMismatch, stacklevel=2)
     holdout_data, holdout_desc = None, None
     if holdout is not None:
         if _same_source(holdout, real):
@@ -138,6 +146,8 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
         "Privacy attacks are audits, not proofs: a failed attack does not show privacy; only the DP "
         "accounting of the run gives a guarantee.",
     ]
+    if matches is False:
+        notes.append(_MISMATCH.format(real=real_desc, name=run.data.name))
     if not has_holdout:
         notes.append(f"No holdout was given: TSTR, label-classifier accuracy and parity gaps are "
                      f"{TRAINING_DATA_NOTICE} (rows the generator saw, so they are optimistic); TRTR, the "
@@ -151,8 +161,9 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
         "private_data_used": True,
         "private_data_notice": PRIVATE_NOTICE,
         "tested_on_training_data": not has_holdout,
+        "real_matches_training_data": matches,
         "run": {"path": None if run.path is None else str(run.path), "family": run.family,
-                "data": run.data_name, "kind": "image" if is_image else "tabular",
+                "data": run.data.name, "data_sha256": run.data.sha256, "kind": "image" if is_image else "tabular",
                 "label": schema.label, "n_classes": schema.n_classes},
         "inputs": {"samples": samples_desc, "n_samples": len(synth_data), "real": real_desc,
                    "n_real": len(real_data), "holdout": holdout_desc,
@@ -188,6 +199,31 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
         atomic_write_text(out / "report.html", render_html(report))
         log(f"wrote {out / 'report.html'} and {out / 'report.json'}")
     return report
+
+
+class RealDataMismatch(UserWarning):
+    """The real data given to :func:`evaluate` is not the training data its run recorded."""
+
+
+_MISMATCH = ("The real data given ({real}) is not the training data the run recorded ({name!r}: its content hash "
+             "or name differs). Metrics that compare the samples with the training data then describe that other "
+             "data; pass the file the run was trained on (a byte-identical copy matches).")
+
+
+def matches_training_data(real: Any, recorded: TrainingData) -> bool | None:
+    """Whether ``real`` is the training data a run recorded: for a recorded file, the content
+    hash of ``real``'s file; for a recorded built-in dataset, the name. None when it cannot be
+    checked (in-memory data on either side, or a run that recorded no hash)."""
+    if not isinstance(real, (str, Path)):
+        return None
+    name = str(real)
+    if recorded.sha256 is not None:
+        return name not in BUILTIN and Path(real).is_file() and file_sha256(real) == recorded.sha256
+    if recorded.name in BUILTIN:
+        if name in BUILTIN:
+            return name == recorded.name
+        return None  # a file holding a built-in dataset cannot be told from another by name
+    return None
 
 
 def _same_source(a: Any, b: Any) -> bool:

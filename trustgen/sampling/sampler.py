@@ -18,19 +18,20 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 from trustgen.data.encoders import Data, make_encoder
-from trustgen.data.schema import category_index, category_key
 from trustgen.errors import ConfigError
 from trustgen.run import Run
 from trustgen.sampling.config import SamplerConfig
 from trustgen.sampling.hooks import (
     NoiseHook, OutputHook, StepHook, apply_noise_hooks, apply_output_hooks, checked_step_hook,
 )
+from trustgen.sampling.labels import LabelTake, fixed, label_source
+from trustgen.sampling.schedulers import reverse_step_count
 
 DIFFUSION_ONLY = ("kind", "steps", "eta", "guidance", "clip")
 
@@ -60,6 +61,16 @@ class SampleBatch:
     config: SamplerConfig | None = None
 
 
+class _Chunk(NamedTuple):
+    """One generation batch before decoding (CPU tensors; ``ok`` None without output hooks)."""
+
+    x: torch.Tensor
+    z: torch.Tensor
+    y: torch.Tensor | None
+    key_id: str | None
+    ok: torch.Tensor | None
+
+
 class Sampler:
     """Draws samples from a :class:`~trustgen.run.Run`.
 
@@ -70,11 +81,13 @@ class Sampler:
         step_hooks: applied in order at every step of a reverse process (diffusion only).
         output_hooks: applied in order to encoded samples (constraints act here).
         batch_size: samples generated per forward pass.
+        progress: called as ``progress(done, total)`` after every network pass (a batch, or a
+            reverse step of a batch for diffusion), for a progress bar; None (default): silent.
     """
 
     def __init__(self, run: Run, *, config: SamplerConfig | None = None, noise_hooks: Sequence[NoiseHook] = (),
                  step_hooks: Sequence[StepHook] = (), output_hooks: Sequence[OutputHook] = (),
-                 batch_size: int = 1000) -> None:
+                 batch_size: int = 1000, progress: Callable[[int, int], None] | None = None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.run = run
@@ -83,6 +96,7 @@ class Sampler:
         self.step_hooks = tuple(checked_step_hook(h) for h in step_hooks)
         self.output_hooks = tuple(output_hooks)
         self.batch_size = batch_size
+        self.progress = progress
         if run.family != "diffusion":
             changed = [f for f in DIFFUSION_ONLY if getattr(self.config, f) != getattr(SamplerConfig(), f)]
             if changed:
@@ -93,34 +107,9 @@ class Sampler:
     def resolve_labels(self, n: int, labels: Any, generator: torch.Generator) -> torch.Tensor | None:
         """Turn ``labels`` (None, a class index or name, or a sequence) into ``[n]`` indices.
 
-        None draws from the run's label prior (uniform if it has none)."""
-        schema = self.run.schema
-        k = schema.n_classes
-        if k == 0:
-            if labels is not None:
-                raise ConfigError("this run's model is unconditional (no label in the schema): do not pass labels")
-            return None
-        if labels is None:
-            prior = torch.tensor(self.run.label_prior or [1.0 / k] * k, dtype=torch.float64)
-            return torch.multinomial(prior, n, replacement=True, generator=generator)
-        keys = category_index(schema.classes)
-
-        def index(v: Any) -> int:
-            key = category_key(v)
-            if key in keys:
-                return keys[key]
-            if isinstance(v, str) and v.strip().isdigit():  # an index typed on the command line
-                v = int(v)
-            if isinstance(v, (int, np.integer)) and 0 <= int(v) < k:
-                return int(v)
-            raise ConfigError(f"unknown label {v!r}: known classes are {list(schema.classes)} (or indices 0..{k - 1})")
-
-        if isinstance(labels, (str, int, np.integer)):
-            return torch.full((n,), index(labels), dtype=torch.long)
-        out = torch.tensor([index(v) for v in labels], dtype=torch.long)
-        if len(out) != n:
-            raise ConfigError(f"{len(out)} labels given for {n} samples")
-        return out
+        None draws from the run's label prior (uniform if it has none); see
+        :func:`~trustgen.sampling.labels.class_index` for names and indices."""
+        return label_source(n, labels, self.run.schema.classes, self.run.label_prior, generator)(n)
 
     @staticmethod
     def _generator(seed: int | None) -> torch.Generator:
@@ -131,40 +120,90 @@ class Sampler:
             gen.manual_seed(seed)
         return gen
 
-    def _generate(self, y_all: torch.Tensor | None, n: int, gen: torch.Generator):
-        """Noise, hooks and generation for ``n`` samples in batches; returns (x, z, key id, flags)."""
+    def _passes(self, n: int) -> int:
+        """Network passes to generate ``n`` samples: one per batch, or one per reverse step per
+        batch for diffusion (the unit of ``progress``)."""
+        batches = -(-n // self.batch_size)
+        if self.run.family != "diffusion":
+            return batches
+        cfg = self.config
+        return batches * reverse_step_count(cfg.kind, cfg.steps, self.run.model.config.timesteps)
+
+    @torch.no_grad()
+    def _chunks(self, n: int, take: LabelTake, gen: torch.Generator) -> Iterator[_Chunk]:
+        """Noise, hooks and generation for ``n`` samples, one batch at a time, in one fixed order
+        of draws from ``gen`` (labels from ``take``): what :meth:`sample` and :meth:`stream` share."""
         model = self.run.model
         model.eval()
         dev = model.device
-        xs, zs, oks, key_id = [], [], [], None
+        key_id = None
+        total, done = self._passes(n), 0
+
+        def tick(state=None):
+            nonlocal done
+            done += 1
+            self.progress(done, total)
+            return None if state is None else state.output  # a step hook that changes nothing
+
+        step_hooks = self.step_hooks
+        if self.progress is not None and self.run.family == "diffusion":
+            step_hooks = step_hooks + (tick,)
         for s in range(0, n, self.batch_size):
-            yb = None if y_all is None else y_all[s:s + self.batch_size].to(dev)
-            z = model.sample_noise(min(self.batch_size, n - s), gen)
+            m = min(self.batch_size, n - s)
+            y = take(m)
+            yb = None if y is None else y.to(dev)
+            z = model.sample_noise(m, gen)
             z, key = apply_noise_hooks(self.noise_hooks, z, yb, gen)
             if s and key != key_id:
                 raise ConfigError("the noise hooks reported different key ids across batches")
             key_id = key
-            x = model.generate(z, yb, generator=gen, sampler=self.config, step_hooks=self.step_hooks)
+            x = model.generate(z, yb, generator=gen, sampler=self.config, step_hooks=step_hooks)
             x, ok = apply_output_hooks(self.output_hooks, x, yb)
-            xs.append(x.float().cpu())
-            zs.append(z.float().cpu())
-            if ok is not None:
-                oks.append(ok.cpu())
-        return torch.cat(xs), torch.cat(zs), key_id, (torch.cat(oks).numpy() if oks else None)
+            if self.progress is not None and self.run.family != "diffusion":
+                tick()
+            yield _Chunk(x.float().cpu(), z.float().cpu(), None if y is None else y.cpu(), key_id,
+                         None if ok is None else ok.cpu())
 
     def _batch(self, x, z, y_np, seed, key_id, ok) -> SampleBatch:
         data = make_encoder(self.run.schema).inverse_transform(x.numpy().astype(np.float64), y_np)
         return SampleBatch(data, y_np, x, z, seed, key_id, ok, self.config.resolved(self.run.model.spec.kind))
 
-    @torch.no_grad()
-    def sample(self, n: int, *, labels: Any = None, seed: int | None = None) -> SampleBatch:
-        """Draw ``n`` samples (labels: None draws from the run's prior; a class; or one per sample)."""
+    def _start(self, n: Any, labels: Any, seed: int | None) -> tuple[int, LabelTake, torch.Generator]:
+        """Check ``n`` and ``labels`` and seed the stream: every error comes before any work."""
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ConfigError(f"the number of samples must be a positive integer, got {n!r}")
         gen = self._generator(seed)
-        y_all = self.resolve_labels(int(n), labels, gen)
-        x, z, key_id, ok = self._generate(y_all, int(n), gen)
-        return self._batch(x, z, None if y_all is None else y_all.numpy(), seed, key_id, ok)
+        return int(n), label_source(int(n), labels, self.run.schema.classes, self.run.label_prior, gen), gen
+
+    def sample(self, n: int, *, labels: Any = None, seed: int | None = None) -> SampleBatch:
+        """Draw ``n`` samples (labels: None draws from the run's prior; a class; or one per sample),
+        held in memory together; :meth:`stream` hands out the same samples batch by batch."""
+        n, take, gen = self._start(n, labels, seed)
+        chunks = list(self._chunks(n, take, gen))
+        x, z = torch.cat([c.x for c in chunks]), torch.cat([c.z for c in chunks])
+        y = None if chunks[0].y is None else torch.cat([c.y for c in chunks]).numpy()
+        ok = None if chunks[0].ok is None else torch.cat([c.ok for c in chunks]).numpy()
+        return self._batch(x, z, y, seed, chunks[-1].key_id, ok)
+
+    def stream(self, n: int, *, labels: Any = None, seed: int | None = None) -> Iterator[SampleBatch]:
+        """The samples of ``sample(n, labels=labels, seed=seed)``, as one :class:`SampleBatch` per
+        generation batch (``batch_size`` samples, the last one shorter), so memory stays flat
+        for any ``n``.
+
+        Guarantee: for the same run, settings, seed and device, the batches concatenated equal
+        ``sample(n)`` exactly (encoded samples, noise, labels, decoded data, flags): both draw
+        from one generator in the same order (labels from the prior as one draw of ``n``, then
+        per batch the noise and the generation). Every batch carries the stream's ``seed``.
+        ``n`` and ``labels`` are checked at the call, before the first batch is drawn; drawing
+        ``n`` prior labels (to move the generator past them) also happens then.
+
+        Example:
+            >>> for batch in Sampler(run, batch_size=500).stream(10_000, seed=0):  # doctest: +SKIP
+            ...     batch.data.to_csv(f, header=False, index=False)
+        """
+        n, take, gen = self._start(n, labels, seed)
+        return (self._batch(c.x, c.z, None if c.y is None else c.y.numpy(), seed, c.key_id,
+                            None if c.ok is None else c.ok.numpy()) for c in self._chunks(n, take, gen))
 
     @torch.no_grad()
     def redraw(self, batch: SampleBatch, rows: Any, *, seed: int | None = None) -> SampleBatch:
@@ -186,7 +225,10 @@ class Sampler:
             return replace(batch)
         gen = self._generator(seed)
         y_rows = None if batch.labels is None else torch.as_tensor(batch.labels[idx])
-        x_new, z_new, key_id, ok_new = self._generate(y_rows, len(idx), gen)
+        chunks = list(self._chunks(len(idx), (lambda m: None) if y_rows is None else fixed(y_rows), gen))
+        x_new, z_new = torch.cat([c.x for c in chunks]), torch.cat([c.z for c in chunks])
+        key_id = chunks[-1].key_id
+        ok_new = None if chunks[0].ok is None else torch.cat([c.ok for c in chunks]).numpy()
         if key_id != batch.watermark_key_id:
             raise ConfigError("redrawn rows carry another watermark key than the batch: use the same hooks")
         x, z = batch.encoded.clone(), batch.noise.clone()

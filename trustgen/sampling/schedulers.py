@@ -51,6 +51,12 @@ def timestep_schedule(timesteps: int, steps: int) -> list[int]:
     return ts.tolist()
 
 
+def reverse_step_count(kind: str, steps: int, timesteps: int) -> int:
+    """How many denoiser steps one reverse process takes: every timestep for DDPM, the DDIM
+    schedule's length otherwise (the schedules the diffusion model walks; progress counts them)."""
+    return timesteps if kind == "ddpm" else len(timestep_schedule(timesteps, steps))
+
+
 def classifier_free_guidance(eps_cond: torch.Tensor, eps_uncond: torch.Tensor, scale: float) -> torch.Tensor:
     """``eps_u + w (eps_c - eps_u)``: w = 1 is the conditional model, w > 1 sharpens the class."""
     return eps_uncond + scale * (eps_cond - eps_uncond)

@@ -1,31 +1,73 @@
 """Writing samples: .csv for tables, .npz or .png for images (every file written atomically).
 
+:func:`write_stream` writes the batches of :meth:`~trustgen.sampling.sampler.Sampler.stream`
+as they come, so memory stays flat for any number of samples: a ``.csv`` gets each batch's
+rows appended, a ``.npz`` gets each batch's images appended to its ``x.npy`` member (the
+labels wait in an unnamed temporary file, then become ``y.npy``); the file is the one
+``np.savez`` would write. A ``.png`` is a figure of every sample it was given, so it holds
+them all, and its size is bounded (:data:`MAX_GRID_IMAGES`, :data:`MAX_PNG_ROWS`). Every file
+is written beside its target and renamed over it at the end: an error or a kill midway leaves
+the old file or none, never half of one.
+
 Example:
-    >>> write_samples(batch, "samples.csv", schema=run.schema)  # doctest: +SKIP
+    >>> write_stream(Sampler(run).stream(10**6, seed=0), "samples.csv", schema=run.schema,
+    ...              n=10**6)  # doctest: +SKIP
+    Written(path=PosixPath('samples.csv'), n=1000000, label_counts={...})
 """
 
 from __future__ import annotations
 
+import math
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Iterable, Iterator
 
 import numpy as np
+import pandas as pd
 
-from trustgen.data.encoders import Data, ImageData
+from trustgen.data.encoders import Data
 from trustgen.data.schema import Schema
 from trustgen.errors import ConfigError
-from trustgen.io import atomic_write, atomic_write_text
+from trustgen.io import atomic_write
 
 SUFFIXES = {"tabular": (".csv", ".png"), "image": (".npz", ".png")}
 
+MAX_SAMPLES = 10 ** 9  # per file: a bound on typing errors (-n 1e12), not on memory (writes stream)
+MAX_GRID_IMAGES = 400  # a .png grid shows every image; more would not be readable
+MAX_PNG_ROWS = 10_000  # a .png of marginals is drawn from every sample, held in memory
 
-def check_out_path(out: str | Path, kind: str | None = None) -> Path:
+
+@dataclass(frozen=True)
+class Written:
+    """What a writer put in a file: its path, the number of samples in it, and how many of
+    them each class index has (classes with none left out; empty for unconditional runs)."""
+
+    path: Path
+    n: int
+    label_counts: dict[int, int]
+
+
+def check_out_path(out: str | Path, kind: str | None = None, n: int | None = None) -> Path:
     """The output path if its suffix names a format trustgen writes for ``kind`` of data
-    (``"tabular"``, ``"image"``, or None: any), else a ConfigError (checked before sampling)."""
+    (``"tabular"``, ``"image"``, or None: any) and, if ``n`` is given, that format can hold
+    ``n`` samples; else a ConfigError (checked before sampling)."""
     out = Path(out)
-    if out.suffix.lower() not in (".csv", ".npz", ".png"):
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".npz", ".png"):
         raise ConfigError(f"--out must end in .csv, .npz or .png, got {str(out)!r}")
-    if kind is not None and out.suffix.lower() not in SUFFIXES[kind]:
+    if kind is not None and suffix not in SUFFIXES[kind]:
         raise ConfigError(f"{kind} samples are written as {' or '.join(SUFFIXES[kind])}, not {out.suffix!r}")
+    if n is not None and n > MAX_SAMPLES:
+        raise ConfigError(f"{n:,} samples are more than one file takes (at most {MAX_SAMPLES:,}): write several "
+                          "files, each with its own --seed")
+    if n is not None and suffix == ".png" and kind == "image" and n > MAX_GRID_IMAGES:
+        raise ConfigError(f"a .png grid shows at most {MAX_GRID_IMAGES} images, not {n:,}: write .npz for more")
+    if n is not None and suffix == ".png" and kind == "tabular" and n > MAX_PNG_ROWS:
+        raise ConfigError(f"a .png of marginals is drawn from at most {MAX_PNG_ROWS:,} samples, not {n:,}: "
+                          "write .csv for more")
     return out
 
 
@@ -35,26 +77,108 @@ def write_samples(batch, out: str | Path, *, schema: Schema, title: str = "sampl
 
     Tables: ``.csv``, or ``.png`` (marginal plots of the samples alone; against ``reference``
     data only when the caller passes it, and the figure then says that it shows that data).
-    Images: ``.npz`` (arrays ``x`` and ``y``), or ``.png`` (a labelled grid).
+    Images: ``.npz`` (arrays ``x`` and ``y``), or ``.png`` (a grid of every image, a row per class).
     """
+    n = len(batch.encoded)
+    return write_stream([batch], out, schema=schema, n=n, title=title, reference=reference).path
+
+
+def write_stream(batches: Iterable, out: str | Path, *, schema: Schema, n: int, title: str = "samples",
+                 reference: Data | None = None) -> Written:
+    """Write the ``n`` samples of ``batches`` (SampleBatch after SampleBatch, e.g. a
+    :meth:`~trustgen.sampling.sampler.Sampler.stream`) to ``out``, as :func:`write_samples` does
+    for one batch. Only a ``.png`` holds every sample in memory.
+
+    Raises:
+        ConfigError: before reading a batch, if ``out`` cannot hold ``n`` samples of this kind
+            (:func:`check_out_path`); at the end, if ``batches`` held other than ``n`` samples
+            (nothing is written then).
+    """
+    out = check_out_path(out, schema.kind, n)
+    suffix = out.suffix.lower()
+    tally = _Tally(n, max(schema.n_classes, 1))
+    if suffix == ".csv":
+        atomic_write(out, lambda f: _write_csv(f, tally.counted(batches)), "w")
+    elif suffix == ".npz":
+        atomic_write(out, lambda f: _write_npz(f, tally.counted(batches), n, schema, out.parent), "wb")
+    else:
+        _write_png(list(tally.counted(batches)), out, schema, title, reference)
+    return Written(out, tally.seen, {i: int(c) for i, c in enumerate(tally.counts) if c})
+
+
+class _Tally:
+    """Counts samples and labels as batches pass, and refuses more or fewer than announced."""
+
+    def __init__(self, n: int, k: int) -> None:
+        self.n, self.seen, self.counts = n, 0, np.zeros(k, dtype=np.int64)
+
+    def counted(self, batches: Iterable) -> Iterator:
+        for batch in batches:
+            self.seen += len(batch.encoded)
+            if self.seen > self.n:
+                raise ConfigError(f"the samples to write hold more than the {self.n} announced")
+            if batch.labels is not None:
+                self.counts += np.bincount(batch.labels, minlength=len(self.counts))
+            yield batch
+        if self.seen != self.n:  # inside the write: the temporary file is dropped, not renamed
+            raise ConfigError(f"the samples to write hold {self.seen}, not the {self.n} announced")
+
+
+def _write_csv(f: IO[str], batches: Iterator) -> None:
+    for i, batch in enumerate(batches):
+        batch.data.to_csv(f, header=i == 0, index=False)
+
+
+def _npy_header(f: IO[bytes], dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """The .npy header ``np.save`` writes for an array of ``dtype`` and ``shape`` (C order)."""
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+
+
+def _write_npz(f: IO[bytes], batches: Iterator, n: int, schema: Schema, spill_dir: Path) -> None:
+    """What ``np.savez(f, x=float32 images, y=int64 labels)`` writes, filled batch by batch
+    (ZIP64 members, as numpy writes them, so neither member has a size limit)."""
+    x_dtype, y_dtype = np.dtype("<f4"), np.dtype("<i8")
+    labelled = None
+    # The labels come with the images but belong to the second member: they wait in an unnamed
+    # file beside the output (on its disk; the system deletes it whatever happens).
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf, \
+            tempfile.TemporaryFile(dir=spill_dir) as spill:
+        with zf.open("x.npy", mode="w", force_zip64=True) as member:
+            _npy_header(member, x_dtype, (n, *schema.shape))
+            for batch in batches:
+                x = np.ascontiguousarray(batch.data.x, dtype=x_dtype)
+                if x.shape[1:] != tuple(schema.shape):
+                    raise ConfigError(f"images of shape {x.shape[1:]} do not match the schema's {schema.shape}")
+                member.write(x.tobytes())
+                if labelled is None:
+                    labelled = batch.labels is not None
+                if labelled != (batch.labels is not None):
+                    raise ConfigError("some batches to write have labels and others do not")
+                if labelled:
+                    spill.write(np.ascontiguousarray(batch.labels, dtype=y_dtype).tobytes())
+        if labelled:
+            with zf.open("y.npy", mode="w", force_zip64=True) as member:
+                _npy_header(member, y_dtype, (n,))
+                spill.seek(0)
+                shutil.copyfileobj(spill, member, 1 << 20)
+
+
+def _write_png(batches: list, out: Path, schema: Schema, title: str, reference: Data | None) -> None:
     from trustgen.plots import image_grid, marginals, save_figure
 
-    out = Path(out)
-    suffix = out.suffix.lower()
-    kind = "image" if isinstance(batch.data, ImageData) else "tabular"
-    check_out_path(out, kind)
-    if kind == "image" and suffix == ".npz":
-        arrays = {"x": batch.data.x.astype(np.float32)}
-        if batch.labels is not None:
-            arrays["y"] = batch.labels.astype(np.int64)
-        atomic_write(out, lambda f: np.savez(f, **arrays), "wb")
-    elif kind == "image":
-        save_figure(image_grid(batch.data.x, batch.labels, schema.classes, low=schema.low, high=schema.high,
-                               title=title), out)
-    elif suffix == ".csv":
-        atomic_write_text(out, batch.data.to_csv(index=False))
-    else:
-        note = None if reference is None else (f"{title}: synthetic vs the real data given "
-                                               "(this figure shows that real data: treat it as private)")
-        save_figure(marginals(reference, batch.data, list(batch.data.columns), title=note or title), out)
-    return out
+    labels = None if batches[0].labels is None else np.concatenate([b.labels for b in batches])
+    if schema.kind == "image":
+        x = np.concatenate([b.data.x for b in batches])
+        per_row = min(20, max(10, math.ceil(math.sqrt(len(x)))))  # every image, on a page-sized grid
+        save_figure(image_grid(x, labels, schema.classes, low=schema.low, high=schema.high, per_row=per_row,
+                               per_class=None, title=title), out)
+        return
+    data = pd.concat([b.data for b in batches], ignore_index=True)
+    note = None if reference is None else (f"{title}: synthetic vs the real data given "
+                                           "(this figure shows that real data: treat it as private)")
+    save_figure(marginals(reference, data, list(data.columns), title=note or title), out)
+
+
+__all__ = ["MAX_GRID_IMAGES", "MAX_PNG_ROWS", "MAX_SAMPLES", "Written", "check_out_path", "write_samples",
+           "write_stream"]
