@@ -481,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true",
                    help="no progress bar on stderr (default: one appears when sampling takes over 2 s)")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a line of text)")
-    s.set_defaults(func=cmd_sample)
+    s.set_defaults(func=cmd_sample, outputs=(("out", "file"),))
 
     d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")
     d.add_argument("--out", default="trustgen-demo", help="directory for the run, the grid and the summary")

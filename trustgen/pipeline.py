@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from trustgen.data.encoders import Data, fit_to_domain, make_encoder
-from trustgen.data.loaders import load_data
+from trustgen.data.loaders import check_record_count, load_data
 from trustgen.data.schema import Schema, load_schema
 from trustgen.errors import RunError, TrustgenError
 from trustgen.io import directory_lock, recover_directory, remove_stale_temporaries
@@ -235,6 +235,7 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
         if isinstance(schema, (str, Path)):
             schema = load_schema(schema)
         data = fit_to_domain(data, schema)  # load_data does this for files
+        check_record_count(data, "in-memory data")
         record = TrainingData("in-memory")
     x, y = encode_tensors(data, schema)
     # Initial weights from the run's seed, without touching the caller's global RNG state.

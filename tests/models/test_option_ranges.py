@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from trustgen.errors import ConfigError
+from trustgen.errors import ConfigError, RunError
 from trustgen.models import build_model
 from trustgen.models.nets import DataSpec
 
@@ -45,5 +45,5 @@ def test_a_received_run_with_a_huge_option_is_refused_on_load(tmp_path):
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     meta["model_options"]["hidden"] = 10**9
     (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match="'hidden' must be from 1 to 4096"):
+    with pytest.raises(RunError, match="'hidden' must be from 1 to 4096"):
         Run.load(tmp_path / "run")

@@ -176,10 +176,15 @@ def load_data(source: str | Path, schema: Schema | str | Path | None = None) -> 
         raise SchemaError(f"the schema is for {want} data but {name!r} holds the other kind")
     data = fit_to_domain(data, schema)  # a DP schema's bounds clip rows by design
     make_encoder(schema).validate(data)
-    if len(data) < MIN_RECORDS:
-        raise DataError(f"{name!r} holds {len(data)} record; trustgen needs at least {MIN_RECORDS} to train on or "
-                        "evaluate (one record has no distribution to learn)")
+    check_record_count(data, name)
     return data, schema
+
+
+def check_record_count(data: Data, name: str) -> None:
+    """Refuse data with fewer than :data:`MIN_RECORDS` records (files and in-memory data alike)."""
+    if len(data) < MIN_RECORDS:
+        raise DataError(f"{name!r} holds {len(data)} record{'s' if len(data) != 1 else ''}; trustgen needs at least "
+                        f"{MIN_RECORDS} to train on or evaluate (one record has no distribution to learn)")
 
 
 def infer_schema(data: Data, label: str | None = None, max_categories: int = 20) -> Schema:
