@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 
 from trustgen.errors import TrustgenError
 from trustgen.limits import MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SEED, MAX_STEPS

@@ -230,7 +230,7 @@ def test_bad_options_exit_2(tabular, tmp_path, capsys, extra, message):
 
 
 def test_sensitive_on_images_and_in_memory_runs_raise(images, tmp_path):
-    from trustgen.errors import ConfigError, DataError
+    from trustgen.errors import ConfigError
     from trustgen.evaluation.report import evaluate
 
     with pytest.raises(ConfigError, match="tabular"):
