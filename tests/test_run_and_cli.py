@@ -158,3 +158,36 @@ def test_a_table_png_shows_the_samples_alone_unless_real_data_is_passed(tmp_path
                capsys=capsys)[0] == 0
     assert cli("sample", tmp_path / "run", "-n", 5, "--real", "breast_cancer", "--out", tmp_path / "r.csv",
                capsys=capsys)[0] == 2
+
+
+def _commands(parser, prefix=()):
+    """(name, parser) of every command and subcommand of the CLI."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _commands(sub, (*prefix, name))
+
+
+def test_every_option_of_every_command_has_a_help_text_that_shows_its_default():
+    import argparse
+
+    from trustgen.cli import build_parser
+
+    checked = 0
+    for name, sub in _commands(build_parser()):
+        text = sub.format_help()
+        for action in sub._actions:
+            if action.help == "show this help message and exit" or isinstance(action, argparse._SubParsersAction):
+                continue
+            assert action.help, (name, action.dest)
+            default = action.default
+            has_default = not (default is None or default is False or default == [])
+            if has_default and action.option_strings:
+                helped = sub._get_formatter()._expand_help(action) if action.help else ""
+                assert "default" in helped, (name, action.dest, helped)
+            checked += 1
+        assert "usage:" in text
+    assert checked > 60  # every command's options were seen
