@@ -229,6 +229,10 @@ CASES = [
     ("checkpoint-damaged", _damaged_checkpoint, lambda d: train_args(d, "--resume", out="run"), "checkpoint"),
     ("run-json-truncated", lambda d, r: (_copy_run(d, r), (d / "run" / "run.json").write_text('{"format": 3, "fam')),
      lambda d: ["privacy", str(d / "run")], "not valid JSON"),
+    ("train-log-damaged", lambda d, r: (_copy_run(d, r), (d / "run" / "train_log.jsonl").write_text("{not json\n"),
+                                        _rewrite_run_json(d, lambda m: m["files"].update(
+                                            {"train_log.jsonl": file_sha256(d / "run" / "train_log.jsonl")}))),
+     lambda d: ["privacy", str(d / "run")], "line 1 is not a JSON object"),
     ("run-json-wrong-type", lambda d, r: (_copy_run(d, r), _rewrite_run_json(d, _set("family", 3))),
      lambda d: ["privacy", str(d / "run")], "'family' must be a string"),
     # 8. bugs found on the way

@@ -206,7 +206,7 @@ class Run:
         model.to(resolve_device(device)).eval()
         history = []
         if (p / "train_log.jsonl").is_file():
-            history = [json.loads(line) for line in (p / "train_log.jsonl").read_text().splitlines() if line]
+            history = _read_log(p / "train_log.jsonl")
         privacy = PrivacyReport.from_json(p / "privacy.json") if (p / "privacy.json").is_file() else None
         return cls(model, schema, dict(meta["train_config"]), meta.get("label_prior"), history, privacy,
                    meta.get("caveats", []), meta.get("data", ""), p, {**legacy_sampling, **meta.get("sampling", {})})
@@ -245,6 +245,26 @@ def _weights_mismatch(model: GenerativeModel, state: object) -> str:
     parts = [f"{len(ks)} {what}, e.g. {ks[0]!r}" for ks, what in
              ((missing, "missing"), (unexpected, "unexpected"), (shapes, "of another shape")) if ks]
     return "; ".join(parts) or "its tensors do not fit"
+
+
+def _read_log(path: Path) -> list[dict]:
+    """The training log: one JSON object per line, else a RunError naming the line."""
+    history = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise RunError(f"training log {str(path)!r} is not UTF-8 text; {RUN_JSON_HINT}") from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if not isinstance(entry, dict):
+            raise RunError(f"training log {str(path)!r} line {i} is not a JSON object; {RUN_JSON_HINT}")
+        history.append(entry)
+    return history
 
 
 def _check_bound_files(p: Path, meta: dict) -> None:
