@@ -173,6 +173,9 @@ CASES = [
      lambda d: ["sample", str(d / "run"), "-n", "3", "--out", str(d / "s.csv")], "'hidden' must be from 1 to 4096"),
     ("option-huge-depth", lambda d, r: write_table(d), lambda d: train_args(d, "--option", "depth=1000000"),
      "'depth' must be from 1 to 16"),
+    ("sampler-steps-huge", lambda d, r: write_table(d),
+     lambda d: [a if a != "vae" else "diffusion" for a in train_args(d, "--option", "sample_steps=1000000000")],
+     "sampler steps must be an integer from 1"),
     ("n-too-many", _copy_run, lambda d: ["sample", str(d / "run"), "-n", str(10**12), "--out", str(d / "s.csv")],
      "more than one file takes"),
     # 5. output paths checked before any work (a path under a file can never be written)
@@ -188,6 +191,13 @@ CASES = [
                 "--steps", "2", "--canaries", "4", "--no-progress", "--out", str(d / "f" / "a")], "cannot be created"),
     ("schema-infer-out-unwritable", lambda d, r: (write_table(d), (d / "f").write_text("x")),
      lambda d: ["schema", "infer", str(d / "d.csv"), "--out", str(d / "f" / "s.json")], "cannot be created"),
+    ("out-name-too-long", lambda d, r: write_table(d), lambda d: train_args(d, out="L" * 300), "name too long"),
+    ("data-name-too-long", lambda d, r: write_table(d),
+     lambda d: [a if a != str(d / "d.csv") else str(d / ("L" * 300 + ".csv")) for a in train_args(d)],
+     "name too long"),
+    ("out-nul-byte", lambda d, r: write_table(d), lambda d: train_args(d, out="a\x00b"), "NUL byte"),
+    ("demo-out-not-a-demo", lambda d, r: ((d / "mine").mkdir(), (d / "mine" / "thesis.tex").write_text("x")),
+     lambda d: ["demo", "--smoke", "--no-progress", "--out", str(d / "mine")], "holds no demo"),
     # 6. typed validation of options and config fields; schema keys; one record
     ("option-not-a-number", lambda d, r: write_table(d), lambda d: train_args(d, "--option", "hidden=abc"),
      "'hidden' must be of type int"),

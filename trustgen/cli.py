@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 
 from trustgen.errors import TrustgenError
-from trustgen.limits import MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SEED, MAX_STEPS
+from trustgen.limits import MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_STEPS
 
 FAMILIES = ("vae", "gan", "diffusion")
 LABEL_BUDGET_HELP = ("share of epsilon in [0, 1) for DP label frequencies (a Gaussian histogram, composed with "
@@ -453,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run directory to write")
     t.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     t.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    t.set_defaults(func=cmd_train, outputs=(("out", "directory"),))
+    t.set_defaults(func=cmd_train, inputs=("data", "schema"), outputs=(("out", "directory"),))
 
     s = sub.add_parser("sample", help="draw samples from a run")
     s.add_argument("run", help="run directory written by `trustgen train`")
@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "they are drawn, in flat memory), 400 images or 10,000 rows per .png")
     s.add_argument("--label", help="class to condition on: a class name, or an index 0..k-1 when no class has that "
                                    "name (default: drawn from the run's label prior)")
-    s.add_argument("--seed", type=int,
+    s.add_argument("--seed", type=SEED,
                    help="seed of the sampling stream (default: none, a fresh random seed each time)")
     s.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: %(default)s)")
     s.add_argument("--out", required=True, help="required: .csv (tables), .npz (images) or .png (either); written "
@@ -470,9 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--real", help="tables, .png only: also plot this real data (the figure then shows it: "
                                   "private). Default: none, the figure shows the samples alone")
     s.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: reverse process (default: the run's, ddim)")
-    s.add_argument("--sample-steps", type=int, help="diffusion: DDIM steps (default: the run's, 50)")
-    s.add_argument("--eta", type=float, help="diffusion: DDIM stochasticity in [0, 1] (default: the run's, 0)")
-    s.add_argument("--guidance", type=float, help="diffusion: classifier-free guidance scale "
+    s.add_argument("--sample-steps", type=COUNT(1, MAX_SAMPLER_STEPS), help="diffusion: DDIM steps (default: the run's, 50)")
+    s.add_argument("--eta", type=_number(float, 0, 1), help="diffusion: DDIM stochasticity in [0, 1] (default: the run's, 0)")
+    s.add_argument("--guidance", type=_number(float, 0, 1e6), help="diffusion: classifier-free guidance scale "
                                                    "(default: the run's, 2 for images, 1 for tables)")
     s.add_argument("--deterministic", action="store_true",
                    help="decode without randomness after the latent noise (no decoder noise, DDIM eta 0; "
@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true",
                    help="no progress bar on stderr (default: one appears when sampling takes over 2 s)")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a line of text)")
-    s.set_defaults(func=cmd_sample, outputs=(("out", "file"),))
+    s.set_defaults(func=cmd_sample, inputs=("run", "real"), outputs=(("out", "file"),))
 
     d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")
     d.add_argument("--out", default="trustgen-demo", help="directory for the run, the grid and the summary")
@@ -494,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("privacy", help="print a run's privacy report")
     pr.add_argument("run", help="run directory written by `trustgen train`")
     pr.add_argument("--json", action="store_true", help="print the report as one JSON object on stdout")
-    pr.set_defaults(func=cmd_privacy)
+    pr.set_defaults(func=cmd_privacy, inputs=("run",))
 
     au = sub.add_parser("audit", help="canary audits: an empirical lower bound on epsilon (black-box or --white-box)")
     au.add_argument("--data", required=True, help="digits | breast_cancer | randhie | FILE.csv | FILE.npz")
@@ -514,13 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
     au.add_argument("--out", help="directory for audit.json (default: print only)")
     au.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     au.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    au.set_defaults(func=cmd_audit, outputs=(("out", "directory"),))
+    au.set_defaults(func=cmd_audit, inputs=("data", "schema"), outputs=(("out", "directory"),))
 
     ev = sub.add_parser("evaluate", help="fidelity, utility, privacy-attack and fairness report for samples")
     from trustgen.evaluation.command import add_arguments, cmd_evaluate
 
     add_arguments(ev)
-    ev.set_defaults(func=cmd_evaluate, outputs=(("out", "directory"),))
+    ev.set_defaults(func=cmd_evaluate, inputs=("run", "samples", "real", "holdout"), outputs=(("out", "directory"),))
 
     sc = sub.add_parser("schema", help="schema tools")
     scs = sc.add_subparsers(dest="schema_command", required=True, parser_class=_Parser)
@@ -540,15 +540,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --epsilon: a numeric column of whole numbers (bounds rounded outward)")
     si.add_argument("--out", help="schema JSON to write (default: print it)")
     si.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    si.set_defaults(func=cmd_schema_infer, outputs=(("out", "file"),))
+    si.set_defaults(func=cmd_schema_infer, inputs=("data", "vocabulary"), outputs=(("out", "file"),))
     return p
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
-    """Every output path of the command can be written, checked before any work (a command that
-    trained for an hour must not fail at its last step on an unwritable --out)."""
-    from trustgen.io import check_output_path
+def _check_paths(args: argparse.Namespace) -> None:
+    """Every path argument can be looked up, and every output path can be written, checked before
+    any work (a command that trained for an hour must not fail at its last step on its --out)."""
+    from trustgen.io import check_output_path, check_path_name
 
+    for dest in getattr(args, "inputs", ()):
+        if getattr(args, dest, None) is not None:
+            check_path_name(getattr(args, dest), dest.upper() if dest == "run" else "--" + dest)
     for dest, kind in getattr(args, "outputs", ()):
         if getattr(args, dest, None) is not None:
             check_output_path(getattr(args, dest), kind, "--" + dest.replace("_", "-"))
@@ -561,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # --help (0) or a usage error (2, already printed): a code, as for every error
         return e.code if isinstance(e.code, int) else 2
     try:
-        _check_outputs(args)
+        _check_paths(args)
         return args.func(args)
     except (TrustgenError, _Fail) as e:
         print(f"trustgen: error: {e}", file=sys.stderr)

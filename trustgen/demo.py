@@ -15,6 +15,7 @@ import numpy as np
 
 from trustgen.data.encoders import ImageData
 from trustgen.data.loaders import load_data
+from trustgen.errors import ConfigError
 from trustgen.io import atomic_write_text
 from trustgen.plots import image_grid, save_figure
 from trustgen.pipeline import train
@@ -31,13 +32,16 @@ def run_demo(out: Path, *, smoke: bool = False, seed: int = 0, device: str = "au
 
     from trustgen.evaluation.utility import tstr
 
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").is_file():
+        raise ConfigError(f"--out {str(out)!r} is not empty and holds no demo (no summary.json): choose a new or "
+                          "empty directory")
     t0 = time.time()
     data, schema = load_data("digits")
     i_tr, i_te = train_test_split(np.arange(len(data)), test_size=0.3, random_state=seed, stratify=data.y)
     train_data, test = ImageData(data.x[i_tr], data.y[i_tr]), ImageData(data.x[i_te], data.y[i_te])
     steps = SMOKE_STEPS if smoke else DEMO_STEPS
     cfg = TrainConfig(steps=steps, batch_size=128, seed=seed, device=device, progress=progress, checkpoint_every=500)
-    run = train(train_data, "vae", cfg, schema=schema, out=out / "run")
+    run = train(train_data, "vae", cfg, schema=schema, out=out / "run", overwrite=True)  # a rerun replaces the demo
     grid = Sampler(run).sample(100, labels=np.repeat(np.arange(10), 10), seed=seed)
     save_figure(image_grid(grid.data.x, grid.labels, schema.classes, low=schema.low, high=schema.high,
                            title=f"trustgen demo: conditional VAE on digits, {steps} steps"), out / "samples.png")

@@ -59,6 +59,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         raise
 
 
+def check_path_name(path: str | os.PathLike, option: str, extra: int = 0) -> None:
+    """Refuse a path the system could not even look up (a NUL byte, a name longer than the file
+    system allows, ``extra`` bytes of temporaries included) with a ConfigError, before any stat:
+    such a path makes even ``exists()`` raise."""
+    text = os.fspath(path)
+    shown = repr(text[:60]) + ("..." if len(text) > 60 else "")
+    if "\x00" in str(text):
+        raise ConfigError(f"{option} {shown} contains a NUL byte: no file can have that name")
+    try:
+        name_max = os.pathconf(".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    for part in Path(text).parts:
+        size = len(os.fsencode(part))
+        if size + extra > name_max:
+            tail = f", and trustgen's temporaries beside it add {extra}" if extra else ""
+            raise ConfigError(f"{option} {shown} has a name too long for this file system ({size} bytes; it allows "
+                              f"{name_max}{tail}): choose a shorter name")
+
+
+# What the temporaries beside an output add to its name (".NAME.XXXXXXXX.staging" and the like).
+TEMPORARY_NAME_EXTRA = 24
+
+
 def check_output_path(path: str | os.PathLike, kind: str, option: str = "--out") -> Path:
     """Refuse, before any work, an output that could not be written at the end: ``path`` exists
     as the other kind (``kind`` is ``"file"`` or ``"directory"``), sits under a file, or the
@@ -67,6 +91,7 @@ def check_output_path(path: str | os.PathLike, kind: str, option: str = "--out")
     p = Path(path)
     if str(path) == "":
         raise ConfigError(f"{option} is empty: give a path")
+    check_path_name(p, option, TEMPORARY_NAME_EXTRA)
     if p.exists() and kind == "file" and p.is_dir():
         raise ConfigError(f"{option} {str(p)!r} is a directory; give a file path")
     if p.exists() and kind == "directory" and not p.is_dir():

@@ -12,3 +12,4 @@ MAX_BATCH_SIZE = 10**7
 MAX_SEED = 2**62
 MAX_LR = 10.0
 MAX_CANARIES = 10**6  # white-box canaries per run (each is a gradient-sized vector in memory)
+MAX_SAMPLER_STEPS = 100_000  # DDIM steps: more than the largest allowed timesteps visit each one once

@@ -23,7 +23,7 @@ PINNED_RUNS = Path(__file__).resolve().parents[1] / "regression" / "format1_runs
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"kind": "euler"}, "unknown sampler"), ({"steps": 0}, "positive integer"), ({"eta": 2.0}, "eta"),
+    ({"kind": "euler"}, "unknown sampler"), ({"steps": 0}, "an integer from 1 to"), ({"steps": 10**6}, "an integer from 1 to"), ({"eta": 2.0}, "eta"),
     ({"guidance": -1.0}, "guidance"), ({"deterministic": True, "kind": "ddpm"}, "deterministic"),
     ({"deterministic": True, "eta": 0.5}, "deterministic"), ({"step": 3}, "unknown sampler settings"),
     ({"guidance": float("inf")}, "finite"), ({"kind": "ddpm", "steps": 3}, "DDPM visits every timestep"),
@@ -113,7 +113,7 @@ def test_cli_sampling_flags(tmp_path, capsys):
         outs.append(out.read_text())
     assert outs[0] != outs[1] and outs[0] != outs[2] and outs[1] == outs[3]  # DDIM eta 0 is deterministic
     assert main(["sample", str(run_dir), "-n", "5", "--out", str(tmp_path / "x.csv"), "--eta", "3"]) == 2
-    assert "eta must be in [0, 1]" in capsys.readouterr().err
+    assert "--eta: must be in [0, 1]" in capsys.readouterr().err
     assert main(["sample", str(run_dir), "-n", "5", "--out", str(tmp_path / "x.npz")]) == 2
     assert not (tmp_path / "x.npz").exists()
     ddpm_run, vae_run = tmp_path / "ddpm", tmp_path / "vae"

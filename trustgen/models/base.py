@@ -163,7 +163,8 @@ def _check_range(config_name: str, name: str, value: Any) -> None:
     if name not in OPTION_RANGES or isinstance(value, (bool, str)):
         return
     low, high, extra = OPTION_RANGES[name]
-    ok = math.isfinite(value) and low <= value <= high and (name != "time_dim" or value % 2 == 0)
+    finite = isinstance(value, int) or math.isfinite(value)  # an int may exceed every float: no isfinite
+    ok = finite and low <= value <= high and (name != "time_dim" or value % 2 == 0)
     if name == "beta":
         ok = ok and value > 0
     if not ok:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 from trustgen.errors import ConfigError
+from trustgen.limits import MAX_SAMPLER_STEPS
 
 SamplerKind = Literal["ddim", "ddpm"]
 
@@ -51,8 +52,8 @@ class SamplerConfig:
     def __post_init__(self) -> None:
         if self.kind not in ("ddim", "ddpm"):
             raise ConfigError(f"unknown sampler {self.kind!r} (known: ddim, ddpm)")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigError(f"sampler steps must be a positive integer, got {self.steps!r}")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_SAMPLER_STEPS:
+            raise ConfigError(f"sampler steps must be an integer from 1 to {MAX_SAMPLER_STEPS:,}, got {self.steps!r}")
         if not (isinstance(self.eta, (int, float)) and 0.0 <= self.eta <= 1.0):
             raise ConfigError(f"eta must be in [0, 1], got {self.eta!r}")
         if self.guidance is not None and not (isinstance(self.guidance, (int, float))
