@@ -243,6 +243,12 @@ CASES = [
                                         _rewrite_run_json(d, lambda m: m["files"].update(
                                             {"train_log.jsonl": file_sha256(d / "run" / "train_log.jsonl")}))),
      lambda d: ["privacy", str(d / "run")], "line 1 is not a JSON object"),
+    ("run-json-label-prior", lambda d, r: (_copy_run(d, r), _rewrite_run_json(d, _set("label_prior", [0, 0]))),
+     lambda d: ["sample", str(d / "run"), "-n", "3", "--out", str(d / "s.csv")], "label_prior must hold"),
+    ("run-json-huge-integer", lambda d, r: (_copy_run(d, r), _rewrite_run_json(d, _set("format", 10**400))),
+     lambda d: ["privacy", str(d / "run")], "'format' must be"),
+    ("schema-span-overflow", _schema(lambda s: s["columns"][0].update(low=-1e308, high=1e308)),
+     lambda d: train_args(d), "a span a float can hold"),
     ("run-json-wrong-type", lambda d, r: (_copy_run(d, r), _rewrite_run_json(d, _set("family", 3))),
      lambda d: ["privacy", str(d / "run")], "'family' must be a string"),
     # 8. bugs found on the way

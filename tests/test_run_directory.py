@@ -183,3 +183,24 @@ def test_a_copy_a_killed_save_left_beside_a_dp_run_is_swept_with_its_secret_chec
     train("breast_cancer", "vae", TrainConfig(steps=2, batch_size=64, progress=False), model_options={"hidden": 8},
           privacy=PrivacyConfig(4.0, secret_seed=1), out=tmp_path / "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("existed", [False, True])
+def test_a_training_that_fails_before_its_first_checkpoint_leaves_nothing(tmp_path, monkeypatch, existed):
+    """No empty run directory or resume folder is left by a failed training (the fuzzer found an
+    empty OUT/.private/ after a loss that diverged at the first step)."""
+    from trustgen.errors import TrainingError
+    from trustgen.training import Trainer
+
+    def diverge(self, *a, **k):
+        (tmp_path / "out" / ".private" / ".checkpoint.pt.x.tmp").write_bytes(b"half a checkpoint")
+        raise TrainingError("vae loss became nan at step 1")
+
+    monkeypatch.setattr(Trainer, "fit", diverge)
+    if existed:
+        (tmp_path / "out").mkdir()
+    with pytest.raises(TrainingError):
+        train("breast_cancer", "vae", TrainConfig(steps=2, progress=False), model_options={"hidden": 8},
+              out=tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["out"] if existed else [])
+    assert not existed or not any((tmp_path / "out").iterdir())

@@ -68,15 +68,23 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def finite_number(value: int | float) -> bool:
+    """A finite number a float can hold (JSON integers have no size limit: 1e400 written out is one)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _fits(value: Any, kind: Kind) -> bool:
     # bool is an int in Python but never a number in a file: "low": true is a mistake, not 1.
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "string":
         return isinstance(value, str)
     if kind == "number":
-        return number and math.isfinite(value)
+        return number and finite_number(value)
     if kind == "integer":  # 3.0 is a whole number too (some JSON writers print every number as float)
-        return number and math.isfinite(value) and float(value).is_integer()
+        return number and finite_number(value) and float(value).is_integer()
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "list":
@@ -84,7 +92,7 @@ def _fits(value: Any, kind: Kind) -> bool:
     if kind == "object":
         return isinstance(value, dict)
     if kind == "scalar":
-        return isinstance(value, (str, bool)) or (number and math.isfinite(value))
+        return isinstance(value, (str, bool)) or (number and finite_number(value))
     raise ValueError(f"unknown field kind {kind!r}")
 
 

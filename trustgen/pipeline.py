@@ -113,6 +113,16 @@ def resume_checkpoint(out: Path, resume: bool) -> Path:
     return ckpt
 
 
+def remove_unstarted_state(out: Path, created: bool) -> None:
+    """A training that failed before its first checkpoint leaves nothing: its empty (or only
+    half-written) resume folder goes, and ``out`` too when this training made it."""
+    state = out / PRIVATE_STATE_DIR
+    if state.is_dir() and all(p.name.endswith(".tmp") for p in state.iterdir()):
+        shutil.rmtree(state, ignore_errors=True)  # a half-written checkpoint holds the same secrets
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def remove_training_state(out: Path) -> None:
     """After a DP run is saved: no secret training state (checkpoint, half-written temporaries,
     other ranks' checkpoints) may remain in the released directory. Verified, not assumed."""
@@ -251,9 +261,15 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
         caveats.append(DATA_DERIVED_SCHEMA_CAVEAT)
     caveats += dp_schema_caveats(schema)
     prior = _label_prior(y, schema, privacy is not None)
+    created = out is not None and not Path(out).exists()
     ckpt = None if out is None else resume_checkpoint(Path(out), resume)
-    result = Trainer(model, config, privacy=privacy).fit(x, y, checkpoint=ckpt, resume=resume,
-                                                         label_prior=None if prior is None else torch.tensor(prior))
+    try:
+        result = Trainer(model, config, privacy=privacy).fit(x, y, checkpoint=ckpt, resume=resume,
+                                                             label_prior=None if prior is None else torch.tensor(prior))
+    except BaseException:
+        if out is not None and is_main_process():
+            remove_unstarted_state(Path(out), created)
+        raise
     prior = result.label_prior
     if prior is None and y is not None:  # DP without a label budget: a uniform prior, saved as such
         prior = [1.0 / schema.n_classes] * schema.n_classes

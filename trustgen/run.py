@@ -36,7 +36,7 @@ from trustgen.data.schema import Schema, load_schema, save_schema
 from trustgen.errors import RunError
 from trustgen.io import atomic_torch_save, atomic_write_directory, atomic_write_text, directory_lock, file_sha256, \
     read_json, recover_directory, safe_torch_load
-from trustgen.json_fields import Fields
+from trustgen.json_fields import Fields, finite_number
 from trustgen.models import GenerativeModel, build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.report import PrivacyReport
@@ -191,6 +191,7 @@ class Run:
             raise RunError(f"run.json in {str(p)!r} has a malformed data_spec ({e!r}); {RUN_JSON_HINT}") from e
         if spec != DataSpec.from_encoder(make_encoder(schema)):
             raise RunError(f"schema.json in {str(p)!r} does not match the model's data layout")
+        _check_label_prior(p, meta.get("label_prior"), schema.n_classes or 0)
         options, legacy_sampling = split_sampling_options(meta["family"], meta["model_options"])
         try:
             model = build_model(meta["family"], spec, options)
@@ -232,6 +233,20 @@ def _check_run_json(p: Path, meta: dict) -> None:
         f.get(key, kind)
     for key, kind in RUN_JSON_OPTIONAL.items():
         f.get(key, kind, None, nullable=key == "label_prior")
+
+
+def _check_label_prior(p: Path, prior: object, n_classes: int) -> None:
+    """None, or one finite probability >= 0 per class with a positive sum (what sampling draws from)."""
+    if prior is None:
+        return
+    where = f"run.json in {str(p)!r}: label_prior"
+    if not isinstance(prior, list) or len(prior) != n_classes:
+        raise RunError(f"{where} must list one probability per class ({n_classes}), got "
+                       f"{len(prior) if isinstance(prior, list) else type(prior).__name__}; {RUN_JSON_HINT}")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) and v >= 0
+                  for v in prior)
+    if not numbers or not sum(prior) > 0:
+        raise RunError(f"{where} must hold finite numbers >= 0 with a positive sum; {RUN_JSON_HINT}")
 
 
 def _weights_mismatch(model: GenerativeModel, state: object) -> str:

@@ -32,6 +32,15 @@ SOURCES: tuple[str, ...] = ("declared", "data-derived", "dp")
 SPEND_RTOL = 1e-9
 
 
+def _usable_range(low: float, high: float) -> bool:
+    """Finite bounds, low < high, and a span whose size and reciprocal are finite: the encoders
+    divide by it (-1e308..1e308 would scale every value to NaN)."""
+    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+        return False
+    span = high - low
+    return math.isfinite(span) and math.isfinite(1.0 / span)
+
+
 @dataclass(frozen=True)
 class NumericColumn:
     """A number in ``[low, high]``; ``integer=True`` for counts and other whole numbers."""
@@ -42,9 +51,9 @@ class NumericColumn:
     integer: bool = False
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
+        if not _usable_range(self.low, self.high):
             raise SchemaError(
-                f"column {self.name!r}: bounds must be finite with low < high, got "
+                f"column {self.name!r}: bounds must be finite with low < high (and a span a float can hold), got "
                 f"[{self.low}, {self.high}]. Declare the public range the value can take."
             )
 
@@ -254,8 +263,9 @@ class ImageSchema:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise SchemaError(f"image {name} must be a positive integer, got {v!r}")
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.low >= self.high:
-            raise SchemaError(f"image value range must be finite with low < high, got [{self.low}, {self.high}]")
+        if not _usable_range(self.low, self.high):
+            raise SchemaError(f"image value range must be finite with low < high (and a span a float can hold), "
+                              f"got [{self.low}, {self.high}]")
         if self.classes is not None:
             self.classes = tuple(self.classes)
             if len(self.classes) < 2:
