@@ -54,21 +54,11 @@ def test_a_png_grid_over_400_images_is_refused(runs, tmp_path, capsys):
              "a .png grid shows at most 400 images, not 401: write .npz for more", tmp_path / "g.png")
 
 
-def test_the_png_holds_every_sample_the_command_says_it_wrote(runs, tmp_path, capsys, monkeypatch):
-    import trustgen.plots as plots
-
-    shown = {}
-    real_save = plots.save_figure
-
-    def count(fig, path):
-        shown["n"] = sum(bool(ax.images) for ax in fig.axes)
-        real_save(fig, path)
-
-    monkeypatch.setattr(plots, "save_figure", count)
+def test_the_png_holds_every_sample_the_command_says_it_wrote(runs, tmp_path, capsys, png_images):
     code = main(["sample", str(runs["images"]), "-n", "100", "--label", "3", "--seed", "0",
                  "--out", str(tmp_path / "threes.png")])
     assert code == 0 and capsys.readouterr().out.strip() == f"wrote 100 samples to {tmp_path / 'threes.png'}"
-    assert shown["n"] == 100
+    assert png_images["n"] == 100
 
 
 @pytest.mark.parametrize("run, label, value", [("table", "1", "yes"), ("table", "no", "no"),
