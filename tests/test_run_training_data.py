@@ -38,8 +38,22 @@ def test_a_file_is_recorded_by_base_name_and_hash(tmp_path):
     assert Run.load(tmp_path / "run").data == TrainingData("train.csv", file_sha256(data))
 
 
+def test_a_dp_run_records_no_hash_of_its_private_file(tmp_path):
+    """The hash is computed from every record outside the DP mechanism: whoever can guess the file
+    but one record would confirm that record by hashing each guess."""
+    from trustgen.privacy.config import PrivacyConfig
+
+    data = _csv(tmp_path / "train.csv")
+    train(str(data), "vae", TrainConfig(steps=2, batch_size=8, progress=False), schema=SCHEMA,
+          model_options={"hidden": 8}, out=tmp_path / "run", privacy=PrivacyConfig(5.0))
+    text = (tmp_path / "run" / "run.json").read_text()
+    assert json.loads(text)["data"] == {"name": "train.csv", "sha256": None}
+    assert file_sha256(data) not in "".join(p.read_text(errors="replace") for p in (tmp_path / "run").iterdir()
+                                            if p.is_file())
+
+
 def test_built_in_and_in_memory_data_have_no_hash(tmp_path):
-    assert TrainingData.of_source("breast_cancer") == TrainingData("breast_cancer", None)
+    assert TrainingData.of_source("breast_cancer", private=False) == TrainingData("breast_cancer", None)
     run = train(pd.read_csv(_csv(tmp_path / "d.csv")), "vae", FAST, schema=SCHEMA, model_options={"hidden": 8})
     assert run.data == TrainingData("in-memory") and run.metadata()["data"] == {"name": "in-memory", "sha256": None}
     assert run.data_name == "in-memory"  # the name, for code written before the record

@@ -238,7 +238,7 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
     if isinstance(data, (str, Path)):
         source = data
         data, schema = load_data(data, schema)
-        record = TrainingData.of_source(source)
+        record = TrainingData.of_source(source, private=privacy is not None)
     else:
         if schema is None:
             raise RunError("pass the schema together with in-memory data")

@@ -57,7 +57,11 @@ class TrainingData:
     opened (``trustgen evaluate`` takes the real data only from ``--real``, and compares its
     hash with this one). ``name`` is the built-in dataset's name, the file's base name, or
     ``"in-memory"``; ``sha256`` is the file's SHA-256 (None for built-in and in-memory data,
-    and for runs written before it was recorded, whose ``data`` was a plain string).
+    for DP runs, and for runs written before it was recorded, whose ``data`` was a plain string).
+
+    A DP run records no hash: it is computed from every private record outside the DP
+    mechanism, and whoever can guess the file but one record (a small domain) confirms that
+    record by hashing each guess.
 
     Example:
         >>> TrainingData.from_json("breast_cancer")
@@ -68,14 +72,15 @@ class TrainingData:
     sha256: str | None = None
 
     @classmethod
-    def of_source(cls, source: str | Path) -> "TrainingData":
+    def of_source(cls, source: str | Path, *, private: bool) -> "TrainingData":
         """The record of data loaded from ``source`` as :func:`~trustgen.data.loaders.load_data`
-        reads it: a built-in dataset by name, a file by its base name and content hash."""
+        reads it: a built-in dataset by name, a file by its base name and (unless ``private``:
+        a DP run) its content hash."""
         from trustgen.data.datasets import BUILTIN
 
         if str(source) in BUILTIN:
             return cls(str(source))
-        return cls(Path(source).name, file_sha256(source))
+        return cls(Path(source).name, None if private else file_sha256(source))
 
     def to_dict(self) -> dict:
         return {"name": self.name, "sha256": self.sha256}
