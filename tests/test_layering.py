@@ -26,7 +26,7 @@ LAYERS = [
     ("run",),  # the artefact: what training writes and every later stage reads
     ("training",),
     ("pipeline", "sampling"),
-    ("evaluation",),
+    ("evaluation", "watermark"),
     ("demo",),
     ("cli",),
     ("__main__",),
@@ -40,6 +40,7 @@ LEAVES = ("trustgen.sampling.config", "trustgen.sampling.schedulers")
 ALSO_FORBIDDEN = {
     "evaluation": ("trustgen.training", "trustgen.pipeline"),
     "sampling": ("trustgen.training", "trustgen.pipeline"),
+    "watermark": ("trustgen.training", "trustgen.pipeline"),
 }
 
 

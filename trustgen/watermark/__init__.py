@@ -1,0 +1,1 @@
+"""Keyed watermarks for samples, and detection as a hypothesis test (see docs/watermark.md)."""
