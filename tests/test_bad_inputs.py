@@ -308,3 +308,14 @@ def test_every_file_of_a_run_follows_the_umask_and_the_resume_state_is_owner_onl
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o666 & ~umask, name
     assert stat.S_IMODE((run / ".private").stat().st_mode) == 0o700
     assert stat.S_IMODE((run / ".private" / "checkpoint.pt").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("row, column", [("SECRET-NAME,x,yes", "a"), ("987654.25,x,yes", "a"),
+                                         ("1,SECRET-CLINIC,yes", "b"), ("1,x,SECRET-DIAGNOSIS", "y")])
+def test_a_refused_value_is_named_by_its_place_never_printed(tmp_path, capsys, row, column):
+    """Messages land in terminals, logs and CI output: a private cell's value must not."""
+    write_table(tmp_path, rows=ROWS + row + "\n")
+    assert main(train_args(tmp_path)) == 2
+    err = capsys.readouterr().err
+    value = row.split(",")[["a", "b", "y"].index(column)]
+    assert f"column {column!r}" in err and "row 25" in err and value not in err, err

@@ -89,10 +89,16 @@ def _check_labels(y: np.ndarray, n_classes: int) -> np.ndarray:
     bad = (y < 0) | (y >= n_classes)
     if bad.any():
         raise DataError(
-            f"{int(bad.sum())} labels are outside 0..{n_classes - 1} (e.g. {int(y[bad][0])}); "
+            f"{int(bad.sum())} labels are outside 0..{n_classes - 1} (the first at {_first(bad)}); "
             "the schema declares the classes."
         )
     return y
+
+
+def _first(mask: np.ndarray) -> str:
+    """Where the first offending record is ("row 7", counting data rows from 1): error messages
+    name places, never values (a message lands in terminals and logs; a value is private)."""
+    return f"row {int(np.flatnonzero(mask)[0]) + 1}"
 
 
 def numeric_values(col: pd.Series, name: str, integer: bool = False) -> np.ndarray:
@@ -101,7 +107,7 @@ def numeric_values(col: pd.Series, name: str, integer: bool = False) -> np.ndarr
     v = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
     nonnum = np.isnan(v) & col.notna().to_numpy()
     if nonnum.any():
-        raise DataError(f"column {name!r}: non-numeric value {col[nonnum].iloc[0]!r}")
+        raise DataError(f"column {name!r}: {int(nonnum.sum())} non-numeric values (the first at {_first(nonnum)})")
     if not np.all(np.isfinite(v)):
         raise DataError(
             f"column {name!r}: {int((~np.isfinite(v)).sum())} NaN/inf values. "
@@ -170,18 +176,21 @@ class TabularEncoder:
                 if out.any():
                     raise DataError(
                         f"column {c.name!r}: {int(out.sum())} values outside the declared domain "
-                        f"[{c.low}, {c.high}] (e.g. {v[out][0]}). Widen the bounds in the schema "
+                        f"[{c.low}, {c.high}] (the first at {_first(out)}). Widen the bounds in the schema "
                         "from public knowledge, or clip the data yourself."
                     )
             else:
                 if col.isna().any():
                     raise DataError(f"column {c.name!r}: {int(col.isna().sum())} missing values")
                 idx = c.index_of()
-                unknown = sorted({category_key(v) for v in col.unique()} - set(idx))
-                if unknown:
+                known = col.map(category_key).isin(set(idx)).to_numpy()
+                if not known.all():
+                    declared = list(c.categories)
+                    shown = declared[:10] + (["..."] if len(declared) > 10 else [])
                     raise DataError(
-                        f"column {c.name!r}: unknown categories {unknown[:5]} (declared: "
-                        f"{list(c.categories)}). Add them to the schema or map them first."
+                        f"column {c.name!r}: {int((~known).sum())} values that are not declared categories "
+                        f"(the first at {_first(~known)}; declared: {shown}). Add them to the schema or map "
+                        "them first."
                     )
 
     def transform(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
@@ -254,10 +263,11 @@ class ImageEncoder:
         real_array(x, "images")
         if not np.all(np.isfinite(x)):
             raise DataError("images contain NaN or inf values")
-        if x.min() < s.low or x.max() > s.high:
+        outside = ((x < s.low) | (x > s.high)).reshape(len(x), -1).any(1)
+        if outside.any():
             raise DataError(
-                f"image values lie in [{x.min()}, {x.max()}], outside the declared range "
-                f"[{s.low}, {s.high}]. Fix the schema's range or rescale the images."
+                f"{int(outside.sum())} images have values outside the declared range [{s.low}, {s.high}] "
+                f"(the first at {_first(outside)}). Fix the schema's range or rescale the images."
             )
         if s.classes is not None:
             if data.y is None:
