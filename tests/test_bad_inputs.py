@@ -176,6 +176,15 @@ CASES = [
     ("sampler-steps-huge", lambda d, r: write_table(d),
      lambda d: [a if a != "vae" else "diffusion" for a in train_args(d, "--option", "sample_steps=1000000000")],
      "sampler steps must be an integer from 1"),
+    ("schema-too-many-categories", _schema(lambda s: s["columns"][1].update(categories=[str(i) for i in range(20_000)])),
+     lambda d: train_args(d), "at most 10,000 per column"),
+    ("white-box-canaries-memory", lambda d, r: write_table(d),
+     lambda d: ["audit", "--data", str(d / "d.csv"), "--schema", str(d / "s.json"), "--model", "vae", "--epsilon",
+                "1", "--white-box", "--canaries", "1000000", "--runs", "1", "--steps", "1", "--batch-size", "8",
+                "--no-progress"], "GB per step"),
+    ("evaluate-seed-overflow", _copy_run,
+     lambda d: ["evaluate", str(d / "run"), "--samples", str(d / "d.csv"), "--real", str(d / "d.csv"),
+                "--seed", str(2**32), "--out", str(d / "rep")], "argument --seed: must be in"),
     ("n-too-many", _copy_run, lambda d: ["sample", str(d / "run"), "-n", str(10**12), "--out", str(d / "s.csv")],
      "more than one file takes"),
     # 5. output paths checked before any work (a path under a file can never be written)
@@ -196,6 +205,20 @@ CASES = [
      lambda d: [a if a != str(d / "d.csv") else str(d / ("L" * 300 + ".csv")) for a in train_args(d)],
      "name too long"),
     ("out-nul-byte", lambda d, r: write_table(d), lambda d: train_args(d, out="a\x00b"), "NUL byte"),
+    ("out-is-the-input", lambda d, r: write_table(d),
+     lambda d: ["schema", "infer", str(d / "d.csv"), "--out", str(d / "d.csv")], "is the command's input --data"),
+    ("private-output-inside-a-run", _copy_run,
+     lambda d: ["evaluate", str(d / "run"), "--samples", str(d / "d.csv"), "--real", str(d / "d.csv"),
+                "--out", str(d / "run" / "report")], "inside the run directory"),
+    ("out-symlink", lambda d, r: (write_table(d), (d / "real").mkdir(), (d / "link").symlink_to(d / "real")),
+     lambda d: train_args(d, out="link"), "is a symbolic link"),
+    ("out-under-a-symlink-loop", lambda d, r: (_copy_run(d, r), (d / "l1").symlink_to(d / "l2"),
+                                               (d / "l2").symlink_to(d / "l1")),
+     lambda d: ["sample", str(d / "run"), "-n", "3", "--out", str(d / "l1" / "s.csv")], "broken symbolic link"),
+    ("out-path-too-long", lambda d, r: write_table(d), lambda d: train_args(d, out="/".join(["P" * 200] * 25)),
+     "too long a path"),
+    ("out-nested-never-made", lambda d, r: write_table(d, rows=ROWS + "1,x,maybe\n"),
+     lambda d: train_args(d, out="a/b/run"), "not declared categories"),
     ("demo-out-not-a-demo", lambda d, r: ((d / "mine").mkdir(), (d / "mine" / "thesis.tex").write_text("x")),
      lambda d: ["demo", "--smoke", "--no-progress", "--out", str(d / "mine")], "holds no demo"),
     # 6. typed validation of options and config fields; schema keys; one record
@@ -319,3 +342,16 @@ def test_a_refused_value_is_named_by_its_place_never_printed(tmp_path, capsys, r
     err = capsys.readouterr().err
     value = row.split(",")[["a", "b", "y"].index(column)]
     assert f"column {column!r}" in err and "row 25" in err and value not in err, err
+
+
+@pytest.mark.parametrize("env, words", [({"RANK": "0", "WORLD_SIZE": "abc"}, "must be whole numbers"),
+                                        ({"RANK": "0", "WORLD_SIZE": "1"}, "could not join the process group")])
+def test_a_broken_distributed_launch_is_one_line(tmp_path, capsys, monkeypatch, env, words):
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    write_table(tmp_path)
+    assert main(train_args(tmp_path, "--distributed")) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], lines

@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 
 from trustgen.errors import TrustgenError
-from trustgen.limits import MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_STEPS
+from trustgen.limits import (MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_STEPS,
+                             bounded_number)
 
 FAMILIES = ("vae", "gan", "diffusion")
 LABEL_BUDGET_HELP = ("share of epsilon in [0, 1) for DP label frequencies (a Gaussian histogram, composed with "
@@ -42,26 +43,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints the usage too)
         self.exit(2, f"trustgen: error: {message} (see --help)\n")
-
-
-def _number(kind: type, low: float, high: float, *, low_open: bool = False):
-    """An argparse ``type``: a finite ``kind`` (int or float) in [low, high] ((low, high] when
-    ``low_open``), so a bad value is an argparse error (exit 2, one line) before any work."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        ok = value == value and (low < value if low_open else low <= value) and value <= high
-        if not ok:
-            fmt = (lambda v: f"{v:,}") if kind is int else (lambda v: f"{v:g}")
-            span = f"({fmt(low)}, {fmt(high)}]" if low_open else f"[{fmt(low)}, {fmt(high)}]"
-            raise argparse.ArgumentTypeError(f"must be in {span}, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
 
 
 class _Fail(Exception):
@@ -153,8 +134,16 @@ def _init_distributed(device: str) -> str:
 
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise _Fail("--distributed must be launched by torchrun, e.g. torchrun --nproc_per_node 2 -m trustgen train ...")
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    bad = [n for n in names if n in os.environ and not os.environ[n].isdigit()]
+    if bad:
+        raise _Fail(f"--distributed: {', '.join(bad)} must be whole numbers (torchrun sets them; launch with torchrun)")
     use_cuda = device != "cpu" and torch.cuda.is_available()
-    dist.init_process_group("nccl" if use_cuda else "gloo")
+    try:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    except (ValueError, RuntimeError) as e:  # a missing MASTER_ADDR, an unreachable peer...
+        raise _Fail(f"--distributed could not join the process group ({' '.join(str(e).split())[:200]}): launch "
+                    "with torchrun") from None
     if use_cuda:
         local = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local)
@@ -404,9 +393,9 @@ def _infer_dp_schema(args: argparse.Namespace):
 
 
 # ---------------------------------------------------------------------------------- parser
-COUNT = functools.partial(_number, int)
+COUNT = functools.partial(bounded_number, int)
 SEED = COUNT(0, MAX_SEED)
-EPSILON = _number(float, 0, 1e6, low_open=True)
+EPSILON = bounded_number(float, 0, 1e6, low_open=True)
 
 
 def _add_privacy_arguments(parser: argparse.ArgumentParser, audited: bool = False) -> None:
@@ -414,13 +403,14 @@ def _add_privacy_arguments(parser: argparse.ArgumentParser, audited: bool = Fals
     what = "audit a DP run at this epsilon (omit: a non-private run)" if audited else \
         "train with DP-SGD to this epsilon (omit: not private)"
     parser.add_argument("--epsilon", type=EPSILON, help=what)
-    parser.add_argument("--delta", type=_number(float, 0, 1, low_open=True),
+    parser.add_argument("--delta", type=bounded_number(float, 0, 1, low_open=True),
                         help="DP delta (default: min(1e-5, 1/(10 n)); must be < 1/n)")
-    parser.add_argument("--max-grad-norm", type=_number(float, 0, 1e6, low_open=True), default=1.0,
+    parser.add_argument("--max-grad-norm", type=bounded_number(float, 0, 1e6, low_open=True), default=1.0,
                         help="per-example clipping norm C")
     parser.add_argument("--accountant", choices=("prv", "rdp"), default="prv", help="privacy accountant")
     parser.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
-    parser.add_argument("--label-budget", type=_number(float, 0, 1), metavar="SHARE", help=LABEL_BUDGET_HELP)
+    parser.add_argument("--label-budget", type=bounded_number(float, 0, 1), metavar="SHARE",
+                        help=LABEL_BUDGET_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -435,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=COUNT(1, MAX_STEPS), help="total optimiser steps (overrides --epochs)")
     t.add_argument("--batch-size", type=COUNT(1, MAX_BATCH_SIZE), default=128,
                    help="records per step (under DP: the expected size of a Poisson batch)")
-    t.add_argument("--lr", type=_number(float, 0, 10, low_open=True),
+    t.add_argument("--lr", type=bounded_number(float, 0, 10, low_open=True),
                    help="learning rate (default: 1e-3 for vae and diffusion, 2e-4 for gan)")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     t.add_argument("--seed", type=SEED, default=0, help="seed of initialisation and data order (public)")
@@ -471,8 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "private). Default: none, the figure shows the samples alone")
     s.add_argument("--sampler", choices=("ddim", "ddpm"), help="diffusion: reverse process (default: the run's, ddim)")
     s.add_argument("--sample-steps", type=COUNT(1, MAX_SAMPLER_STEPS), help="diffusion: DDIM steps (default: the run's, 50)")
-    s.add_argument("--eta", type=_number(float, 0, 1), help="diffusion: DDIM stochasticity in [0, 1] (default: the run's, 0)")
-    s.add_argument("--guidance", type=_number(float, 0, 1e6), help="diffusion: classifier-free guidance scale "
+    s.add_argument("--eta", type=bounded_number(float, 0, 1),
+                   help="diffusion: DDIM stochasticity in [0, 1] (default: the run's, 0)")
+    s.add_argument("--guidance", type=bounded_number(float, 0, 1e6), help="diffusion: classifier-free guidance scale "
                                                    "(default: the run's, 2 for images, 1 for tables)")
     s.add_argument("--deterministic", action="store_true",
                    help="decode without randomness after the latent noise (no decoder noise, DDIM eta 0; "
@@ -480,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true",
                    help="no progress bar on stderr (default: one appears when sampling takes over 2 s)")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a line of text)")
-    s.set_defaults(func=cmd_sample, inputs=("run", "real"), outputs=(("out", "file"),))
+    s.set_defaults(func=cmd_sample, inputs=("run", "real"), outputs=(("out", "file", "real"),))
 
     d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")
     d.add_argument("--out", default="trustgen-demo", help="directory for the run, the grid and the summary")
@@ -520,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     from trustgen.evaluation.command import add_arguments, cmd_evaluate
 
     add_arguments(ev)
-    ev.set_defaults(func=cmd_evaluate, inputs=("run", "samples", "real", "holdout"), outputs=(("out", "directory"),))
+    ev.set_defaults(func=cmd_evaluate, inputs=("run", "samples", "real", "holdout"),
+                    outputs=(("out", "directory", True),))
 
     sc = sub.add_parser("schema", help="schema tools")
     scs = sc.add_subparsers(dest="schema_command", required=True, parser_class=_Parser)
@@ -546,15 +538,46 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_paths(args: argparse.Namespace) -> None:
     """Every path argument can be looked up, and every output path can be written, checked before
-    any work (a command that trained for an hour must not fail at its last step on its --out)."""
+    any work (a command that trained for an hour must not fail at its last step on its --out).
+    An output is never one of the command's inputs, and an output that shows private data
+    (``private`` in the parser's ``outputs``) never lands inside a run directory, which is shared."""
+    import os
+
     from trustgen.io import check_output_path, check_path_name
 
+    inputs = {}
     for dest in getattr(args, "inputs", ()):
         if getattr(args, dest, None) is not None:
             check_path_name(getattr(args, dest), dest.upper() if dest == "run" else "--" + dest)
-    for dest, kind in getattr(args, "outputs", ()):
-        if getattr(args, dest, None) is not None:
-            check_output_path(getattr(args, dest), kind, "--" + dest.replace("_", "-"))
+            inputs[os.path.realpath(getattr(args, dest))] = dest
+    for dest, kind, *private in getattr(args, "outputs", ()):
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        option = "--" + dest.replace("_", "-")
+        check_output_path(value, kind, option)
+        real = os.path.realpath(value)
+        if real in inputs:
+            raise _Fail(f"{option} {value!r} is the command's input {_name(inputs[real])}: it would be overwritten; "
+                        "write somewhere else")
+        if private and (private[0] is True or getattr(args, private[0], None) is not None):
+            refuse_inside_a_run(value, option)
+
+
+def _name(dest: str) -> str:
+    return dest.upper() if dest == "run" else "--" + dest
+
+
+def refuse_inside_a_run(path: str, option: str) -> None:
+    """``path`` shows private data (a report, a figure of real rows): not inside a run directory,
+    which is what people share."""
+    from pathlib import Path
+
+    p = Path(path).resolve()
+    for d in (p, *p.parents):
+        if (d / "run.json").is_file():
+            raise _Fail(f"{option} {path!r} is inside the run directory {str(d)!r}: what it writes shows private "
+                        "data, and a run directory is what gets shared; write it somewhere else")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -569,6 +592,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TrustgenError, _Fail) as e:
         print(f"trustgen: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the system refused mid-way (a full disk, a file removed under us): not a usage error
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"trustgen: error: {e.strerror or e}{where} (an output is written whole or not at all)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -71,6 +71,14 @@ def check_path_name(path: str | os.PathLike, option: str, extra: int = 0) -> Non
         name_max = os.pathconf(".", "PC_NAME_MAX")
     except (OSError, ValueError):
         name_max = 255
+    try:
+        path_max = os.pathconf(".", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        path_max = 4096
+    whole = len(os.fsencode(os.path.abspath(text)))
+    if whole + extra >= path_max:
+        raise ConfigError(f"{option} {shown} is too long a path for this system ({whole} bytes; it allows "
+                          f"{path_max}): choose a shorter one")
     for part in Path(text).parts:
         size = len(os.fsencode(part))
         if size + extra > name_max:
@@ -85,31 +93,66 @@ TEMPORARY_NAME_EXTRA = 24
 
 def check_output_path(path: str | os.PathLike, kind: str, option: str = "--out") -> Path:
     """Refuse, before any work, an output that could not be written at the end: ``path`` exists
-    as the other kind (``kind`` is ``"file"`` or ``"directory"``), sits under a file, or the
-    directory it will be written in refuses a new file (probed by creating one and removing it:
-    permission bits lie for root and read-only mounts). Raises :class:`ConfigError` in one line."""
-    p = Path(path)
+    as the other kind (``kind`` is ``"file"`` or ``"directory"``), sits under a file, is a
+    symbolic link or a mount point (a directory is written beside itself and swapped in, which
+    neither allows), or a directory it will be written in refuses a new file (probed by creating
+    one and removing it: permission bits lie for root and read-only mounts). Raises
+    :class:`ConfigError` in one line."""
     if str(path) == "":
         raise ConfigError(f"{option} is empty: give a path")
-    check_path_name(p, option, TEMPORARY_NAME_EXTRA)
-    if p.exists() and kind == "file" and p.is_dir():
-        raise ConfigError(f"{option} {str(p)!r} is a directory; give a file path")
-    if p.exists() and kind == "directory" and not p.is_dir():
-        raise ConfigError(f"{option} {str(p)!r} is a file, not a directory; give a directory path")
-    where = p if kind == "directory" and p.is_dir() else p.parent
-    probe = where
-    while not probe.exists():  # written by the command: the nearest existing ancestor must allow it
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{option} {str(p)!r} cannot be created: {str(probe)!r} is a file, not a directory")
+    check_path_name(path, option, TEMPORARY_NAME_EXTRA)
+    p = Path(os.path.abspath(path))  # "." has no name to put a sibling lock or staging copy beside
     try:
-        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".trustgen-write-probe.")
+        if kind == "directory" and p.is_symlink():
+            raise ConfigError(f"{option} {str(path)!r} is a symbolic link: give the directory it points to")
+        if p.exists() and kind == "file" and p.is_dir():
+            raise ConfigError(f"{option} {str(path)!r} is a directory; give a file path")
+        if p.exists() and kind == "directory" and not p.is_dir():
+            raise ConfigError(f"{option} {str(path)!r} is a file, not a directory; give a directory path")
+        if kind == "directory" and p.is_dir() and _is_mount_point(p):
+            raise ConfigError(f"{option} {str(path)!r} is a mount point: trustgen writes the new directory "
+                              "beside it and swaps the two, which cannot cross a mount; give a directory inside it")
+        probes = [_nearest_existing(p.parent, option, path)]
+        if kind == "directory" and p.is_dir():
+            probes.append(p)  # the resume state is written inside it
+        for probe in probes:
+            _probe_writable(probe, option, path)
+    except OSError as e:  # a symlink loop, a vanished directory...
+        raise ConfigError(f"{option} {str(path)!r} cannot be used: {e.strerror or e}") from None
+    return Path(path)
+
+
+def _is_mount_point(p: Path) -> bool:
+    """Also a bind mount of the same file system, which ``os.path.ismount`` does not see."""
+    if os.path.ismount(p):
+        return True
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = {line.split()[4].replace("\\040", " ") for line in f if len(line.split()) > 4}
+    except OSError:
+        return False
+    return os.path.realpath(p) in points
+
+
+def _nearest_existing(p: Path, option: str, shown: str | os.PathLike) -> Path:
+    while not p.exists():  # written by the command: the nearest existing ancestor must allow it
+        if p.is_symlink():
+            raise ConfigError(f"{option} {str(shown)!r} cannot be created: {str(p)!r} is a broken symbolic link "
+                              "(or a loop of them)")
+        p = p.parent
+    if not p.is_dir():
+        raise ConfigError(f"{option} {str(shown)!r} cannot be created: {str(p)!r} is a file, not a directory")
+    return p
+
+
+def _probe_writable(directory: Path, option: str, shown: str | os.PathLike) -> None:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".trustgen-write-probe.")
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise ConfigError(f"{option} {str(p)!r} cannot be written: {str(probe)!r} refuses new files "
+        raise ConfigError(f"{option} {str(shown)!r} cannot be written: {str(directory)!r} refuses new files "
                           f"({e.strerror or e}); choose a writable location") from None
-    return p
 
 
 def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
@@ -171,6 +214,24 @@ def _leftovers(path: Path, kind: str) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*.{kind}"), key=lambda p: p.stat().st_mtime)
 
 
+def missing_ancestors(path: str | os.PathLike) -> list[Path]:
+    """The directories above ``path`` that do not exist yet, deepest first: what writing it
+    creates, and what :func:`remove_empty` takes away again if the command fails."""
+    missing = []
+    p = Path(os.path.abspath(path)).parent
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def remove_empty(directories: list[Path]) -> None:
+    """Remove each of ``directories`` (deepest first) that exists and is empty."""
+    for d in directories:
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
 def recover_directory(path: str | os.PathLike) -> None:
     """Finish what a kill during :func:`atomic_write_directory` interrupted: if the new directory
     never arrived, put the old one back; then sweep staged and replaced copies. Call it only under
@@ -197,7 +258,7 @@ def atomic_write_directory(path: str | os.PathLike, fill: Callable[[Path], None]
         >>> sorted(p.name for p in d.iterdir())
         ['b.txt']
     """
-    path = Path(path)
+    path = Path(os.path.abspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     with directory_lock(path):
         recover_directory(path)
@@ -238,7 +299,7 @@ def directory_lock(path: str | os.PathLike) -> Iterator[None]:
     process holds it. Re-entrant within a process."""
     import fcntl
 
-    path = Path(path)
+    path = Path(os.path.abspath(path))  # "." has no name: its lock goes beside it, under its real name
     lock = path.parent / f".{path.name}.lock"
     key = f"{os.getpid()}:{os.path.abspath(lock)}"  # a forked child does not inherit the right to nest
     if key in _HELD_LOCKS:

@@ -27,7 +27,7 @@ from trustgen.data.encoders import Data, fit_to_domain, make_encoder
 from trustgen.data.loaders import check_record_count, load_data
 from trustgen.data.schema import Schema, load_schema
 from trustgen.errors import RunError, TrustgenError
-from trustgen.io import directory_lock, recover_directory, remove_stale_temporaries
+from trustgen.io import directory_lock, missing_ancestors, recover_directory, remove_empty, remove_stale_temporaries
 from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
@@ -219,8 +219,13 @@ def train(data: str | Path | Data, family: str, config: TrainConfig | None = Non
                   privacy=privacy)
     if out is None or not is_main_process():  # one lock holder when several processes train
         return _train(data, family, config, **kwargs)
-    with directory_lock(Path(out)):
-        return _train(data, family, config, **kwargs)
+    made = missing_ancestors(out)  # the lock beside OUT creates them: a refused training takes them away
+    try:
+        with directory_lock(Path(out)):
+            return _train(data, family, config, **kwargs)
+    except BaseException:
+        remove_empty(made)
+        raise
 
 
 def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, schema, model_options, out, resume,

@@ -178,7 +178,7 @@ class Run:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "Run":
         p = Path(path)
-        if not p.exists():
+        if not p.exists() and p.parent.is_dir() and any(p.parent.glob(f".{p.name}.*.replaced")):
             with directory_lock(p):
                 recover_directory(p)  # a save killed between its two renames left the old run aside
         if not (p / "run.json").is_file():
@@ -214,6 +214,10 @@ class Run:
         if (p / "train_log.jsonl").is_file():
             history = _read_log(p / "train_log.jsonl")
         privacy = PrivacyReport.from_json(p / "privacy.json") if (p / "privacy.json").is_file() else None
+        if privacy is not None and privacy.is_private and (p / ".private").exists():
+            warnings.warn(f"{str(p)!r} holds .private/: the resume state of an interrupted training into it, with "
+                          "that training's secret noise key. Do not share the directory until it is gone (resume "
+                          "the training, or delete .private/).", stacklevel=2)
         return cls(model, schema, dict(meta["train_config"]), meta.get("label_prior"), history, privacy,
                    meta.get("caveats", []), meta.get("data", ""), p, {**legacy_sampling, **meta.get("sampling", {})})
 

@@ -23,6 +23,7 @@ from typing import Any, Literal, Sequence, Union
 from trustgen.errors import SchemaError
 from trustgen.io import atomic_write_text, read_json
 from trustgen.json_fields import Fields, did_you_mean
+from trustgen.limits import MAX_CATEGORIES, MAX_IMAGE_ENTRIES
 
 Source = Literal["declared", "data-derived", "dp"]
 SOURCES: tuple[str, ...] = ("declared", "data-derived", "dp")
@@ -73,9 +74,12 @@ class CategoricalColumn:
                 f"column {self.name!r}: a categorical column needs at least 2 categories, "
                 f"got {list(cats)}. A constant column carries no information: drop it."
             )
+        if len(cats) > MAX_CATEGORIES:
+            raise SchemaError(f"column {self.name!r} declares {len(cats):,} categories; trustgen encodes at most "
+                              f"{MAX_CATEGORIES:,} per column (one-hot): group rare ones, or make it numeric")
         keys = [category_key(c) for c in cats]
         if len(set(keys)) != len(keys):
-            raise SchemaError(f"column {self.name!r}: duplicate categories in {list(cats)}")
+            raise SchemaError(f"column {self.name!r}: duplicate categories in {list(cats)[:20]}")
 
     def index_of(self) -> dict[str, int]:
         """Map from the normalised key of each category to its position."""
@@ -263,6 +267,9 @@ class ImageSchema:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise SchemaError(f"image {name} must be a positive integer, got {v!r}")
+        if self.channels * self.height * self.width > MAX_IMAGE_ENTRIES:
+            raise SchemaError(f"images of {self.channels} x {self.height} x {self.width} values are larger than "
+                              f"trustgen takes ({MAX_IMAGE_ENTRIES:,} values per image)")
         if not _usable_range(self.low, self.high):
             raise SchemaError(f"image value range must be finite with low < high (and a span a float can hold), "
                               f"got [{self.low}, {self.high}]")
@@ -270,6 +277,9 @@ class ImageSchema:
             self.classes = tuple(self.classes)
             if len(self.classes) < 2:
                 raise SchemaError("an image label needs at least 2 classes")
+            if len(self.classes) > MAX_CATEGORIES:
+                raise SchemaError(f"the image schema declares {len(self.classes):,} classes; at most "
+                                  f"{MAX_CATEGORIES:,}")
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -17,6 +17,7 @@ import json
 import warnings
 
 from trustgen.evaluation.labels import PRIVATE_NOTICE
+from trustgen.limits import MAX_NUMPY_SEED, bounded_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "no fairness section)")
     parser.add_argument("--out", required=True,
                         help="report directory (report.json, report.html, PNG figures); required")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random step (default: %(default)s)")
+    parser.add_argument("--seed", type=bounded_number(int, 0, MAX_NUMPY_SEED), default=0,
+                        help="seed of every random step (default: %(default)s)")
     parser.add_argument("--json", action="store_true",
                         help="print the report as one JSON object on stdout (default: a summary in text)")
 

@@ -50,6 +50,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trustgen.errors import PrivacyError
+from trustgen.limits import MAX_AUDIT_STEP_BYTES
 from trustgen.privacy.accounting import calibrate_noise, check_accountant, check_delta_range, \
     check_noise_multiplier, check_sample_rate, check_steps, check_target_epsilon, epsilon_for
 from trustgen.privacy.audit_bounds import gdp_epsilon_lower_bound_from_scores, one_run_epsilon_lower_bound
@@ -168,6 +169,12 @@ def audit_dp_sgd(epsilon: float | None = None, *, noise_multiplier: float | None
         raise PrivacyError(f"clipping must be 'ghost' or 'hooks', got {clipping!r}")
     if not (isinstance(canaries, int) and canaries >= 100) or not (isinstance(runs, int) and runs >= 1):
         raise PrivacyError(f"need canaries >= 100 and runs >= 1, got canaries={canaries!r}, runs={runs!r}")
+    step_bytes = 12 * sample_rate * canaries ** 2 / 2  # the batch, its per-example gradients and their sum
+    if step_bytes > MAX_AUDIT_STEP_BYTES:
+        raise PrivacyError(f"{canaries:,} canaries at sample rate {sample_rate:.3g} need about "
+                           f"{step_bytes / 1e9:.0f} GB per step (a canary is one coordinate of the gradient): use at "
+                           f"most {int((2 * MAX_AUDIT_STEP_BYTES / (12 * sample_rate)) ** 0.5):,} canaries per run, "
+                           "and more --runs")
     if not canary_norm > 1.0:
         raise PrivacyError(f"canary_norm must exceed 1 (a canary clipping does not touch tests nothing), got {canary_norm!r}")
     coins = np.random.default_rng(seed)
