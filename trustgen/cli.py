@@ -312,6 +312,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from trustgen.watermark.keys import WatermarkKey
+
+    key = WatermarkKey.generate()
+    key.save(args.out)
+    _emit(args, {"out": args.out, "key_id": key.key_id},
+          f"wrote watermark key {key.key_id} to {args.out} (owner-only: keep it secret; whoever has it can "
+          "detect and forge the watermark)")
+    return 0
+
+
 def cmd_schema_infer(args: argparse.Namespace) -> int:
     from trustgen.data.schema import save_schema
 
@@ -513,6 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(ev)
     ev.set_defaults(func=cmd_evaluate, inputs=("run", "samples", "real", "holdout"),
                     outputs=(("out", "directory", True),))
+
+    kg = sub.add_parser("keygen", help="make a secret watermark key (256 bits, an owner-only file)")
+    kg.add_argument("--out", required=True, help="key file to write (never overwritten); keep it secret")
+    kg.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    kg.set_defaults(func=cmd_keygen, outputs=(("out", "file"),))
 
     sc = sub.add_parser("schema", help="schema tools")
     scs = sc.add_subparsers(dest="schema_command", required=True, parser_class=_Parser)
