@@ -144,7 +144,9 @@ def embed_dither(x: np.ndarray, key: WatermarkKey, *, low: float, high: float, s
     # so the summary survives the embedding and, with a margin, small noise.
     near_cells, near_dist, _, _ = _cells(_chunk_means(nearest), edges)
     redo = (near_cells != cells) | (near_dist < DETECT_MARGIN * delta)
-    directed = _lattice(dither, np.where(_per_element(away, bounds) > 0, np.ceil(t), np.floor(t)), delta)
+    # (1e-9: an element already on the lattice stays there despite rounding error: idempotent)
+    directed = _lattice(dither, np.where(_per_element(away, bounds) > 0, np.ceil(t - 1e-9), np.floor(t + 1e-9)),
+                        delta)
     v = np.where(_per_element(redo, bounds), directed, nearest)
     original = np.asarray(x).reshape(len(u), -1).astype(dtype)
     out = _to_dtype(float(low) + v * (float(high) - float(low)), dtype, low, high)
