@@ -35,9 +35,9 @@ A file's p-value pools the counts of the untouched summaries of samples whose su
 distinct (the first sample of each), so a file of copies of one image counts that image once.
 
 What it survives (docs/watermark-image.md has the numbers): additive noise of up to about
-``Delta / 8`` and rounding to a grid finer than ``Delta / 2`` (the default step survives 8-bit
-storage); it does not survive blur, resizing, cropping, JPEG, brightness or contrast changes,
-which move values by more than ``Delta / 4``: those need a transform-domain watermark.
+``Delta / 8`` and rounding to a grid finer than ``Delta / 2`` (8-bit storage needs
+:data:`STEP_8BIT`); it does not survive blur, resizing, cropping, JPEG, brightness or contrast
+changes, which move values by more than ``Delta / 4``: those need a transform-domain watermark.
 
 Example:
     >>> from trustgen.watermark.keys import WatermarkKey
@@ -65,12 +65,16 @@ from trustgen.errors import ConfigError, DataError
 from trustgen.watermark.keys import WatermarkKey
 from trustgen.watermark.stats import Detection, binomial_p_value, check_fpr
 
-#: Default lattice step as a fraction of the value range: 4 levels of an 8-bit image. A marked
-#: value moves by at most Delta/2 = 2/255 of the range (Delta near the range's ends), PSNR about
-#: 47 dB: invisible. Rounding to 8 bits (error <= Delta/8) and Gaussian noise up to about
-#: Delta/8 = 0.5/255 of the range keep it. A step of 2e-3 (PSNR 65 dB) would be lost in 8-bit
-#: storage, the commonest edit of all (its rounding error reaches Delta).
-STEP = 4 / 255
+#: Default lattice step as a fraction of the value range. A marked value moves by at most
+#: Delta/2 = 0.1% of the range (below Delta near the range's ends), PSNR about 60 dB, and a
+#: classifier cannot tell marked from unmarked smooth content (random-forest ROC AUC 0.516,
+#: benchmarks/watermark_image.py). It survives Gaussian noise up to about Delta/8 and float
+#: storage (.npz), but not 8-bit storage (its rounding error, 1/510 of the range, is Delta).
+STEP = 2e-3
+#: A step that survives 8-bit storage: 4 levels of an 8-bit image, so 8-bit rounding moves a
+#: value by at most Delta/8. PSNR about 42-47 dB (invisible), but the mark is then larger than
+#: the spread of smooth content in places, and a classifier can tell (AUC 0.597): a choice.
+STEP_8BIT = 4 / 255
 #: Chunks of a sample whose mean cells form its summary.
 CHUNKS = 16
 #: Cell edges per chunk mean (LEVELS + 1 cells over the range).
@@ -268,7 +272,7 @@ def _normalised(x: np.ndarray, low: float, high: float, step: float, verb: str) 
         raise ConfigError(f"the value range must have low < high, got [{low}, {high}]")
     if not 0 < step <= 0.25:
         raise ConfigError(f"the dither step is a fraction of the value range in (0, 0.25], got {step!r} "
-                          f"(the default {STEP:.4f} is invisible and survives 8-bit storage)")
+                          f"(the default {STEP} is invisible; {STEP_8BIT:.4f} survives 8-bit storage)")
     a = real_array(x, "samples")
     if a.ndim < 2 or a.shape[0] == 0 or a[0].size == 0:
         raise DataError(f"samples must be an array of shape [N, ...] with N >= 1 and at least one value each, "
