@@ -5,8 +5,8 @@ Real digits stand in for a model's samples (rerun on samples with ``--npz sample
 
 * **False positives** at nominal FPR 1e-3 on >= 10,000 unwatermarked images: (a) one key over
   16,173 distinct integer images (the 1,797 digits shifted by up to one pixel), the per-key
-  case; (b) the 1,797 digits under 6 keys; (c) digits watermarked with another key; (d) 10,000 random 28 x 28 arrays, where 784
-  trials per image make the test nearly continuous. The count
+  case; (b) the 1,797 digits under 6 keys; (c) digits watermarked with other keys; (d) 10,000
+  random 28 x 28 arrays, where 784 trials per image make the test nearly continuous. The count
   of p-values <= 1e-3, its 95% Clopper-Pearson interval, the exact size of the test (64
   trials are discrete: the attainable level below 1e-3, Sidak-corrected where several
   summaries are tried) and a KS test of the randomised probability integral transform of the
@@ -79,8 +79,8 @@ def fpr_row(name: str, p: np.ndarray, counts: np.ndarray, tries: np.ndarray, n: 
     k = int((p <= alpha).sum())
     lo, hi = clopper_pearson(k, len(p))
     ks = stats.kstest(pit(counts, n, rng), "uniform").pvalue
-    return (f"| {name} | {len(p):,} | {k} | {k / len(p):.2e} | [{lo:.1e}, {hi:.1e}] | {exact_size(tries, n, alpha):.2e} "
-            f"| {ks:.3f} |")
+    return (f"| {name} | {len(p):,} | {k} | {k / len(p):.2e} | [{lo:.1e}, {hi:.1e}] "
+            f"| {exact_size(tries, n, alpha):.2e} | {ks:.3f} |")
 
 
 def attacks(step: float, smoke: bool):

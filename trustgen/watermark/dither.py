@@ -18,9 +18,9 @@ nearly the same count, and a "bad" key would flag many files at once. So the dit
 ``i`` is keyed by ``(summary, i)``, where the *summary* is recomputable from the sample: its
 elements (flattened, C-order) are cut into :data:`CHUNKS` contiguous chunks, and each chunk's
 mean is placed in one of ``LEVELS + 1`` cells whose edges sit at a keyed offset (so no content
-grid lines up with them). Distinct samples almost always get distinct summaries (1,795 of
-1,797 digits), hence independent dithers, so one key's p-values over many samples are
-independent and uniform too. The summary has to survive the embedding and small noise:
+grid lines up with them). Distinct samples almost always get distinct summaries (1,794 to
+1,797 of the 1,797 digits, by key), hence independent dithers, so one key's p-values over
+many samples are independent and uniform too. The summary has to survive the embedding and small noise:
 
 * the embedder rounds the elements of a chunk whose mean lies near a cell edge *away* from
   that edge (the lattice point on the far side, a change below ``Delta`` instead of
