@@ -259,6 +259,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from trustgen.sampling.writers import check_out_path, write_stream
 
     check_out_path(args.out, n=args.n)
+    key = None
+    if args.watermark_key is not None:
+        from trustgen.watermark.keys import WatermarkKey
+
+        if args.out.lower().endswith(".png"):
+            raise _Fail("a .png is a figure, not a data file: write .csv or .npz to release watermarked samples")
+        key = WatermarkKey.load(args.watermark_key)
     run = Run.load(args.run, device=args.device)
     out = check_out_path(args.out, run.schema.kind, args.n)  # the format's bound, before any sampling
     reference = None
@@ -275,12 +282,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
             bar.total = total
             bar.update(done - bar.n)
 
-        sampler = Sampler(run, config=sampler_config(args, run), progress=progress)
-        written = write_stream(sampler.stream(args.n, labels=args.label, seed=args.seed), out, schema=run.schema,
-                               n=args.n, title=f"{run.family} samples", reference=reference)
+        config = sampler_config(args, run)
+        if key is None:
+            batches = Sampler(run, config=config, progress=progress).stream(args.n, labels=args.label,
+                                                                             seed=args.seed)
+        else:
+            from trustgen.watermark.release import watermark_batch, watermarked_sampler
+
+            sampler = watermarked_sampler(run, key, config=config, progress=progress)
+            batches = (watermark_batch(b, key, run.schema)
+                       for b in sampler.stream(args.n, labels=args.label, seed=args.seed))
+        written = write_stream(batches, out, schema=run.schema, n=args.n, title=f"{run.family} samples",
+                               reference=reference)
     counts = {str(k): v for k, v in written.label_counts.items()}
-    _emit(args, {"out": str(out), "n": written.n, "seed": args.seed, "label_counts": counts},
-          f"wrote {written.n} samples to {out}")
+    marked = "" if key is None else f" (watermarked with key {key.key_id})"
+    _emit(args, {"out": str(out), "n": written.n, "seed": args.seed, "label_counts": counts,
+                 "watermark_key_id": None if key is None else key.key_id},
+          f"wrote {written.n} samples to {out}{marked}")
     return 0
 
 
@@ -309,6 +327,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(Path(args.out), smoke=args.smoke, seed=args.seed, device=args.device,
                        progress=not args.no_progress)
     _emit(args, summary, summary["text"])
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from trustgen.data.loaders import load_data
+    from trustgen.watermark.keys import WatermarkKey
+    from trustgen.watermark.release import detect_data
+
+    if (args.run is None) == (args.schema is None):
+        raise _Fail("give --run (the samples' run: adds the latent test) or --schema (the value test alone), "
+                    "one of them")
+    key = WatermarkKey.load(args.key)
+    run = None
+    if args.run is not None:
+        from trustgen.run import Run
+
+        run = Run.load(args.run, device=args.device)
+    data, schema = load_data(args.file, run.schema if run is not None else args.schema)
+    r = detect_data(data, key, schema, run=run, fpr=args.fpr)  # the latent test inverts with the run's settings
+    verdict = "WATERMARKED" if r.file_detected else "not detected"
+    tests = ", ".join(f"{m} p {t.p_value:.3g}" for m, t in r.tests.items())
+    _emit(args, r.to_dict(), f"{args.file}: {verdict} with key {key.key_id} (file p-value {r.p_value:.3g} at "
+                             f"FPR {r.fpr:g}; {int(r.detected.sum())} of {len(r.p_values)} samples detected; "
+                             f"tests: {tests})" + "".join(f"; {m} skipped: {why}" for m, why in r.skipped.items()))
     return 0
 
 
@@ -482,7 +524,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true",
                    help="no progress bar on stderr (default: one appears when sampling takes over 2 s)")
     s.add_argument("--json", action="store_true", help="print one JSON object on stdout (default: a line of text)")
-    s.set_defaults(func=cmd_sample, inputs=("run", "real"), outputs=(("out", "file", "real"),))
+    s.add_argument("--watermark-key", metavar="KEY",
+                   help="mark the samples with this key (`trustgen keygen`): in the latent noise and in the values; "
+                        "`trustgen detect` finds it (default: no watermark)")
+    s.set_defaults(func=cmd_sample, inputs=("run", "real", "watermark_key"), outputs=(("out", "file", "real"),))
+
+    dt = sub.add_parser("detect", help="test a file of samples for a watermark key: p-values per sample and file")
+    dt.add_argument("file", help="samples: .csv (tables) or .npz (images)")
+    dt.add_argument("--key", required=True, help="the watermark key file (`trustgen keygen`)")
+    dt.add_argument("--run", help="the run the samples came from: adds the latent test (by inverting the model) "
+                                  "and gives the schema (default: none, the value test alone, with --schema)")
+    dt.add_argument("--schema", help="the samples' schema, when no --run is given")
+    dt.add_argument("--fpr", type=bounded_number(float, 0, 0.5, low_open=True), default=1e-6,
+                    help="false-positive rate of each decision")
+    dt.add_argument("--device", default="cpu", help="cpu | cuda | auto, for the latent test")
+    dt.add_argument("--json", action="store_true",
+                    help="print one JSON object: per sample the score, p_value and detected, and the file's p_value")
+    dt.set_defaults(func=cmd_detect, inputs=("file", "key", "run", "schema"))
 
     d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")
     d.add_argument("--out", default="trustgen-demo", help="directory for the run, the grid and the summary")
