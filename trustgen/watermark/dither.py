@@ -101,7 +101,7 @@ class DitherScores:
         primary_counts: agreements under that summary (Binomial(trials, 1/2) under the null).
         best_counts: agreements under the best of the summaries tried.
         tries: summaries tried per sample (``2^f``, ``f <= MAX_FLIPS`` chunks near an edge).
-        trials: elements per sample.
+        trials: elements counted per sample (those not exactly at the range's ends).
         p_values: per sample, ``1 - (1 - P(Binomial >= best_count))^tries``.
         p_value: the file's p-value: the primary counts of the first sample of each distinct
             summary, pooled.
@@ -111,7 +111,7 @@ class DitherScores:
     primary_counts: np.ndarray
     best_counts: np.ndarray
     tries: np.ndarray
-    trials: int
+    trials: np.ndarray
     p_values: np.ndarray
     p_value: float
 
@@ -154,6 +154,9 @@ def embed_dither(x: np.ndarray, key: WatermarkKey, *, low: float, high: float, s
     v = np.where(_per_element(redo, bounds), directed, nearest)
     original = np.asarray(x).reshape(len(u), -1).astype(dtype)
     out = _to_dtype(float(low) + v * (float(high) - float(low)), dtype, low, high)
+    # Values exactly at the range's ends stay (and are not counted): a clipping model makes many,
+    # and moving them off the end is what a classifier would see (AUC 1.0 on such samples).
+    out = np.where(_at_ends(u), original, out)
     # A chunk whose cell still moved (values clipped at the range's ends can pull against the
     # rounding) keeps its original values: that chunk is unmarked, the summary is not lost.
     moved = _cells(_chunk_means(_normalised(out, low, high, step, "embed")[0]), edges)[0] != cells
@@ -170,29 +173,32 @@ def dither_scores(x: np.ndarray, key: WatermarkKey, *, low: float, high: float, 
     delta = float(step)
     n_samples, n = u.shape
     cells, dist, _, neighbour = _cells(_chunk_means(u), _edges(key))
+    interior = ~_at_ends(u)
+    trials = interior.sum(1)
     summaries = _summary_index(cells)
     stream: dict[int, np.ndarray] = {}
     primary = np.empty(n_samples, dtype=np.int64)
     best = np.empty(n_samples, dtype=np.int64)
     tries = np.empty(n_samples, dtype=np.int64)
     for s in range(n_samples):
-        counts = [_agreements(u[s], _stream(key, stream, int(summaries[s]), n), delta)]
+        counts = [_agreements(u[s], _stream(key, stream, int(summaries[s]), n), delta, interior[s])]
         order = np.argsort(dist[s], kind="stable")[:MAX_FLIPS]
         fragile = [int(g) for g in order if dist[s, g] < DETECT_MARGIN * delta]
         for flips in itertools.chain.from_iterable(itertools.combinations(fragile, r)
                                                    for r in range(1, len(fragile) + 1)):
             alt = cells[s].copy()
             alt[list(flips)] = neighbour[s, list(flips)]
-            counts.append(_agreements(u[s], _stream(key, stream, int(_summary_index(alt[None])[0]), n), delta))
+            counts.append(_agreements(u[s], _stream(key, stream, int(_summary_index(alt[None])[0]), n), delta,
+                                      interior[s]))
         primary[s], best[s], tries[s] = counts[0], max(counts), len(counts)
-    p_best = binomial_p_value(best, n, 0.5)
+    p_best = binomial_p_value(best, trials, 0.5)
     # Sidak: the tries are independent under the null (distinct summaries, distinct dither
     # streams), so P(min p <= t) = 1 - (1 - t)^K exactly where t is attainable.
     p_values = np.where(tries == 1, p_best, -np.expm1(tries * np.log1p(-np.minimum(p_best, 1.0 - 1e-16))))
     p_values = np.clip(p_values, 0.0, 1.0)
     _, first = np.unique(summaries, return_index=True)
-    pooled = float(binomial_p_value(primary[first].sum(), n * len(first), 0.5)) if n_samples else 1.0
-    return DitherScores(summaries, primary, best, tries, n, p_values, pooled)
+    pooled = float(binomial_p_value(primary[first].sum(), trials[first].sum(), 0.5)) if n_samples else 1.0
+    return DitherScores(summaries, primary, best, tries, trials, p_values, pooled)
 
 
 def detect_dither(x: np.ndarray, key: WatermarkKey, *, low: float, high: float, step: float = STEP,
@@ -363,6 +369,11 @@ def _dither_matrix(key: WatermarkKey, summaries: np.ndarray, n: int) -> np.ndarr
     return np.stack([_stream(key, cache, int(s), n) for s in summaries])
 
 
-def _agreements(u: np.ndarray, dither: np.ndarray, delta: float) -> int:
+def _agreements(u: np.ndarray, dither: np.ndarray, delta: float, counted: np.ndarray) -> int:
     r = np.mod(u / delta - dither, 1.0)
-    return int(np.count_nonzero((r < AGREE) | (r >= 1.0 - AGREE)))
+    return int(np.count_nonzero(((r < AGREE) | (r >= 1.0 - AGREE)) & counted))
+
+
+def _at_ends(u: np.ndarray) -> np.ndarray:
+    """Elements exactly at the range's ends (0 or 1 once normalised): never marked, never counted."""
+    return (u <= 0.0) | (u >= 1.0)

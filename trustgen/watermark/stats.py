@@ -46,7 +46,8 @@ class Detection:
         method: the watermark tested (``"latent"``, ``"dither"``, ``"table"``).
         key_id: the id of the key tested (never the key).
         counts: per sample, the keyed trials that agree.
-        trials: keyed trials per sample (``n``).
+        trials: keyed trials per sample (``n``; an array when samples differ, e.g. the dither
+            test does not count values at the ends of the range, which it leaves unmarked).
         p0: the chance that a trial agrees under the null.
         p_values: per sample, ``P(Binomial(trials, p0) >= count)``.
         p_value: the whole file's p-value (all counts pooled).
@@ -56,18 +57,20 @@ class Detection:
     method: str
     key_id: str
     counts: np.ndarray
-    trials: int
+    trials: int | np.ndarray
     p0: float
     p_values: np.ndarray
     p_value: float
     fpr: float
 
     @classmethod
-    def from_counts(cls, method: str, key_id: str, counts: np.ndarray, trials: int, p0: float, *,
+    def from_counts(cls, method: str, key_id: str, counts: np.ndarray, trials, p0: float, *,
                     fpr: float) -> "Detection":
         counts = np.asarray(counts, dtype=np.int64)
-        pooled = float(binomial_p_value(counts.sum(), trials * len(counts), p0)) if len(counts) else 1.0
-        return cls(method, key_id, counts, int(trials), float(p0), binomial_p_value(counts, trials, p0), pooled,
+        per_sample = np.broadcast_to(np.asarray(trials, dtype=np.int64), counts.shape)
+        pooled = float(binomial_p_value(counts.sum(), per_sample.sum(), p0)) if len(counts) else 1.0
+        trials = int(trials) if np.ndim(trials) == 0 else per_sample.copy()
+        return cls(method, key_id, counts, trials, float(p0), binomial_p_value(counts, per_sample, p0), pooled,
                    check_fpr(fpr))
 
     @property
@@ -80,7 +83,8 @@ class Detection:
         return bool(self.p_value <= self.fpr)
 
     def to_dict(self, per_sample: bool = True) -> dict:
-        out = {"method": self.method, "key_id": self.key_id, "trials_per_sample": self.trials, "null_p": self.p0,
+        trials = self.trials if np.ndim(self.trials) == 0 else int(np.max(self.trials, initial=0))
+        out = {"method": self.method, "key_id": self.key_id, "trials_per_sample": trials, "null_p": self.p0,
                "fpr": self.fpr, "samples": int(len(self.counts)), "p_value": self.p_value,
                "detected": self.file_detected, "samples_detected": int(self.detected.sum())}
         if per_sample:
