@@ -1,47 +1,51 @@
 """Tabular watermark: a keyed dither lattice on the continuous columns, detected from a set of rows.
 
-Post-hoc (quantisation-index modulation with a keyed dither, the idea behind TabWak-style table
-watermarks made exact): for every row and every continuous column ``c`` (a
-:class:`~trustgen.data.schema.NumericColumn` with ``integer=False``) the key gives a dither
-``u`` in (0, 1), and the value moves to the nearest point of the lattice
-``low + (u + k) * delta_c`` (``k`` whole), where ``delta_c = strength * (high - low)``.
+Post-hoc quantisation-index modulation with a keyed dither: every value of a continuous column
+(a :class:`~trustgen.data.schema.NumericColumn` with ``integer=False``) moves to the nearest
+point of a lattice ``low + (u + k) * delta`` (``k`` whole, ``delta = strength * (high - low)``),
+where the dither ``u`` in (0, 1) comes from the key and from a coarse description of the row.
 
 Detection needs the key and the rows only. The residual ``r = ((x - low) / delta - u) mod 1``
 is 0 for a watermarked value and stays near 0 under small noise; a trial *agrees* when ``r``
 lies within 1/4 of 0 on the circle. For any table made without the key, ``u`` is uniform and
-independent of ``x`` over the draw of the key, so ``r`` is uniform and each trial agrees with
-probability exactly 1/2: the p-values of :class:`~trustgen.watermark.stats.Detection` are exact
-for any table, with no calibration and no assumption about its content.
+independent of ``x`` over the draw of the key, so each trial agrees with probability exactly
+1/2, independently across trials with distinct dithers: the count of agreeing trials is
+binomial and the p-value of :class:`~trustgen.watermark.stats.Detection` is exact for any
+table, with no calibration and no assumption about its content.
 
-Where the dither comes from matters:
+Where the dither comes from (all of it recomputable from the rows and the key):
 
-* **Not from the row's position or the column order**: rows get deleted, inserted and shuffled,
-  columns reordered. A row's dithers are ``key.uniform(k, "table-v1", index)`` with ``index`` a
-  hash of the row's *coarse feature*: every categorical value (the label included) and the bin
-  of every numeric value among equal bins over ``[low, high]`` (8 per column, more for schemas
-  with few columns: :func:`feature_bins`), taken column by column in the order of the column
-  *names*; the ``k`` dithers go to the continuous columns in name order.
-* **Not one dither per column**: values rounded to a grid (2 decimals, say) fall on a few
-  residues of the lattice, and one shared dither per column would make all rows agree or
-  disagree together: a file p-value that is right on average over keys but far too small for
-  half of the keys. A dither per coarse feature varies from row to row.
-* **Recomputable after embedding and noise**: embedding keeps every value inside its own bin
-  (the nearest lattice point *within the bin*), so the features, hence the dithers, of a
-  watermarked row are those it was embedded with. Bins are at least 16 lattice steps wide (125
-  for breast_cancer at the default strength), so noise of ``delta / 10`` moves a row's feature only when one of its values sits
-  within a few noise widths of a bin edge (about 2% of breast_cancer's rows); such a row then
-  gets unrelated dithers, and its trials count as null trials (they lower the power, never the
-  validity).
-* **One trial per dither**: rows with the same coarse feature share their dithers, and trials
-  that share a dither are dependent (200 copies of one row would agree or disagree together).
-  Only the first row (in the table's order) of each feature index is counted; the others are
-  left out of the test. Breast_cancer's 569 rows have 568 distinct features; a table can never
-  count more rows than its schema has feature cells (about 2^16 or more).
+* **A fine bin of the value itself.** Each column's range is cut into ``n_fine`` bins (8
+  lattice steps wide at least; 125 bins at the default strength) with a keyed offset. The
+  dither of a value depends on its bin, and embedding moves a value to the nearest lattice
+  point *of the bin it lands in* (the union, over bins, of each bin's lattice inside it), so
+  the bin of a watermarked value gives back its dither.
+* **A coarse row feature R**, so that dithers differ between rows and tables: every
+  categorical value (the label included), an 8-bin index of every integer column, and for each
+  continuous column its *group*: runs of consecutive fine bins, cut at keyed places that
+  embedding never crosses. A row's dithers are ``key.uniform(...)`` at an index hashed from R;
+  columns are taken by *name*, so row order, deletions, insertions and column order do not
+  matter. Groups are as coarse as the schema allows (:func:`coarse_groups`): for 30 columns,
+  two or three per column (a value changes group only when an edit moves it across one or two
+  keyed edges, so even rounding a small-range column costs few rows their other trials); for
+  a schema with few columns, finer, so that R still takes some 2^24 values.
+* **Not one dither per column.** Values rounded to a grid (2 decimals, say) fall on a few
+  residues of the lattice; with one dither per column all rows would agree or disagree
+  together, and for a given key most tables from one source would get a too-small or too-large
+  p-value (right only on average over keys). Even a dither per (R, bin) repeats across tables
+  when R takes few values: two tables holding the same grid value in the same cell agree or
+  disagree together, so for one key the false-positive rate over many tables drifts from the
+  nominal one unless R has many more values than a table has rows. Hence the 2^24 target.
+* **One trial per dither.** Values that share a dither (same R, same column, same fine bin) are
+  dependent: 200 copies of a row would agree or disagree together. Only the first such value
+  (in the table's order) is counted. Edits that move a value to another fine bin, or a row to
+  another R, give it unrelated dithers: those trials count as null trials (less power, never a
+  wrong p-value).
 
-Values move by at most ``delta / 2``, except within ``delta / 2`` of a bin edge or a bound,
-where the nearest lattice point inside the bin can be up to ``delta`` away. Over keys the
-displacement is uniform on ``(-delta/2, delta/2)`` and independent of the value (subtractive
-dither), so marginals are smoothed by 0.1% of the range at the default strength.
+Values move by at most ``delta`` (by at most ``delta / 2`` for nine in ten, and up to ``2 *
+delta`` within two steps of a bound). Over keys (offsets and dithers uniform) the lattice is a
+stationary random point set, so the displacement's distribution does not depend on the value:
+marginals are smoothed by a kernel of width ``delta`` and no value range is favoured.
 
 Example:
     >>> from trustgen.data.loaders import load_data
@@ -57,6 +61,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -67,28 +72,28 @@ from trustgen.errors import ConfigError, DataError, SchemaError
 from trustgen.watermark.keys import WatermarkKey
 from trustgen.watermark.stats import Detection
 
-#: Default lattice step as a fraction of each column's range. 1e-3 moves values by at most 0.05%
-#: of the range (invisible in marginals and far below a model's sampling error), and survives
-#: Gaussian noise of ``delta / 10`` (each trial still agrees with probability 0.988) and rounding
-#: to a grid finer than ``delta / 2``.
+#: Default lattice step as a fraction of each column's range. 1e-3 moves values by at most 0.1%
+#: of the range (typically 0.05%: invisible in marginals, far below a model's sampling error),
+#: and survives Gaussian noise of ``delta / 10`` (a trial still agrees with probability 0.99)
+#: and rounding to a grid finer than ``delta / 2``.
 DEFAULT_STRENGTH = 1e-3
+MIN_STRENGTH, MAX_STRENGTH = 1e-8, 1e-2
 
-#: Coarse bins per numeric column for the dither feature, at least: wide enough (1/8 of the range)
-#: that small noise rarely moves a value across an edge. Schemas with few columns get more
-#: (:func:`feature_bins`) so that their rows still have distinct features.
-MIN_BINS = 8
+#: A fine bin is at least this many lattice steps wide: noise of a tenth of a step then moves
+#: about 1% of values to another bin (each such value loses its own trial only).
+MIN_STEPS_PER_BIN = 8
 
-#: The feature cells (numeric bins times categorical combinations) :func:`feature_bins` aims for:
-#: a table counts at most one row per cell, so a schema with one numeric column and 8 bins
-#: could never reach p < 1e-6 (8 trials give at best 2^-8).
-TARGET_CELLS = 2 ** 16
+#: At most this many fine bins per column: a row draws its dithers for every bin at once.
+MAX_FINE_BINS = 256
 
-#: A bin holds at least this many lattice steps: every value then finds a lattice point in its own
-#: bin, and noise of a tenth of a step crosses an edge rarely.
-MIN_STEPS_PER_BIN = 16
+#: Integer columns enter the row feature as this many equal bins over their bounds (embedding
+#: never changes them, and small noise rounded back to whole numbers rarely crosses an edge).
+INTEGER_BINS = 8
 
-#: The largest strength: a bin of 1/8 of the range must hold MIN_STEPS_PER_BIN lattice steps.
-MAX_STRENGTH = 1 / (MIN_BINS * MIN_STEPS_PER_BIN)
+#: The number of values the row feature R should take (categoricals x integer bins x groups of
+#: the continuous columns): far more than a table has rows, so that tables from one source
+#: rarely share a dither (the per-key null, above).
+TARGET_CELLS = 2 ** 24
 
 METHOD = "table"
 P0 = 0.5  # a trial agrees when the residual is within 1/4 of 0 on the unit circle: half of it
@@ -101,10 +106,10 @@ def embed_table(df: pd.DataFrame, schema: TabularSchema, key: WatermarkKey, *,
 
     Args:
         df: rows with (at least) the schema's columns, by name; other columns pass through.
-        schema: the table's schema; its continuous numeric columns carry the watermark, every
-            column (categoricals, integers) feeds the row feature the dithers are drawn for.
+        schema: the table's schema; its continuous numeric columns carry the watermark, and every
+            column feeds the row feature the dithers are drawn for.
         key: the secret key (the same one detects).
-        strength: lattice step as a fraction of each column's range, in ``(0, 1/128]``;
+        strength: lattice step as a fraction of each column's range, in ``[1e-8, 0.01]``;
             detection must use the same value.
 
     Returns:
@@ -121,20 +126,17 @@ def embed_table(df: pd.DataFrame, schema: TabularSchema, key: WatermarkKey, *,
         >>> bool((out["x"] - [0.25, 0.5]).abs().max() <= 1e-3)
         True
     """
-    cont, strength = _check(df, schema, strength)
-    values = {c.name: numeric_values(df[c.name], c.name, c.integer) for c in _numeric(schema)}
-    for c in _numeric(schema):
+    grid, values = _prepare(df, schema, key, strength)
+    for c in grid.columns:
         out = (values[c.name] < c.low) | (values[c.name] > c.high)
         if out.any():
             raise DataError(f"column {c.name!r}: {int(out.sum())} values outside the declared domain [{c.low}, "
                             f"{c.high}] (e.g. {values[c.name][out][0]}); the watermark keeps values inside the "
                             "bounds, so clip the table into them first")
-    bins = feature_bins(schema, strength)
-    indices = _feature_indices(df, schema, values, bins)
-    u = np.stack([key.uniform(len(cont), _PURPOSE, int(i)) for i in indices])
+    _, _, u3 = _row_dithers(df, schema, key, grid, values)
     out = df.copy()
-    for j, c in enumerate(cont):
-        out[c.name] = _to_lattice(values[c.name], u[:, j], c, strength, bins)
+    for j, c in enumerate(grid.columns):
+        out[c.name] = _to_lattice(values[c.name], u3[:, j, :], grid, j)
     return out
 
 
@@ -149,13 +151,13 @@ def detect_table(df: pd.DataFrame, schema: TabularSchema, key: WatermarkKey, *, 
         df: the rows to test, with the schema's columns by name.
         schema: the schema the table was watermarked under.
         key: the key to test for.
-        fpr: the false-positive rate of the decisions.
+        fpr: the false-positive rate of the decision.
         strength: the strength the table was embedded with.
 
     Returns:
-        A :class:`~trustgen.watermark.stats.Detection` (method ``"table"``): one sample per counted
-        row (the first row of each distinct coarse feature), ``trials`` = the number of continuous
-        columns, ``p0 = 1/2``; ``p_value`` pools every counted row and is the table's p-value.
+        A :class:`~trustgen.watermark.stats.Detection` (method ``"table"``) with one sample, the
+        table: ``counts[0]`` agreeing trials of ``trials`` counted ones (one per distinct
+        dither), ``p0 = 1/2``; ``p_value`` is the table's p-value.
 
     Raises:
         ConfigError, SchemaError, DataError: as :func:`embed_table` (out-of-bound values excepted).
@@ -164,22 +166,20 @@ def detect_table(df: pd.DataFrame, schema: TabularSchema, key: WatermarkKey, *, 
         >>> s = TabularSchema([NumericColumn("x", 0.0, 1.0), NumericColumn("z", 0.0, 1.0)])
         >>> rows = pd.DataFrame({"x": np.linspace(0.01, 0.99, 50), "z": np.linspace(0.01, 0.99, 50) ** 2})
         >>> d = detect_table(embed_table(rows, s, WatermarkKey.from_seed(1)), s, WatermarkKey.from_seed(1))
-        >>> int(d.counts.sum()), d.trials * len(d.counts), bool(d.file_detected)
-        (100, 100, True)
+        >>> bool(d.counts[0] == d.trials), bool(d.file_detected)  # every counted trial agrees
+        (True, True)
     """
-    cont, strength = _check(df, schema, strength)
-    values = {c.name: numeric_values(df[c.name], c.name, c.integer) for c in _numeric(schema)}
-    bins = feature_bins(schema, strength)
-    indices = _feature_indices(df, schema, values, bins)
-    # Trials that share a dither are dependent: count the first row of each index only.
-    _, first = np.unique(indices, return_index=True)
-    first = np.sort(first)
-    u = np.stack([key.uniform(len(cont), _PURPOSE, int(indices[i])) for i in first])
-    agree = np.zeros(len(first), dtype=np.int64)
-    for j, c in enumerate(cont):
-        r = np.mod((values[c.name][first] - c.low) / (strength * (c.high - c.low)) - u[:, j], 1.0)
-        agree += np.minimum(r, 1.0 - r) < 0.25
-    return Detection.from_counts(METHOD, key.key_id, agree, len(cont), P0, fpr=fpr)
+    grid, values = _prepare(df, schema, key, strength)
+    rows, bins, u3 = _row_dithers(df, schema, key, grid, values)
+    agree = trials = 0
+    for j, c in enumerate(grid.columns):
+        x = values[c.name]
+        # Values sharing a dither (same row feature, same bin) are dependent: count the first only.
+        _, first = np.unique(np.stack([rows, bins[:, j].astype(np.uint64)], axis=1), axis=0, return_index=True)
+        r = np.mod((x[first] - c.low) / grid.delta[j] - u3[first, j, 1], 1.0)
+        agree += int((np.minimum(r, 1.0 - r) < 0.25).sum())
+        trials += len(first)
+    return Detection.from_counts(METHOD, key.key_id, np.array([agree]), trials, P0, fpr=fpr)
 
 
 def continuous_columns(schema: TabularSchema) -> list[NumericColumn]:
@@ -188,26 +188,62 @@ def continuous_columns(schema: TabularSchema) -> list[NumericColumn]:
                   key=lambda c: c.name)
 
 
-def feature_bins(schema: TabularSchema, strength: float = DEFAULT_STRENGTH) -> int:
-    """Bins per numeric column for the row feature: enough for about :data:`TARGET_CELLS` cells
-    with the categorical combinations, at least :data:`MIN_BINS`, and at most what keeps
-    :data:`MIN_STEPS_PER_BIN` lattice steps per bin. Public (a function of the schema alone).
+def coarse_groups(schema: TabularSchema, strength: float = DEFAULT_STRENGTH) -> int:
+    """Fine bins per group of a continuous column in the row feature: as many as leave R about
+    :data:`TARGET_CELLS` values (at least 2 groups per column, at most one bin per group).
 
     Example:
-        >>> feature_bins(TabularSchema([NumericColumn("x", 0.0, 1.0)]))
-        62
+        >>> from trustgen.data.loaders import load_data
+        >>> coarse_groups(load_data("breast_cancer")[1]), coarse_groups(TabularSchema([NumericColumn("x", 0.0, 1.0)]))
+        (62, 1)
     """
-    numeric = _numeric(schema)
-    cat_cells = sum(math.log(len(c.categories)) for c in schema.columns if isinstance(c, CategoricalColumn))
-    wanted = math.ceil(math.exp(max(math.log(TARGET_CELLS) - cat_cells, 0.0) / len(numeric))) if numeric else 0
-    return int(max(MIN_BINS, min(wanted, math.floor(1 / (strength * MIN_STEPS_PER_BIN)))))
+    cont = continuous_columns(schema)
+    log_cells = sum(math.log(len(c.categories)) for c in schema.columns if isinstance(c, CategoricalColumn))
+    log_cells += sum(math.log(min(INTEGER_BINS, c.high - c.low + 1)) for c in schema.columns
+                     if isinstance(c, NumericColumn) and c.integer)
+    n = fine_bins(strength)
+    per_column = math.exp(max(math.log(TARGET_CELLS) - log_cells, 0.0) / len(cont))
+    groups = min(max(per_column, 2.0), n - 1)
+    return max(1, math.ceil((n - 1) / groups))
 
 
-def _numeric(schema: TabularSchema) -> list[NumericColumn]:
-    return [c for c in schema.columns if isinstance(c, NumericColumn)]
+def fine_bins(strength: float = DEFAULT_STRENGTH) -> int:
+    """Fine bins per continuous column: as many as keep :data:`MIN_STEPS_PER_BIN` lattice steps
+    per bin, at most :data:`MAX_FINE_BINS`.
+
+    Example:
+        >>> fine_bins(1e-3), fine_bins(1e-6)
+        (125, 256)
+    """
+    return int(min(math.floor(1 / (strength * MIN_STEPS_PER_BIN) + 1e-9), MAX_FINE_BINS))
 
 
-def _check(df: pd.DataFrame, schema: TabularSchema, strength: float) -> tuple[list[NumericColumn], float]:
+@dataclass(frozen=True)
+class _Grid:
+    """A schema's keyed bins: per continuous column (in name order) the step, the fine bins
+    (``n`` of them, shifted by a keyed ``offset``; indices 0..n, the end bins may be slivers)
+    and their groups in the row feature (``group`` bins each, cut at a keyed ``shift``)."""
+
+    columns: list
+    delta: np.ndarray
+    n: int
+    offset: np.ndarray
+    group: int
+    shift: np.ndarray
+    layout: bytes
+
+    def bin(self, x: np.ndarray, j: int) -> np.ndarray:
+        c = self.columns[j]
+        b = np.floor((x - c.low) / (c.high - c.low) * self.n + self.offset[j])
+        return np.clip(b, 0, self.n).astype(np.int64)
+
+    def coarse(self, b: np.ndarray, j: int) -> np.ndarray:
+        """The group of bin ``b``. The end slivers join their neighbour's group: every group
+        then holds a full bin, so every value has a lattice point in its own group."""
+        return (np.clip(b, 1, self.n - 1) + self.shift[j]) // self.group
+
+
+def _prepare(df: pd.DataFrame, schema: TabularSchema, key: WatermarkKey, strength: float) -> tuple[_Grid, dict]:
     if not isinstance(schema, TabularSchema):
         raise ConfigError(f"a table watermark needs a tabular schema, got {type(schema).__name__}")
     cont = continuous_columns(schema)
@@ -216,9 +252,10 @@ def _check(df: pd.DataFrame, schema: TabularSchema, strength: float) -> tuple[li
                           "columns (NumericColumn with integer=False), and every numeric column here is integer "
                           "or there is none")
     if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not (
-            math.isfinite(strength) and 0 < strength <= MAX_STRENGTH):
+            math.isfinite(strength) and MIN_STRENGTH <= strength <= MAX_STRENGTH):
         raise ConfigError(f"the table watermark strength is the lattice step as a fraction of each column's "
-                          f"range and must be in (0, {MAX_STRENGTH}], got {strength!r} (default {DEFAULT_STRENGTH})")
+                          f"range and must be in [{MIN_STRENGTH:g}, {MAX_STRENGTH:g}], got {strength!r} "
+                          f"(default {DEFAULT_STRENGTH:g})")
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"a table to watermark or test must be a pandas DataFrame, got {type(df).__name__}")
     if len(df) == 0:
@@ -235,47 +272,81 @@ def _check(df: pd.DataFrame, schema: TabularSchema, strength: float) -> tuple[li
         if isinstance(c, CategoricalColumn) and df[c.name].isna().any():
             raise DataError(f"column {c.name!r}: {int(df[c.name].isna().sum())} missing values; fill or drop "
                             "those rows first")
-    return cont, float(strength)
-
-
-def _bins(v: np.ndarray, c: NumericColumn, bins: int) -> np.ndarray:
-    """The coarse bin of each value, 0..bins-1 (values outside the bounds go to the end bins)."""
-    return np.clip(np.floor((v - c.low) / (c.high - c.low) * bins), 0, bins - 1).astype(np.uint16)
-
-
-def _feature_indices(df: pd.DataFrame, schema: TabularSchema, values: dict, bins: int) -> np.ndarray:
-    """Per row, a 64-bit hash of its coarse feature: the dither index. The hash needs no key (the
-    dithers drawn at that index do); names, kinds and the bin count enter it so that another schema's rows
-    never share dithers with this one's."""
+    values = {c.name: numeric_values(df[c.name], c.name, c.integer)
+              for c in schema.columns if isinstance(c, NumericColumn)}
+    n, group = fine_bins(strength), coarse_groups(schema, strength)
     ordered = sorted(schema.columns, key=lambda c: c.name)
-    layout = [[c.name, "categorical" if isinstance(c, CategoricalColumn) else "numeric"] for c in ordered]
-    prefix = hashlib.sha256(json.dumps([_PURPOSE, bins, layout]).encode()).digest()
-    num = [c for c in ordered if isinstance(c, NumericColumn)]
-    cells = np.stack([_bins(values[c.name], c, bins) for c in num], axis=1) if num else np.zeros((len(df), 0), np.uint16)
-    cells = np.ascontiguousarray(cells.astype(">u2"))  # fixed byte order: the same hash on every machine
-    cats = [c for c in ordered if isinstance(c, CategoricalColumn)]
-    # Length-prefixed category keys: "a|b","c" and "a","b|c" must not hash alike.
-    cat_parts = [[len(k).to_bytes(4, "big") + k for k in (category_key(v).encode() for v in df[c.name])] for c in cats]
-    cat_bytes = [b"".join(t) for t in zip(*cat_parts)] if cats else [b""] * len(df)
-    out = np.empty(len(df), dtype=np.uint64)
-    for i in range(len(df)):
-        digest = hashlib.sha256(prefix + cells[i].tobytes() + cat_bytes[i]).digest()
-        out[i] = int.from_bytes(digest[:8], "big")
-    return out
+    layout = json.dumps([_PURPOSE, n, group, [[c.name, type(c).__name__] for c in ordered]]).encode()
+    # Offsets and shifts are keyed (and differ between schemas): over keys every value range is
+    # treated alike, and nobody without the key knows where the bins end.
+    g = key.uniform(2 * len(cont), f"{_PURPOSE}|grid", _index(layout))
+    shift = np.floor(g[len(cont):] * group).astype(np.int64)
+    delta = np.array([strength * (c.high - c.low) for c in cont])
+    return _Grid(cont, delta, n, g[:len(cont)], group, shift, layout), values
 
 
-def _to_lattice(x: np.ndarray, u: np.ndarray, c: NumericColumn, strength: float, bins: int) -> np.ndarray:
-    """The nearest point of ``low + (u + k) * delta`` inside the value's own bin and the bounds.
+def _index(data: bytes) -> int:
+    """A 64-bit index for :meth:`WatermarkKey.uniform` (a plain hash: the key is in the draw)."""
+    return int.from_bytes(hashlib.sha256(data).digest()[:8], "big")
 
-    Three candidates (the nearest lattice point and its two neighbours) always include one inside
-    the bin: a bin is at least MIN_STEPS_PER_BIN steps wide, so ``[x - delta, x]`` or ``[x, x + delta]`` lies in
-    it, and each holds a lattice point."""
-    delta = strength * (c.high - c.low)
-    k0 = np.round((x - c.low) / delta - u)
-    cand = c.low + (u[:, None] + k0[:, None] + np.array([-1.0, 0.0, 1.0])) * delta
-    ok = (cand >= c.low) & (cand <= c.high) & (_bins(cand.ravel(), c, bins).reshape(cand.shape) == _bins(x, c, bins)[:, None])
-    dist = np.where(ok, np.abs(cand - x[:, None]), np.inf)
-    pick = np.argmin(dist, axis=1)
-    if not np.isfinite(dist[np.arange(len(x)), pick]).all():  # cannot happen for strength <= MAX_STRENGTH
-        raise AssertionError(f"column {c.name!r}: no lattice point inside a bin")
-    return cand[np.arange(len(x)), pick]
+
+def _row_dithers(df: pd.DataFrame, schema: TabularSchema, key: WatermarkKey, grid: _Grid,
+                 values: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: the index of its coarse feature R, each continuous value's bin ``[rows, columns]``,
+    and the dithers of that bin and its two neighbours ``[rows, columns, 3]``.
+
+    R: in column-name order, each categorical's value (length-prefixed: "a|b","c" and "a","b|c"
+    differ), each integer column's bin, each continuous column's group. A row
+    draws the dithers of every bin of every column at once (one keyed call per distinct R) and
+    keeps the three it needs per column, so memory stays at a few numbers per value."""
+    bins = np.stack([grid.bin(values[c.name], j) for j, c in enumerate(grid.columns)], axis=1)
+    parts = []
+    for c in sorted(schema.columns, key=lambda c: c.name):
+        if isinstance(c, CategoricalColumn):
+            keys = [category_key(v).encode() for v in df[c.name]]
+            parts.append([len(k).to_bytes(4, "big") + k for k in keys])
+        elif c.integer:
+            b = np.clip(np.floor((values[c.name] - c.low) / (c.high - c.low) * INTEGER_BINS), 0, INTEGER_BINS - 1)
+            parts.append([bytes([int(v)]) for v in b])
+        else:
+            j = grid.columns.index(c)
+            parts.append([int(v).to_bytes(2, "big") for v in grid.coarse(bins[:, j], j)])
+    prefix = hashlib.sha256(grid.layout).digest()
+    rows = np.array([_index(prefix + b"".join(p)) for p in zip(*parts)], dtype=np.uint64)
+    k, n = len(grid.columns), grid.n + 1
+    need = np.clip(bins[:, :, None] + np.array([-1, 0, 1]), 0, grid.n)
+    uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = np.empty(need.shape)
+    cols = np.arange(k)[:, None]
+    for g, index in enumerate(uniq):
+        drawn = key.uniform(k * n, f"{_PURPOSE}|dither", int(index)).reshape(k, n)
+        members = order[starts[g]:starts[g] + counts[g]]
+        out[members] = drawn[cols, need[members]]
+    return rows, bins, out
+
+
+def _to_lattice(x: np.ndarray, u3: np.ndarray, grid: _Grid, j: int) -> np.ndarray:
+    """The nearest point to each ``x`` of the union over bins ``b`` of ``{low + (u_b + k) delta}
+    inside bin b``, in the value's own group and inside the bounds.
+
+    The nearest such point lies in the value's bin or a neighbour, within two steps: bins are
+    8 steps wide except the end slivers, and every group holds a full bin. ``u3``
+    holds the dithers of bins ``b - 1, b, b + 1`` (clipped to the column's bins)."""
+    c, delta = grid.columns[j], grid.delta[j]
+    b = grid.bin(x, j)
+    best, best_dist = np.full(len(x), np.nan), np.full(len(x), np.inf)
+    for i, db in enumerate((-1, 0, 1)):
+        bb = np.clip(b + db, 0, grid.n)
+        ub = u3[:, i]
+        k0 = np.round((x - c.low) / delta - ub)
+        for dk in (-2, -1, 0, 1, 2):
+            y = c.low + (ub + k0 + dk) * delta
+            ok = (y >= c.low) & (y <= c.high) & (grid.bin(y, j) == bb) & (grid.coarse(bb, j) == grid.coarse(b, j))
+            dist = np.where(ok, np.abs(y - x), np.inf)
+            better = dist < best_dist
+            best[better], best_dist[better] = y[better], dist[better]
+    if not np.isfinite(best_dist).all():  # cannot happen: every group holds a full bin
+        raise AssertionError(f"column {c.name!r}: no lattice point found")
+    return best
