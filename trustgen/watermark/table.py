@@ -42,10 +42,11 @@ Where the dither comes from (all of it recomputable from the rows and the key):
   another R, give it unrelated dithers: those trials count as null trials (less power, never a
   wrong p-value).
 
-Values move by at most ``delta`` (by at most ``delta / 2`` for nine in ten, and up to ``2 *
+Values move by at most ``delta`` (by at most ``delta / 2`` for 97 in 100, and up to ``2 *
 delta`` within two steps of a bound). Over keys (offsets and dithers uniform) the lattice is a
-stationary random point set, so the displacement's distribution does not depend on the value:
-marginals are smoothed by a kernel of width ``delta`` and no value range is favoured.
+stationary random point set (away from the bounds), so the displacement's distribution does not
+depend on the value: marginals are smoothed by a kernel of width ``delta`` (mean displacement
+0.26 delta) and no value range is favoured.
 
 Example:
     >>> from trustgen.data.loaders import load_data
