@@ -75,3 +75,21 @@ def test_bad_watermark_arguments_exit_2_with_one_line(image_run, capsys, argv, w
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and words in err[0], err
     assert sorted(p.name for p in image_run.iterdir()) == before
+
+
+def test_a_watermarked_table_is_detected_after_deletion_shuffling_and_column_reordering(tmp_path, capsys):
+    import pandas as pd
+
+    assert main(["train", "--data", "breast_cancer", "--model", "vae", "--steps", "3", "--option", "hidden=8",
+                 "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert main(["keygen", "--out", str(tmp_path / "key")]) == 0
+    assert main(["sample", str(tmp_path / "run"), "-n", "250", "--seed", "1", "--watermark-key",
+                 str(tmp_path / "key"), "--no-progress", "--out", str(tmp_path / "t.csv")]) == 0
+    df = pd.read_csv(tmp_path / "t.csv").sample(frac=0.8, random_state=0)  # 20% deleted, shuffled
+    df[df.columns[::-1]].to_csv(tmp_path / "edited.csv", index=False)
+    code, r = _detect(capsys, tmp_path / "edited.csv", "--key", tmp_path / "key",
+                      "--schema", tmp_path / "run" / "schema.json")
+    assert code == 0 and r["detected"] and r["p_value"] < 1e-6 and set(r["tests"]) == {"table"}
+    assert len(r["per_sample"]) == 1  # the table test decides on the table as a whole
+    code, r = _detect(capsys, tmp_path / "edited.csv", "--key", tmp_path / "key", "--run", tmp_path / "run")
+    assert code == 0 and r["detected"] and len(r["per_sample"]) == 200 and set(r["tests"]) == {"table", "latent"}

@@ -7,7 +7,9 @@ sample carries two independent marks: one in the latent, found by inverting the 
 to edits that keep it on the model's manifold; one in its values, found without the model,
 exact on clean copies. ``trustgen detect`` runs every test that applies (:func:`detect_data`)
 and combines them per sample and per file by Bonferroni (the smallest p-value times the number
-of tests), which is valid whatever the tests' dependence.
+of tests), which is valid whatever the tests' dependence. The table test decides on a table
+as a whole (its rows share dithers), so a table's per-sample p-values come from the latent
+test alone (with the run), or there is one entry, the table's.
 
 The key never leaves the caller: samples and runs carry at most its id.
 
@@ -26,7 +28,6 @@ import numpy as np
 
 from trustgen.data.encoders import Data, ImageData, make_encoder
 from trustgen.data.schema import ImageSchema, Schema
-from trustgen.errors import ConfigError
 from trustgen.sampling.sampler import SampleBatch, Sampler
 from trustgen.watermark.dither import detect_images, embed_images
 from trustgen.watermark.keys import WatermarkKey
@@ -79,13 +80,15 @@ class FileDetection:
         return bool(self.p_value <= self.fpr)
 
     def to_dict(self) -> dict:
-        return {"key_id": self.key_id, "fpr": self.fpr, "samples": int(len(self.p_values)),
-                "p_value": self.p_value, "detected": self.file_detected,
-                "samples_detected": int(self.detected.sum()),
+        """``per_sample`` holds one entry per sample, or one for the table when only the table
+        test ran (it decides on the table as a whole)."""
+        n = len(self.p_values)
+        return {"key_id": self.key_id, "fpr": self.fpr, "samples": n, "p_value": self.p_value,
+                "detected": self.file_detected, "samples_detected": int(self.detected.sum()),
                 "tests": {m: t.to_dict(per_sample=False) for m, t in self.tests.items()}, "skipped": self.skipped,
                 "per_sample": [{"p_value": float(p), "detected": bool(p <= self.fpr),
                                 **{m: {"score": int(t.counts[i]), "p_value": float(t.p_values[i])}
-                                   for m, t in self.tests.items()}}
+                                   for m, t in self.tests.items() if len(t.p_values) == n}}
                                for i, p in enumerate(self.p_values)]}
 
 
@@ -109,10 +112,10 @@ def detect_data(data: Data, key: WatermarkKey, schema: Schema, *, run=None, samp
         x, y = make_encoder(schema).transform(data)
         tests["latent"] = detect_latent(Sampler(run, config=sampler_config), key, x, y, fpr=fpr)
     m = len(tests)
-    per_sample = np.stack([np.asarray(t.p_values, dtype=np.float64) for t in tests.values()])
-    if per_sample.shape[1] != len(data):
-        raise ConfigError("the watermark tests disagree on the number of samples")  # a table test is per row
-    p_values = np.minimum(1.0, m * per_sample.min(0))
+    # The table test decides on the whole table (its rows share dithers); the others per sample.
+    per_sample = [np.asarray(t.p_values, dtype=np.float64) for t in tests.values() if len(t.p_values) == len(data)]
+    p_values = np.minimum(1.0, m * np.min(per_sample, axis=0)) if per_sample else \
+        np.array([min(1.0, m * min(t.p_value for t in tests.values()))])
     p_file = float(min(1.0, m * min(t.p_value for t in tests.values())))
     return FileDetection(key.key_id, tests, skipped, p_values, p_file, fpr)
 
