@@ -9,8 +9,6 @@ uniformity check is a KS test at level 1e-3 and each false-positive-rate check u
 
 from __future__ import annotations
 
-import doctest
-import importlib
 
 import numpy as np
 import pandas as pd
@@ -277,10 +275,3 @@ def test_attack_registry_and_strength_checks(breast_cancer):
     noisy = add_noise(bc, schema, 0.5, seed=0)  # heavy noise stays inside the bounds
     for c in continuous_columns(schema):
         assert noisy[c.name].between(c.low, c.high).all()
-
-
-@pytest.mark.parametrize("name", ["trustgen.watermark.table", "trustgen.watermark.attacks_table"])
-def test_docstring_examples(name):
-    module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
-    assert result.attempted > 0 and result.failed == 0

@@ -220,8 +220,8 @@ def detect_dither(x: np.ndarray, key: WatermarkKey, *, low: float, high: float, 
     Example:
         >>> key = WatermarkKey.from_seed(2)
         >>> d = detect_dither(np.full((2, 64), 0.5), key, low=0, high=1)
-        >>> d.method, d.trials, d.p0
-        ('dither', 64, 0.5)
+        >>> d.method, d.trials.tolist(), d.p0
+        ('dither', [64, 64], 0.5)
     """
     fpr = check_fpr(fpr)
     sc = dither_scores(x, key, low=low, high=high, step=step)
