@@ -132,12 +132,15 @@ def embed_table(df: pd.DataFrame, schema: TabularSchema, key: WatermarkKey, *,
         out = (values[c.name] < c.low) | (values[c.name] > c.high)
         if out.any():
             raise DataError(f"column {c.name!r}: {int(out.sum())} values outside the declared domain [{c.low}, "
-                            f"{c.high}] (e.g. {values[c.name][out][0]}); the watermark keeps values inside the "
-                            "bounds, so clip the table into them first")
+                            f"{c.high}] (the first at row {int(np.flatnonzero(out)[0]) + 1}); the watermark keeps "
+                            "values inside the bounds, so clip the table into them first")
     _, _, u3 = _row_dithers(df, schema, key, grid, values)
     out = df.copy()
     for j, c in enumerate(grid.columns):
-        out[c.name] = _to_lattice(values[c.name], u3[:, j, :], grid, j)
+        x = values[c.name]
+        # Values exactly at a bound stay (and are not counted): a clipping model makes many, and
+        # moving them inside is what a classifier would see.
+        out[c.name] = np.where(_at_bounds(x, c), x, _to_lattice(x, u3[:, j, :], grid, j))
     return out
 
 
@@ -175,12 +178,19 @@ def detect_table(df: pd.DataFrame, schema: TabularSchema, key: WatermarkKey, *, 
     agree = trials = 0
     for j, c in enumerate(grid.columns):
         x = values[c.name]
+        inside = np.flatnonzero(~_at_bounds(x, c))  # values at a bound are never marked
         # Values sharing a dither (same row feature, same bin) are dependent: count the first only.
-        _, first = np.unique(np.stack([rows, bins[:, j].astype(np.uint64)], axis=1), axis=0, return_index=True)
+        _, first = np.unique(np.stack([rows[inside], bins[inside, j].astype(np.uint64)], axis=1), axis=0,
+                             return_index=True)
+        first = inside[first]
         r = np.mod((x[first] - c.low) / grid.delta[j] - u3[first, j, 1], 1.0)
         agree += int((np.minimum(r, 1.0 - r) < 0.25).sum())
         trials += len(first)
     return Detection.from_counts(METHOD, key.key_id, np.array([agree]), trials, P0, fpr=fpr)
+
+
+def _at_bounds(x: np.ndarray, c: NumericColumn) -> np.ndarray:
+    return (x <= c.low) | (x >= c.high)
 
 
 def continuous_columns(schema: TabularSchema) -> list[NumericColumn]:
