@@ -224,23 +224,30 @@ def test_property_embed_then_detect(x, seed):
 # ------------------------------------------------------------------------ robustness, as documented
 
 
-def test_survives_small_noise(inner_digits):
+@pytest.fixture(scope="module")
+def mid_range() -> np.ndarray:
+    """Content in the middle of the range, where the logit lattice's step is the nominal one
+    (near the ends it shrinks with the value: invisible there, and as fragile)."""
+    return np.random.default_rng(3).uniform(4, 12, size=(500, 1, 8, 8))
+
+
+def test_survives_small_noise_mid_range(mid_range):
     key = WatermarkKey.from_seed(0)
-    marked = embed_dither(inner_digits, key, low=0, high=16)
+    marked = embed_dither(mid_range, key, low=0, high=16)
     noisy = gaussian_noise(marked, STEP / 10, low=0, high=16, seed=0)  # sigma = Delta / 10
     assert detect_dither(noisy, key, low=0, high=16).detected.mean() >= 0.99
 
 
-def test_8bit_storage_needs_the_8bit_step(inner_digits):
+def test_8bit_storage_needs_the_8bit_step(mid_range):
     """8-bit rounding moves a value by up to 1/510 of the range: the default Delta (1/500) is
     lost, Delta = 4/255 keeps it (rounding error <= Delta / 8), as documented."""
     key = WatermarkKey.from_seed(0)
     for step, survives in ((STEP, False), (STEP_8BIT, True)):
-        marked = embed_dither(inner_digits[:500], key, low=0, high=16, step=step)
+        marked = embed_dither(mid_range, key, low=0, high=16, step=step)
         stored = quantize(marked, 256, low=0, high=16)
         rate = detect_dither(stored, key, low=0, high=16, step=step).detected.mean()
         assert rate >= 0.99 if survives else rate < 0.05, (step, rate)
-    noisy = gaussian_noise(embed_dither(inner_digits[:500], key, low=0, high=16, step=STEP_8BIT), STEP_8BIT / 10,
+    noisy = gaussian_noise(embed_dither(mid_range, key, low=0, high=16, step=STEP_8BIT), STEP_8BIT / 10,
                            low=0, high=16, seed=0)
     assert detect_dither(noisy, key, low=0, high=16, step=STEP_8BIT).detected.mean() >= 0.99
 

@@ -126,7 +126,7 @@ def test_exact_inversion_detects_every_sample_and_another_key_none():
     z = LatentWatermark(key)(torch.randn(200, 64), None, torch.Generator().manual_seed(0)).z
     right = detect_latent(Identity, key, z, center=torch.zeros(64))
     wrong = detect_latent(Identity, other, z, center=torch.zeros(64))
-    assert right.detected.all() and right.p_values.max() <= 256 * 2.0 ** -64 and right.file_detected
+    assert right.detected.all() and right.p_values.max() <= 4096 * 2.0 ** -64 and right.file_detected
     assert not wrong.detected.any() and not wrong.file_detected
 
 

@@ -85,6 +85,7 @@ MAX_FLIPS = 3
 #: detecting (and are rounded away from the edge when embedding). A quarter of Delta is four
 #: standard deviations of a 4-element chunk mean under the largest noise the dither survives.
 DETECT_MARGIN = 0.25
+WARP = 4.0  # the lattice step in logit coordinates, in units of ``step`` (the logit's slope is 4 mid-range)
 #: An element agrees with the key when its lattice residual is within this of 0 (P = 1/2 under the null).
 AGREE = 0.25
 METHOD = "dither"
@@ -140,17 +141,17 @@ def embed_dither(x: np.ndarray, key: WatermarkKey, *, low: float, high: float, s
     edges = _edges(key)
     cells, _, away, _ = _cells(_chunk_means(u), edges)
     bounds = _chunk_bounds(u.shape[1])
-    dither = _dither_matrix(key, _summary_index(cells), u.shape[1]) * delta
-    t = (u - dither) / delta
-    nearest = _lattice(dither, np.round(t), delta)
+    dw = WARP * delta
+    dither = _dither_matrix(key, _summary_index(cells), u.shape[1]) * dw
+    t = (_logit(u) - dither) / dw
+    nearest = _expit(dither + np.round(t) * dw)
     # A chunk whose mean would cross a cell edge, or end near one, is rounded away from that
     # edge instead (every element to its lattice point on the far side: a change below Delta),
     # so the summary survives the embedding and, with a margin, small noise.
     near_cells, near_dist, _, _ = _cells(_chunk_means(nearest), edges)
     redo = (near_cells != cells) | (near_dist < DETECT_MARGIN * delta)
     # (1e-9: an element already on the lattice stays there despite rounding error: idempotent)
-    directed = _lattice(dither, np.where(_per_element(away, bounds) > 0, np.ceil(t - 1e-9), np.floor(t + 1e-9)),
-                        delta)
+    directed = _expit(dither + np.where(_per_element(away, bounds) > 0, np.ceil(t - 1e-9), np.floor(t + 1e-9)) * dw)
     v = np.where(_per_element(redo, bounds), directed, nearest)
     original = np.asarray(x).reshape(len(u), -1).astype(dtype)
     out = _to_dtype(float(low) + v * (float(high) - float(low)), dtype, low, high)
@@ -344,11 +345,19 @@ def _cells(means: np.ndarray, edges: np.ndarray):
     return cells, dist, away, neighbour
 
 
-def _lattice(dither: np.ndarray, k: np.ndarray, delta: float) -> np.ndarray:
-    """Lattice point ``k`` of each element, moved one step back inside [0, 1] if outside."""
-    v = dither + k * delta
-    v = np.where(v < 0.0, v + delta, v)
-    return np.where(v > 1.0, v - delta, v)
+def _logit(u: np.ndarray) -> np.ndarray:
+    """The lattice lives in logit coordinates: near the range's ends, where a sigmoid or tanh
+    output piles up, a step there is a tiny relative change (a uniform step would lift every
+    near-black pixel off its spike, which a classifier sees at once); mid-range it is
+    ``WARP / 4 = 1`` step of the range. The ends themselves map to -inf / +inf: never marked."""
+    with np.errstate(divide="ignore"):
+        return np.log(u) - np.log1p(-u)
+
+
+def _expit(w: np.ndarray) -> np.ndarray:
+    from scipy.special import expit
+
+    return expit(w)
 
 
 def _summary_index(cells: np.ndarray) -> np.ndarray:
@@ -370,7 +379,8 @@ def _dither_matrix(key: WatermarkKey, summaries: np.ndarray, n: int) -> np.ndarr
 
 
 def _agreements(u: np.ndarray, dither: np.ndarray, delta: float, counted: np.ndarray) -> int:
-    r = np.mod(u / delta - dither, 1.0)
+    with np.errstate(invalid="ignore"):  # the ends (+-inf) are not counted
+        r = np.mod(_logit(u) / (WARP * delta) - dither, 1.0)
     return int(np.count_nonzero(((r < AGREE) | (r >= 1.0 - AGREE)) & counted))
 
 
