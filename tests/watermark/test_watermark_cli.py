@@ -93,3 +93,16 @@ def test_a_watermarked_table_is_detected_after_deletion_shuffling_and_column_reo
     assert len(r["per_sample"]) == 1  # the table test decides on the table as a whole
     code, r = _detect(capsys, tmp_path / "edited.csv", "--key", tmp_path / "key", "--run", tmp_path / "run")
     assert code == 0 and r["detected"] and len(r["per_sample"]) == 200 and set(r["tests"]) == {"table", "latent"}
+
+
+def test_a_dp_run_is_watermarked_without_touching_its_guarantee(tmp_path, capsys):
+    """Watermarking is post-processing of the DP release: the run and its report are unchanged."""
+    assert main(["train", "--data", "breast_cancer", "--model", "vae", "--steps", "3", "--epsilon", "5",
+                 "--option", "hidden=8", "--no-progress", "--out", str(tmp_path / "dp")]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "dp").iterdir() if p.is_file()}
+    assert main(["keygen", "--out", str(tmp_path / "key")]) == 0
+    assert main(["sample", str(tmp_path / "dp"), "-n", "200", "--seed", "0", "--watermark-key",
+                 str(tmp_path / "key"), "--no-progress", "--out", str(tmp_path / "t.csv")]) == 0
+    code, r = _detect(capsys, tmp_path / "t.csv", "--key", tmp_path / "key", "--run", tmp_path / "dp")
+    assert code == 0 and r["detected"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dp").iterdir() if p.is_file()} == before
