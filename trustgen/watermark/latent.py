@@ -42,7 +42,7 @@ import torch
 from trustgen.errors import ConfigError
 from trustgen.sampling.hooks import NoiseResult
 from trustgen.watermark.keys import WatermarkKey
-from trustgen.watermark.stats import binomial_p_value, check_fpr
+from trustgen.watermark.stats import Decisions, binomial_p_value, check_fpr
 
 PATTERNS = 4096  # per key (see the module docstring for why so many)
 PURPOSE = "latent-signs"
@@ -86,7 +86,7 @@ class LatentWatermark:
 
 
 @dataclass(frozen=True)
-class LatentDetection:
+class LatentDetection(Decisions):
     """Latent watermark test results: per sample, the best pattern's agreements and p-value.
 
     ``p_value`` is the file's (Bonferroni over samples); decisions are at ``fpr``."""
@@ -100,14 +100,6 @@ class LatentDetection:
     fpr: float
 
     method = "latent"
-
-    @property
-    def detected(self) -> np.ndarray:
-        return self.p_values <= self.fpr
-
-    @property
-    def file_detected(self) -> bool:
-        return bool(self.p_value <= self.fpr)
 
     def to_dict(self, per_sample: bool = True) -> dict:
         out = {"method": self.method, "key_id": self.key_id, "trials_per_sample": self.trials,

@@ -32,7 +32,7 @@ from trustgen.sampling.sampler import SampleBatch, Sampler
 from trustgen.watermark.dither import detect_images, embed_images
 from trustgen.watermark.keys import WatermarkKey
 from trustgen.watermark.latent import LatentWatermark, detect_latent
-from trustgen.watermark.stats import check_fpr
+from trustgen.watermark.stats import Decisions, check_fpr
 
 
 def watermarked_sampler(run, key: WatermarkKey, **sampler_args) -> Sampler:
@@ -53,7 +53,7 @@ def watermark_batch(batch: SampleBatch, key: WatermarkKey, schema: Schema) -> Sa
 
 
 @dataclass(frozen=True)
-class FileDetection:
+class FileDetection(Decisions):
     """Every test run on a set of samples, and their Bonferroni combination.
 
     Attributes:
@@ -70,14 +70,6 @@ class FileDetection:
     p_values: np.ndarray
     p_value: float
     fpr: float
-
-    @property
-    def detected(self) -> np.ndarray:
-        return self.p_values <= self.fpr
-
-    @property
-    def file_detected(self) -> bool:
-        return bool(self.p_value <= self.fpr)
 
     def to_dict(self) -> dict:
         """``per_sample`` holds one entry per sample, or one for the table when only the table

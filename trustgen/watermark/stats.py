@@ -38,8 +38,26 @@ def check_fpr(fpr: float) -> float:
     return float(fpr)
 
 
+class Decisions:
+    """The decisions of a test result with ``p_values`` (per sample), ``p_value`` (the file's)
+    and ``fpr``."""
+
+    p_values: np.ndarray
+    p_value: float
+    fpr: float
+
+    @property
+    def detected(self) -> np.ndarray:
+        """Per sample: watermarked with this key, at false-positive rate ``fpr``."""
+        return self.p_values <= self.fpr
+
+    @property
+    def file_detected(self) -> bool:
+        return bool(self.p_value <= self.fpr)
+
+
 @dataclass(frozen=True)
-class Detection:
+class Detection(Decisions):
     """The outcome of testing samples for one key.
 
     Attributes:
@@ -72,15 +90,6 @@ class Detection:
         trials = int(trials) if np.ndim(trials) == 0 else per_sample.copy()
         return cls(method, key_id, counts, trials, float(p0), binomial_p_value(counts, per_sample, p0), pooled,
                    check_fpr(fpr))
-
-    @property
-    def detected(self) -> np.ndarray:
-        """Per sample: watermarked with this key, at false-positive rate ``fpr``."""
-        return self.p_values <= self.fpr
-
-    @property
-    def file_detected(self) -> bool:
-        return bool(self.p_value <= self.fpr)
 
     def to_dict(self, per_sample: bool = True) -> dict:
         trials = self.trials if np.ndim(self.trials) == 0 else int(np.max(self.trials, initial=0))
