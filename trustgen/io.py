@@ -87,7 +87,7 @@ def check_path_name(path: str | os.PathLike, option: str, extra: int = 0) -> Non
                               f"{name_max}{tail}): choose a shorter name")
 
 
-# What the temporaries beside an output add to its name (".NAME.XXXXXXXX.staging" and the like).
+# What the temporaries beside an output add to its name (".NAME.<8 random characters>.staging" and the like).
 TEMPORARY_NAME_EXTRA = 24
 
 
