@@ -106,3 +106,20 @@ def test_a_dp_run_is_watermarked_without_touching_its_guarantee(tmp_path, capsys
     code, r = _detect(capsys, tmp_path / "t.csv", "--key", tmp_path / "key", "--run", tmp_path / "dp")
     assert code == 0 and r["detected"]
     assert {p.name: p.read_bytes() for p in (tmp_path / "dp").iterdir() if p.is_file()} == before
+
+
+def test_a_table_without_a_continuous_column_is_refused_before_sampling(tmp_path, capsys):
+    import pandas as pd
+
+    pd.DataFrame({"n": [i % 5 for i in range(30)], "y": ["a", "b"] * 15}).to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "s.json").write_text(json.dumps({"kind": "tabular", "source": "declared", "label": "y", "columns": [
+        {"name": "n", "type": "integer", "low": 0, "high": 10},
+        {"name": "y", "type": "categorical", "categories": ["a", "b"]}]}))
+    assert main(["train", "--data", str(tmp_path / "d.csv"), "--schema", str(tmp_path / "s.json"), "--model", "vae",
+                 "--steps", "2", "--batch-size", "8", "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    assert main(["keygen", "--out", str(tmp_path / "key")]) == 0
+    capsys.readouterr()
+    code = main(["sample", str(tmp_path / "run"), "-n", "5", "--watermark-key", str(tmp_path / "key"),
+                 "--out", str(tmp_path / "t.csv")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no continuous numeric column" in err[0] and not (tmp_path / "t.csv").exists()

@@ -28,6 +28,7 @@ import numpy as np
 
 from trustgen.data.encoders import Data, ImageData, make_encoder
 from trustgen.data.schema import ImageSchema, Schema
+from trustgen.errors import ConfigError
 from trustgen.sampling.sampler import SampleBatch, Sampler
 from trustgen.watermark.dither import detect_images, embed_images
 from trustgen.watermark.keys import WatermarkKey
@@ -36,7 +37,16 @@ from trustgen.watermark.stats import Decisions, check_fpr
 
 
 def watermarked_sampler(run, key: WatermarkKey, **sampler_args) -> Sampler:
-    """A :class:`Sampler` of ``run`` whose latent noise carries ``key`` (its other arguments as for Sampler)."""
+    """A :class:`Sampler` of ``run`` whose latent noise carries ``key`` (its other arguments as for Sampler).
+
+    Raises ConfigError before any sampling when the run's samples cannot carry the value mark
+    (a table without a continuous column)."""
+    if not isinstance(run.schema, ImageSchema):
+        from trustgen.watermark.table import continuous_columns
+
+        if not continuous_columns(run.schema):
+            raise ConfigError("this run's table has no continuous numeric column (NumericColumn with integer=False)"
+                              ": its samples cannot carry the table watermark")
     hooks = tuple(sampler_args.pop("noise_hooks", ())) + (LatentWatermark(key),)
     return Sampler(run, noise_hooks=hooks, **sampler_args)
 
