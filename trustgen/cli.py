@@ -348,9 +348,13 @@ def cmd_detect(args: argparse.Namespace) -> int:
     r = detect_data(data, key, schema, run=run, fpr=args.fpr)  # the latent test inverts with the run's settings
     verdict = "WATERMARKED" if r.file_detected else "not detected"
     tests = ", ".join(f"{m} p {t.p_value:.3g}" for m, t in r.tests.items())
+    per_sample = [m for m, t in r.tests.items() if len(t.p_values) == len(data)]
+    count = (f"{int(r.detected.sum())} of {len(r.p_values)} samples detected"
+             + (f" by the {' and '.join(per_sample)} test" if "table" in r.tests and per_sample else "")
+             if per_sample else "the table test decides on the table as a whole")
     _emit(args, r.to_dict(), f"{args.file}: {verdict} with key {key.key_id} (file p-value {r.p_value:.3g} at "
-                             f"FPR {r.fpr:g}; {int(r.detected.sum())} of {len(r.p_values)} samples detected; "
-                             f"tests: {tests})" + "".join(f"; {m} skipped: {why}" for m, why in r.skipped.items()))
+                             f"FPR {r.fpr:g}; {count}; tests: {tests})"
+                             + "".join(f"; {m} skipped: {why}" for m, why in r.skipped.items()))
     return 0
 
 
