@@ -626,13 +626,13 @@ def _check_paths(args: argparse.Namespace) -> None:
     inputs = {}
     for dest in getattr(args, "inputs", ()):
         if getattr(args, dest, None) is not None:
-            check_path_name(getattr(args, dest), dest.upper() if dest == "run" else "--" + dest)
+            check_path_name(getattr(args, dest), _name(dest))
             inputs[os.path.realpath(getattr(args, dest))] = dest
     for dest, kind, *private in getattr(args, "outputs", ()):
         value = getattr(args, dest, None)
         if value is None:
             continue
-        option = "--" + dest.replace("_", "-")
+        option = _name(dest)
         check_output_path(value, kind, option)
         real = os.path.realpath(value)
         if real in inputs:
@@ -643,7 +643,8 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 
 def _name(dest: str) -> str:
-    return dest.upper() if dest == "run" else "--" + dest
+    """How the command line spells an argument: RUN for the positional, --NAME for options."""
+    return dest.upper() if dest == "run" else "--" + dest.replace("_", "-")
 
 
 def refuse_inside_a_run(path: str, option: str) -> None:

@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -149,8 +148,3 @@ def detect_latent(sampler, key: WatermarkKey, encoded: torch.Tensor, labels=None
     p = np.minimum(1.0, patterns * binomial_p_value(best, d, 0.5))
     file_p = float(min(1.0, len(p) * p.min()))
     return LatentDetection(key.key_id, best, d, patterns, p, file_p, fpr)
-
-
-def best_possible_p_value(dim: int, patterns: int = PATTERNS) -> float:
-    """The smallest per-sample p-value ``dim`` latent entries can give (every sign recovered)."""
-    return min(1.0, patterns * math.pow(0.5, dim))
