@@ -22,6 +22,7 @@ LAYERS = [
     ("io", "runtime"),
     ("plots",),
     ("data", "models"),  # models know the data only through DataSpec, never the encoders
+    ("constraints",),  # the constraint language, bound to a schema: no model, no sampler
     ("privacy",),
     ("run",),  # the artefact: what training writes and every later stage reads
     ("training",),

@@ -31,3 +31,8 @@ class PrivacyError(TrustgenError):
 
 class TrainingError(TrustgenError):
     """Training cannot go on (the loss diverged to NaN/inf)."""
+
+
+class ConstraintError(TrustgenError):
+    """Constraints cannot be met: they contradict each other, or the sampling budget ran out
+    before enough samples satisfied them (no sample that breaks a hard constraint is returned)."""

@@ -88,12 +88,12 @@ class Diffusion(GenerativeModel):
     def noise_shape(self) -> tuple:
         return tuple(self.spec.shape) if self.spec.kind == "image" else (self.spec.dim,)
 
-    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.kind == "image" or not self._cat_mask.any():
             return x
         return torch.where(self._cat_mask.to(x.device), 2.0 * x - 1.0, x)
 
-    def _from_model(self, x: torch.Tensor, hard: bool = True) -> torch.Tensor:
+    def from_model_space(self, x: torch.Tensor, hard: bool = True) -> torch.Tensor:
         """Back to the encoder's space: categories by argmax (hard) or by undoing the {-1, +1}
         rescaling (soft: differentiable, values near 0/1 rather than exact one-hot codes)."""
         if self.spec.kind == "image" or not self._cat_mask.any():
@@ -115,9 +115,9 @@ class Diffusion(GenerativeModel):
         b, k = x.shape[0], c.noise_multiplicity
         y1h = self.label_vector(y, b, x)
         if self.spec.kind == "image":
-            x0, y1h, lead = self._to_model(x).repeat_interleave(k, 0), y1h.repeat_interleave(k, 0), (b * k,)
+            x0, y1h, lead = self.to_model_space(x).repeat_interleave(k, 0), y1h.repeat_interleave(k, 0), (b * k,)
         else:
-            x0, y1h, lead = self._to_model(x)[:, None].expand(b, k, -1), y1h[:, None].expand(b, k, -1), (b, k)
+            x0, y1h, lead = self.to_model_space(x)[:, None].expand(b, k, -1), y1h[:, None].expand(b, k, -1), (b, k)
         if self.spec.n_classes and c.label_dropout > 0:
             keep = (rand(lead, generator, x) >= c.label_dropout).to(x)
             y1h = y1h * keep[..., None]
@@ -179,13 +179,13 @@ class Diffusion(GenerativeModel):
             for hook in step_hooks:
                 out = hook(StepState(i, t, t_prev, x, out, y))
             x = out.prev_sample
-        return self._from_model(x, hard)
+        return self.from_model_space(x, hard)
 
     def invert(self, x, y=None, *, sampler=None):
         """DDIM inversion: the deterministic sampler run backwards from data to ``x_T``
         (``sampler.steps`` and ``guidance`` as for generation)."""
         cfg = self._sampler(sampler)
-        h = self._to_model(x)
+        h = self.to_model_space(x)
         prev = -1
         for t in reversed(timestep_schedule(self.config.timesteps, cfg.steps)):
             tp = torch.full((h.shape[0],), t, device=h.device, dtype=torch.long)

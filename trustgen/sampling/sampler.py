@@ -49,6 +49,8 @@ class SampleBatch:
         watermark_key_id: the key id a noise hook reported; None when no watermark was applied.
         constraints_satisfied: per-sample AND of the output hooks' flags; None when none ran.
         config: the sampler settings used.
+        constraint_report: how constrained samples were made
+            (:class:`~trustgen.sampling.constrained.ConstraintReport`); None without constraints.
     """
 
     data: Data
@@ -59,6 +61,7 @@ class SampleBatch:
     watermark_key_id: str | None = None
     constraints_satisfied: np.ndarray | None = None
     config: SamplerConfig | None = None
+    constraint_report: Any = None
 
 
 class _Chunk(NamedTuple):

@@ -24,10 +24,16 @@ import torch
 
 @dataclass(frozen=True)
 class StepOutput:
-    """What one reverse (or inversion) step produced."""
+    """What one reverse (or inversion) step produced.
+
+    ``x0_weight``: how ``prev_sample`` moves per unit change of ``pred_x0`` with the state and
+    the step's noise fixed and the noise estimate kept consistent with ``x0`` (as clipping
+    does), so a hook that edits ``pred_x0`` (a projection) moves ``prev_sample`` by
+    ``x0_weight * (new_x0 - pred_x0)``. None when unknown (an inversion step)."""
 
     prev_sample: torch.Tensor
     pred_x0: torch.Tensor
+    x0_weight: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +82,14 @@ def ddim_step(eps: torch.Tensor, x: torch.Tensor, *, alpha_bar: float, alpha_bar
         x0 = x0.clamp(-1.0, 1.0)
         eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)  # consistent with the clipped x0
     sigma = eta * math.sqrt((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev))
-    prev = math.sqrt(ab_prev) * x0 + math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0)) * eps
+    direction = math.sqrt(max(1 - ab_prev - sigma ** 2, 0.0))
+    prev = math.sqrt(ab_prev) * x0 + direction * eps
     if sigma > 0:
         if noise is None:
             raise ValueError("a DDIM step with eta > 0 needs noise")
         prev = prev + sigma * noise
-    return StepOutput(prev, x0)
+    # eps follows x0 at fixed x: d eps / d x0 = -sqrt(ab / (1 - ab))
+    return StepOutput(prev, x0, math.sqrt(ab_prev) - direction * math.sqrt(ab / (1 - ab)))
 
 
 def ddpm_step(eps: torch.Tensor, x: torch.Tensor, *, alpha_bar: float, alpha_bar_prev: float,
@@ -93,11 +101,12 @@ def ddpm_step(eps: torch.Tensor, x: torch.Tensor, *, alpha_bar: float, alpha_bar
     x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
     if clip:
         x0 = x0.clamp(-1.0, 1.0)
-    mean = (math.sqrt(ab_prev) * beta / (1 - ab)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x
+    weight = math.sqrt(ab_prev) * beta / (1 - ab)
+    mean = weight * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x
     if noise is None:
-        return StepOutput(mean, x0)
+        return StepOutput(mean, x0, weight)
     var = beta * (1 - ab_prev) / (1 - ab)
-    return StepOutput(mean + math.sqrt(var) * noise, x0)
+    return StepOutput(mean + math.sqrt(var) * noise, x0, weight)
 
 
 def ddim_inversion_step(eps: torch.Tensor, x: torch.Tensor, *, alpha_bar: float,

@@ -1,0 +1,464 @@
+"""Sampling under constraints: every returned sample satisfies every hard constraint, always.
+
+Methods (``method=``):
+
+* ``"rejection"``: draw, keep what satisfies, draw again for the rest, within a budget of
+  draws. Exact: the samples follow the model's distribution conditioned on the constraints
+  (labels drawn from the prior are drawn again with each candidate). Fails with a
+  :class:`~trustgen.errors.ConstraintError` when the budget is spent, never returns violators.
+* ``"projection"``: diffusion projects each step's clean-sample estimate onto the
+  constraints (a step hook) and the result at the end; VAE and GAN search the latent space
+  first (gradient steps on ``z`` through the soft decode, an extra noise hook) and project
+  the output. Soft constraints steer the same gradient steps.
+* ``"guidance"``: gradient steps only (diffusion: on each step's clean estimate; VAE/GAN: the
+  latent search); no projection. For soft conditions such as classifier thresholds.
+* ``"auto"`` (default): a pilot of plain draws (every method but rejection runs one, to report
+  the model's rate before repair); if at least :data:`AUTO_ACCEPTANCE` of them satisfy,
+  rejection (exact), else projection.
+
+With every method, the decoded values (the data's own units, after decoding's clipping and
+rounding) are checked exactly; what fails is repaired in float64 (projection) or drawn
+again. The batch's :attr:`~trustgen.sampling.sampler.SampleBatch.constraint_report` records
+the method, the draws, and how often the raw model output satisfied each constraint before
+any repair. Infeasible sets are reported before any sampling
+(:func:`~trustgen.constraints.feasibility.check_feasible`).
+
+Constraints are post-processing of a trained model: they cost no privacy.
+
+Example:
+    >>> rules = ConstraintSet([Range("mean radius", high=12)])  # doctest: +SKIP
+    >>> batch = ConstrainedSampler(run, rules).sample(1000, seed=0)  # doctest: +SKIP
+    >>> batch.constraint_report.method, bool(batch.constraints_satisfied.all())  # doctest: +SKIP
+    ('rejection', True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trustgen.constraints.atoms import LabelAtom, LearnedAtom, all_hold
+from trustgen.constraints.feasibility import check_feasible
+from trustgen.constraints.language import ConstraintSet, Equals
+from trustgen.constraints.projection import project, to_encoded, violation
+from trustgen.constraints.space import Space
+from trustgen.data.encoders import ImageData
+from trustgen.errors import ConfigError, ConstraintError
+from trustgen.sampling.hooks import NoiseResult, OutputResult
+from trustgen.sampling.labels import class_index
+from trustgen.sampling.sampler import SampleBatch, Sampler
+from trustgen.sampling.schedulers import StepOutput, StepState
+
+Method = Literal["auto", "rejection", "projection", "guidance"]
+METHODS = ("auto", "rejection", "projection", "guidance")
+AUTO_ACCEPTANCE = 0.1  # auto: rejection when at least this share of pilot draws satisfies
+PILOT = 500
+SEARCH_STEPS = 100
+GUIDE_STEPS = 5
+
+
+@dataclass(frozen=True)
+class ConstraintReport:
+    """How constrained samples were made.
+
+    Attributes:
+        method: the method that produced them (``auto`` resolved).
+        hard, soft: the constraints, in words.
+        feasibility: how far the hard set was decided feasible before sampling.
+        draws: samples generated in all (every candidate, accepted or not).
+        returned: samples returned (all satisfy every hard constraint).
+        satisfied_before_repair: share of the plain model's draws (the rejection draws, or a
+            pilot of them before projection and guidance) whose raw output (unclipped)
+            satisfied every hard constraint.
+        satisfied_after_decode_before_repair: the same after decoding's clipping and rounding
+            (can exceed the raw rate: clipping to the schema hides violations of its bounds).
+        per_constraint_before_repair: name -> share of the plain raw draws satisfying it.
+        soft_satisfied: name -> share of returned samples satisfying each soft constraint.
+        satisfied_after_steering: projection and guidance: share of their draws satisfying every
+            hard constraint after the latent search or per-step hooks, before the output's
+            projection (None for rejection).
+    """
+
+    method: str
+    hard: tuple
+    soft: tuple
+    feasibility: str
+    draws: int
+    returned: int
+    satisfied_before_repair: float
+    satisfied_after_decode_before_repair: float
+    per_constraint_before_repair: dict
+    soft_satisfied: dict
+    satisfied_after_steering: float | None = None
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.returned / self.draws if self.draws else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hard": list(self.hard), "soft": list(self.soft),
+                "acceptance_rate": self.acceptance_rate}
+
+
+class _Tally:
+    """Counts of raw satisfaction, filled by the output hook."""
+
+    def __init__(self, names):
+        self.names = names
+        self.seen = self.raw = self.decoded = 0
+        self.each = np.zeros(len(names), dtype=np.int64)
+
+
+class ConstraintHook:
+    """Output hook: checks (and with ``project``, projects) encoded samples.
+
+    Records in ``tally`` how the raw output fared before any change; flags a sample as
+    satisfied when its decoded values (clipped, rounded, argmax) satisfy every hard rule."""
+
+    def __init__(self, space: Space, atoms, encoded_atoms, tally: _Tally, *, project_output: bool) -> None:
+        self.space, self.atoms, self.encoded, self.tally = space, atoms, encoded_atoms, tally
+        self.project_output = project_output
+        self.__name__ = "ConstraintHook"
+
+    def __call__(self, x: torch.Tensor, labels) -> OutputResult:
+        u = self.space.to_units(x.detach().double())
+        hard = [a for a in self.atoms if a.hard]
+        t = self.tally
+        t.seen += len(x)
+        t.raw += int(all_hold(hard, u, labels).sum())
+        t.decoded += int(all_hold(hard, decoded_units(self.space, u), labels).sum())
+        for i, a in enumerate(hard):
+            t.each[i] += int(a.holds(u, labels).sum())
+        if self.project_output:
+            x = project(self.encoded, x, labels).to(x.dtype)
+            u = self.space.to_units(x.double())
+        return OutputResult(x, all_hold(hard, decoded_units(self.space, u), labels))
+
+
+def decoded_units(space: Space, u: torch.Tensor) -> torch.Tensor:
+    """Units as decoding leaves them: clipped to the schema, integers rounded, categories one-hot."""
+    lo = torch.as_tensor(space.low, dtype=u.dtype, device=u.device)
+    hi = torch.as_tensor(space.high, dtype=u.dtype, device=u.device)
+    v = torch.minimum(torch.maximum(u, lo), hi)
+    ints = torch.as_tensor(space.integer, device=u.device)
+    v = torch.where(ints, v.round(), v)
+    for start, cats in space.categorical.values():
+        k = len(cats)
+        v[:, start:start + k] = torch.nn.functional.one_hot(v[:, start:start + k].argmax(1), k).to(v)
+    return v
+
+
+class LatentSearch:
+    """Noise hook (VAE, GAN): gradient steps on ``z`` that lower the constraints' violation of
+    the soft decode, with a pull back towards the drawn ``z`` (so samples stay typical)."""
+
+    def __init__(self, model, encoded_atoms, *, steps: int = SEARCH_STEPS, lr: float = 0.05,
+                 pull: float = 1e-3) -> None:
+        self.model, self.atoms, self.steps, self.lr, self.pull = model, encoded_atoms, steps, lr, pull
+        self.__name__ = "LatentSearch"
+
+    def __call__(self, z, labels, generator) -> NoiseResult:
+        z0 = z.detach()
+        w = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=self.lr)
+        with torch.enable_grad():
+            for _ in range(self.steps):
+                x = self.model.generate(w, labels, hard=False).reshape(len(w), -1)
+                v = violation(self.atoms, x.double(), labels)
+                if not bool((v > 0).any()):
+                    break
+                opt.zero_grad(set_to_none=True)
+                loss = v.sum() + 0.5 * self.pull * (w - z0).pow(2).sum()
+                loss.backward(inputs=[w])
+                opt.step()
+        return NoiseResult(w.detach())
+
+
+class StepConstraint:
+    """Step hook (diffusion): each step's clean-sample estimate projected onto the hard
+    constraints (``mode="project"``) and moved down the soft ones' gradient; ``"guide"``:
+    gradient steps only. The step's next state moves with its estimate (``x0_weight``)."""
+
+    def __init__(self, model, encoded_atoms, *, mode: str, lr: float = 0.1, steps: int = GUIDE_STEPS) -> None:
+        self.model, self.atoms, self.mode, self.lr, self.steps = model, encoded_atoms, mode, lr, steps
+        self.__name__ = f"StepConstraint({mode})"
+
+    def __call__(self, state: StepState) -> StepOutput:
+        out = state.output
+        if out.x0_weight is None:
+            raise ConfigError("a step hook before the constraints dropped x0_weight from its StepOutput")
+        x0 = out.pred_x0
+        e = self.model.from_model_space(x0, hard=False).reshape(len(x0), -1).double()
+        guided = [a for a in self.atoms if not a.hard or isinstance(a, LearnedAtom) or self.mode == "guide"]
+        if guided:
+            e = e.detach().requires_grad_(True)
+            with torch.enable_grad():
+                for _ in range(self.steps):
+                    v = violation(guided, e, state.labels)
+                    if not bool((v > 0).any()):
+                        break
+                    (g,) = torch.autograd.grad(v.sum(), e)
+                    e = (e - self.lr * g).detach().requires_grad_(True)
+            e = e.detach()
+        if self.mode == "project":
+            e = project(self.atoms, e, state.labels, rounds=1, learned_steps=0)
+        new = self.model.to_model_space(e.to(x0.dtype).reshape(x0.shape))
+        return StepOutput(out.prev_sample + out.x0_weight * (new - x0), new, out.x0_weight)
+
+
+class ConstrainedSampler:
+    """Samples of ``run`` that satisfy ``constraints``.
+
+    Args:
+        run: the trained run.
+        constraints: a :class:`~trustgen.constraints.language.ConstraintSet` (or a list of
+            constraints).
+        method: ``"auto"``, ``"rejection"``, ``"projection"`` or ``"guidance"``.
+        budget: the most samples to generate in all for one call (default ``100 * n + 10,000``).
+        config, noise_hooks, batch_size, progress: as for :class:`Sampler`.
+
+    Raises ConfigError for constraints that do not fit the run's schema and ConstraintError
+    for hard constraints that cannot hold together, both before any sampling.
+    """
+
+    def __init__(self, run, constraints, *, method: Method = "auto", budget: int | None = None, config=None,
+                 noise_hooks: Sequence = (), batch_size: int = 1000, progress=None) -> None:
+        if method not in METHODS:
+            raise ConfigError(f"unknown constraint method {method!r} (known: {', '.join(METHODS)})")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+            raise ConfigError(f"budget must be a positive integer (samples to draw), got {budget!r}")
+        self.run, self.method, self.budget = run, method, budget
+        self.constraints = constraints if isinstance(constraints, ConstraintSet) else ConstraintSet(constraints)
+        self.space = Space(run.schema)
+        self.atoms = self.constraints.compile(self.space)
+        self.feasibility = check_feasible(self.atoms, self.space)
+        self.hard = [a for a in self.atoms if a.hard]
+        self.soft = [a for a in self.atoms if not a.hard]
+        self.encoded = to_encoded(self.atoms, self.space)
+        labels = [a for a in self.hard if isinstance(a, LabelAtom)]
+        self.allowed_labels = None
+        if labels:
+            allowed = set(range(run.schema.n_classes))
+            for a in labels:
+                allowed &= set(a.allowed)
+            self.allowed_labels = sorted(allowed)
+        self.config, self.noise_hooks = config, tuple(noise_hooks)
+        self.batch_size, self.progress = batch_size, progress
+
+    # ---- the samplers each method uses
+    def _sampler(self, method: str, tally: _Tally) -> Sampler:
+        model = self.run.model
+        hook = ConstraintHook(self.space, self.atoms, self.encoded, tally, project_output=method == "projection")
+        steps, noise = (), self.noise_hooks
+        moving = [a for a in self.encoded if not isinstance(a, LabelAtom)]
+        if method in ("projection", "guidance"):
+            if self.run.family == "diffusion":
+                steps = (StepConstraint(model, moving, mode="project" if method == "projection" else "guide"),)
+            else:
+                noise = noise + (LatentSearch(model, moving),)
+        return Sampler(self.run, config=self.config, noise_hooks=noise, step_hooks=steps, output_hooks=(hook,),
+                       batch_size=self.batch_size, progress=self.progress)
+
+    def _labels_for(self, labels: Any, n: int, gen: torch.Generator) -> np.ndarray | None:
+        """Per-sample labels: the given ones (checked against the label constraints) or ``n``
+        draws from the run's prior restricted to the allowed classes."""
+        classes = self.run.schema.classes
+        if not classes:
+            if labels is not None:
+                raise ConfigError("this run's model is unconditional: it takes no labels")
+            return None
+        if labels is not None:
+            if isinstance(labels, (str, int, np.integer)):
+                y = np.full(n, class_index(labels, classes))
+            else:
+                y = np.array([class_index(v, classes) for v in labels])
+                if len(y) != n:
+                    raise ConfigError(f"{n} samples but {len(y)} labels")
+            if self.allowed_labels is not None and not np.isin(y, self.allowed_labels).all():
+                raise ConstraintError("the labels asked for break the label constraints "
+                                      f"(allowed classes: {[classes[i] for i in self.allowed_labels]})")
+            return y
+        prior = torch.as_tensor(self.run.label_prior if self.run.label_prior is not None
+                                else np.ones(len(classes)), dtype=torch.float64)
+        if self.allowed_labels is not None:
+            keep = torch.zeros(len(classes), dtype=torch.bool)
+            keep[self.allowed_labels] = True
+            prior = prior * keep
+        return torch.multinomial(prior / prior.sum(), n, replacement=True, generator=gen).numpy()
+
+    def sample(self, n: int, *, labels: Any = None, seed: int | None = None) -> SampleBatch:
+        """``n`` samples satisfying every hard constraint (labels as for :meth:`Sampler.sample`)."""
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ConfigError(f"the number of samples must be a positive integer, got {n!r}")
+        n = int(n)
+        budget = self.budget if self.budget is not None else 100 * n + 10_000
+        gen = torch.Generator()
+        gen.manual_seed(seed) if seed is not None else gen.seed()
+        fixed = labels is not None
+        slot_labels = self._labels_for(labels, n, gen)
+        plain, steered = _Tally([a.name for a in self.hard]), _Tally([a.name for a in self.hard])
+        method, pilot_rate, draws = self.method, None, 0
+        if method != "rejection":  # a pilot of plain draws: the model before any repair, and auto's choice
+            m = min(PILOT, max(n, 100), budget)
+            pilot_rate = float(self._draw(self._sampler("rejection", plain), m, slot_labels, fixed, gen)[1].mean())
+            draws += m
+            if method == "auto":
+                method = "rejection" if pilot_rate >= AUTO_ACCEPTANCE else "projection"
+        sampler = self._sampler(method, plain if method == "rejection" else steered)
+        rate = 1.0 if pilot_rate is None or method != "rejection" else max(pilot_rate, 1e-3)
+        chosen: list = [None] * n
+        pending = np.arange(n)
+        while len(pending):
+            left = budget - draws
+            if left <= 0:
+                self._out_of_budget(n - len(pending), n, draws, plain, method)
+            per_slot = 1 if method != "rejection" else min(max(1, math.ceil(1.2 / rate)), 1000)
+            count = min(len(pending) * per_slot, left, max(self.batch_size, len(pending)))
+            slots = pending if count >= len(pending) * per_slot else pending[:max(1, count // per_slot)]
+            want = np.repeat(slots, per_slot)[:count]
+            batch, ok = self._draw(sampler, len(want), None if slot_labels is None else slot_labels[want], fixed,
+                                   gen)
+            draws += len(want)
+            rate = max(float(ok.mean()), 1e-3) if method == "rejection" else rate
+            good = np.flatnonzero(ok)
+            if fixed:  # a candidate fills its own slot (its label was asked for)
+                for slot in slots:
+                    cand = good[want[good] == slot]
+                    if len(cand):
+                        chosen[slot] = (batch, int(cand[0]))
+            else:  # any candidate fills any slot (labels came from the prior with each draw)
+                for slot, c in zip(slots, good):
+                    chosen[slot] = (batch, int(c))
+            pending = np.array([i for i in pending if chosen[i] is None], dtype=np.int64)
+        out = _assemble(chosen)
+        u = self.space.data_units(out.data)
+        y = None if out.labels is None else torch.as_tensor(out.labels)
+        if not bool(all_hold(self.hard, u, y).all()):  # the guarantee, checked once more on the result
+            raise AssertionError("a returned sample breaks a hard constraint")  # pragma: no cover
+        seen = max(plain.seen, 1)
+        report = ConstraintReport(
+            method, tuple(a.name for a in self.hard), tuple(a.name for a in self.soft), self.feasibility, draws, n,
+            plain.raw / seen, plain.decoded / seen, {k: float(v) / seen for k, v in zip(plain.names, plain.each)},
+            {a.name: float(a.holds(u, y).double().mean()) for a in self.soft},
+            None if not steered.seen else steered.decoded / steered.seen)
+        return replace(out, seed=seed, constraints_satisfied=np.ones(n, dtype=bool), constraint_report=report)
+
+    def _draw(self, sampler: Sampler, m: int, labels, fixed: bool, gen) -> tuple[SampleBatch, np.ndarray]:
+        """``m`` candidates and whether each satisfies every hard constraint (decoded values,
+        checked exactly; projection repairs in float64 what the float32 output lost)."""
+        if labels is not None and not fixed:  # prior labels: drawn afresh with every candidate
+            labels = self._labels_for(None, m, gen)
+        seed = int(torch.randint(2 ** 62, (1,), generator=gen))
+        batch = sampler.sample(m, labels=None if labels is None else [int(v) for v in labels], seed=seed)
+        y = None if batch.labels is None else torch.as_tensor(batch.labels)
+        u = self.space.data_units(batch.data)
+        ok = all_hold(self.hard, u, y)
+        if sampler.output_hooks[0].project_output and not bool(ok.all()):
+            bad = torch.nonzero(~ok).ravel()
+            x = project(self.encoded, self.space.from_units(u[bad]), None if y is None else y[bad])
+            fixed_rows = self.space.units_to_data(self.space.to_units(x), None if y is None else y[bad].numpy())
+            u_new = self.space.data_units(fixed_rows)
+            now = all_hold(self.hard, u_new, None if y is None else y[bad])
+            batch = _replace_rows(batch, bad[now].numpy(), _take_data(fixed_rows, np.flatnonzero(now.numpy())),
+                                  self.space.from_units(u_new[now]))
+            ok[bad[now]] = True
+        return batch, ok.numpy()
+
+    def _out_of_budget(self, done, n, draws, tally: _Tally, method):
+        seen = max(tally.seen, 1)
+        worst = sorted(zip(tally.each / seen, tally.names))[:2]
+        hint = "; ".join(f"{name!r} held in {rate:.2%} of draws" for rate, name in worst)
+        raise ConstraintError(
+            f"sampling budget spent: {draws:,} draws gave {done:,} of {n:,} samples that satisfy every hard "
+            f"constraint ({method}; {hint}). Raise the budget, use method='projection', or check that the "
+            "model can produce such samples")
+
+    def sample_groups(self, n: int, column: str, *, groups: Sequence | None = None, seed: int | None = None,
+                      ) -> SampleBatch:
+        """``n`` samples with equal counts per group of ``column`` (a categorical column or the
+        label; ``groups``: which of its categories, default all), shuffled: a target balance."""
+        schema = self.run.schema
+        if column == schema.label or (self.space.image and column == "label"):
+            cats = list(schema.classes)
+        else:
+            cats = list(self.space.category_block(column)[1])
+        groups = cats if groups is None else list(groups)
+        if not groups:
+            raise ConfigError("sample_groups needs at least one group")
+        counts = [n // len(groups) + (i < n % len(groups)) for i in range(len(groups))]
+        rng = np.random.default_rng(seed)
+        parts = []
+        for g, k in zip(groups, counts):
+            if k == 0:
+                continue
+            s = int(rng.integers(2 ** 62))
+            if column == schema.label or (self.space.image and column == "label"):
+                parts.append(self.sample(k, labels=g, seed=s))
+            else:
+                extra = ConstrainedSampler(self.run, list(self.constraints.constraints) + [Equals(column, g)],
+                                           method=self.method, budget=self.budget, config=self.config,
+                                           noise_hooks=self.noise_hooks, batch_size=self.batch_size)
+                parts.append(extra.sample(k, seed=s))
+        order = rng.permutation(n)
+        rows = [(b, i) for b in parts for i in range(len(b.encoded))]
+        out = _assemble([rows[j] for j in order])
+        reports = [b.constraint_report for b in parts]
+        report = replace(reports[0], draws=sum(r.draws for r in reports), returned=n)
+        return replace(out, seed=seed, constraints_satisfied=np.ones(n, dtype=bool), constraint_report=report)
+
+
+def _take_data(data, rows: np.ndarray):
+    if isinstance(data, ImageData):
+        return ImageData(data.x[rows], None if data.y is None else data.y[rows])
+    return data.iloc[rows].reset_index(drop=True)
+
+
+def _replace_rows(batch: SampleBatch, rows: np.ndarray, data, encoded: torch.Tensor) -> SampleBatch:
+    if not len(rows):
+        return batch
+    if isinstance(batch.data, ImageData):
+        x = batch.data.x.copy()
+        x[rows] = data.x
+        new = ImageData(x, batch.data.y)
+    else:
+        new = batch.data.copy()
+        new.iloc[rows] = data.to_numpy() if len(data.columns) else data
+        for c in new.columns:  # keep the column dtypes
+            new[c] = new[c].astype(batch.data[c].dtype)
+    enc = batch.encoded.clone()
+    enc[torch.as_tensor(rows)] = encoded.to(enc.dtype).reshape((len(rows),) + enc.shape[1:])
+    return replace(batch, data=new, encoded=enc)
+
+
+def _assemble(chosen: list) -> SampleBatch:
+    """One batch of the rows ``[(batch, row), ...]``, in that order."""
+    first = chosen[0][0]
+    by_batch: dict[int, list] = {}
+    for pos, (b, r) in enumerate(chosen):
+        by_batch.setdefault(id(b), (b, []))[1].append((pos, r))
+    n = len(chosen)
+    enc = first.encoded.new_empty((n,) + first.encoded.shape[1:])
+    noise = first.noise.new_empty((n,) + first.noise.shape[1:])
+    labels = None if first.labels is None else np.empty(n, dtype=first.labels.dtype)
+    pieces, positions = [], []
+    for b, rows in by_batch.values():
+        pos = np.array([p for p, _ in rows])
+        idx = np.array([r for _, r in rows])
+        enc[torch.as_tensor(pos)] = b.encoded[torch.as_tensor(idx)]
+        noise[torch.as_tensor(pos)] = b.noise[torch.as_tensor(idx)]
+        if labels is not None:
+            labels[pos] = b.labels[idx]
+        pieces.append(_take_data(b.data, idx))
+        positions.append(pos)
+    order = np.argsort(np.concatenate(positions), kind="stable")
+    if isinstance(first.data, ImageData):
+        x = np.concatenate([p.x for p in pieces])[order]
+        data = ImageData(x, None if labels is None else labels.copy())
+    else:
+        data = pd.concat(pieces, ignore_index=True).iloc[order].reset_index(drop=True)
+    return replace(first, data=data, labels=labels, encoded=enc, noise=noise)
