@@ -16,7 +16,8 @@ from typing import Any, Sequence
 
 
 from trustgen.errors import TrustgenError
-from trustgen.limits import (MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SAMPLER_STEPS, MAX_SEED, MAX_STEPS,
+from trustgen.limits import (MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SAMPLER_STEPS, MAX_SAMPLES_DRAWN,
+                             MAX_SEED, MAX_STEPS,
                              bounded_number)
 
 FAMILIES = ("vae", "gan", "diffusion")
@@ -266,6 +267,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if args.out.lower().endswith(".png"):
             raise _Fail("a .png is a figure, not a data file: write .csv or .npz to release watermarked samples")
         key = WatermarkKey.load(args.watermark_key)
+    constraints = None
+    if args.constraints is not None:
+        from trustgen.constraints.language import load_constraints
+
+        constraints = load_constraints(args.constraints)
+    elif args.constraint_method != "auto" or args.budget is not None or args.balance is not None:
+        raise _Fail("--constraint-method, --budget and --balance apply with --constraints FILE.json")
     run = Run.load(args.run, device=args.device)
     out = check_out_path(args.out, run.schema.kind, args.n)  # the format's bound, before any sampling
     reference = None
@@ -283,23 +291,64 @@ def cmd_sample(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         config = sampler_config(args, run)
-        if key is None:
-            batches = Sampler(run, config=config, progress=progress).stream(args.n, labels=args.label,
-                                                                             seed=args.seed)
-        else:
+        noise_hooks = ()
+        if key is not None:
             from trustgen.watermark.release import watermark_batch, watermarked_sampler
 
-            sampler = watermarked_sampler(run, key, config=config, progress=progress)
-            batches = (watermark_batch(b, key, run.schema)
-                       for b in sampler.stream(args.n, labels=args.label, seed=args.seed))
+            noise_hooks = watermarked_sampler(run, key).noise_hooks  # refuses a run that cannot carry the mark
+        if constraints is None:
+            batches = Sampler(run, config=config, noise_hooks=noise_hooks, progress=progress).stream(
+                args.n, labels=args.label, seed=args.seed)
+        else:
+            from trustgen.sampling.constrained import ConstrainedSampler, constrained_stream
+
+            csampler = ConstrainedSampler(run, constraints, method=args.constraint_method, budget=args.budget,
+                                          config=config, noise_hooks=noise_hooks, progress=progress)
+            batches = constrained_stream(csampler, args.n, labels=args.label, seed=args.seed, balance=args.balance)
+        if key is not None:
+            batches = (watermark_batch(b, key, run.schema) if constraints is None else
+                       csampler.keep_satisfying(watermark_batch(b, key, run.schema), b) for b in batches)
+        reports: list = []
+        batches = _tally_reports(batches, reports)
         written = write_stream(batches, out, schema=run.schema, n=args.n, title=f"{run.family} samples",
                                reference=reference)
     counts = {str(k): v for k, v in written.label_counts.items()}
     marked = "" if key is None else f" (watermarked with key {key.key_id})"
+    summary = _constraint_summary(reports)
+    ruled = "" if summary is None else (
+        f"; every sample satisfies the {len(summary['hard'])} hard constraints ({summary['method']}, "
+        f"{summary['draws']:,} draws; {summary['satisfied_before_repair']:.1%} of the model's raw draws did)"
+        + (f"; {summary['unmarked']:,} samples left without the value mark, which would break a hard constraint"
+           if summary["unmarked"] else ""))
     _emit(args, {"out": str(out), "n": written.n, "seed": args.seed, "label_counts": counts,
-                 "watermark_key_id": None if key is None else key.key_id},
-          f"wrote {written.n} samples to {out}{marked}")
+                 "watermark_key_id": None if key is None else key.key_id, "constraints": summary},
+          f"wrote {written.n} samples to {out}{marked}{ruled}")
     return 0
+
+
+def _tally_reports(batches, reports: list):
+    """The batches, unchanged, with their constraint reports appended to ``reports``."""
+    for b in batches:
+        if b.constraint_report is not None:
+            reports.append(b.constraint_report)
+        yield b
+
+
+def _constraint_summary(reports: list) -> dict | None:
+    """One report for a file written in several constrained batches (rates weighted by draws)."""
+    if not reports:
+        return None
+    draws = sum(r.draws for r in reports)
+    first = reports[0].to_dict()
+    weighted = {k: sum(getattr(r, k) * r.draws for r in reports) / draws
+                for k in ("satisfied_before_repair", "satisfied_after_decode_before_repair")}
+    soft = {name: sum(r.soft_satisfied[name] * r.returned for r in reports) / sum(r.returned for r in reports)
+            for name in first["soft_satisfied"]}
+    return {**first, **weighted, "draws": draws, "returned": sum(r.returned for r in reports),
+            "unmarked": sum(r.unmarked for r in reports),
+            "soft_satisfied": soft, "acceptance_rate": sum(r.returned for r in reports) / draws,
+            "per_constraint_before_repair": {k: sum(r.per_constraint_before_repair[k] * r.draws for r in reports)
+                                             / draws for k in first["per_constraint_before_repair"]}}
 
 
 def _sample_count(text: str) -> int:
@@ -531,7 +580,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--watermark-key", metavar="KEY",
                    help="mark the samples with this key (`trustgen keygen`): in the latent noise and in the values; "
                         "`trustgen detect` finds it (default: no watermark)")
-    s.set_defaults(func=cmd_sample, inputs=("run", "real", "watermark_key"), outputs=(("out", "file", "real"),))
+    s.add_argument("--constraints", metavar="FILE.json",
+                   help="rules every sample must satisfy (docs/constraints.md); none is returned that breaks a hard "
+                        "one (default: none)")
+    s.add_argument("--constraint-method", choices=("auto", "rejection", "projection", "guidance"), default="auto",
+                   help="how to meet the constraints: rejection (exact in distribution), projection, guidance, or "
+                        "auto (rejection if at least 10%% of the model's draws satisfy them, else projection)")
+    s.add_argument("--budget", type=COUNT(1, MAX_SAMPLES_DRAWN),
+                   help="the most samples to draw per batch of 1,000 written (default: 100 per sample + 10,000)")
+    s.add_argument("--balance", metavar="COLUMN",
+                   help="with --constraints: equal counts of every category of this categorical column (or the "
+                        "label) (default: none)")
+    s.set_defaults(func=cmd_sample, inputs=("run", "real", "watermark_key", "constraints"),
+                   outputs=(("out", "file", "real"),))
 
     dt = sub.add_parser("detect", help="test a file of samples for a watermark key: p-values per sample and file")
     dt.add_argument("file", help="samples: .csv (tables) or .npz (images)")

@@ -14,6 +14,7 @@ MAX_BATCH_SIZE = 10**7
 MAX_SEED = 2**62
 MAX_LR = 10.0
 MAX_CANARIES = 10**6  # per run; the white-box audit's memory is bounded on its own (MAX_AUDIT_STEP_BYTES)
+MAX_SAMPLES_DRAWN = 10**10  # constrained sampling's budget of draws per batch written
 MAX_SAMPLER_STEPS = 100_000  # DDIM steps: more than the largest allowed timesteps visit each one once
 MAX_CATEGORIES = 10_000  # per categorical column or image label: one-hot codes are this wide per record
 MAX_IMAGE_ENTRIES = 2**24  # channels x height x width of one image (3 x 2048 x 2048 fits)

@@ -21,15 +21,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-#: Relative float slack of a rule: an equality holds to within it (float64 sums cannot be
-#: exact); projections aim this far inside inequalities, so rounding cannot push a projected
-#: sample out.
+#: Relative margin of an inequality: projections aim this far inside it, so rounding cannot
+#: push a projected sample out (the check itself is exact).
 RTOL = 1e-9
+#: An equality's slack: float64 rounding of a sum of a few terms, with room to spare.
+RTOL_EQUALITY = 1e-12
 
 
-def tolerance(a: np.ndarray, b: float, magnitude: np.ndarray) -> float:
+def tolerance(a: np.ndarray, b: float, magnitude: np.ndarray, equality: bool = False) -> float:
     """Float slack of ``a . u <= b`` (or ``==``) for ``|u| <= magnitude``."""
-    return RTOL * (1.0 + abs(b) + float(np.abs(a) @ magnitude))
+    return (RTOL_EQUALITY if equality else RTOL) * (1.0 + abs(b) + float(np.abs(a) @ magnitude))
 
 
 @dataclass

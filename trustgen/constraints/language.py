@@ -16,10 +16,11 @@ kind               meaning                                                      
 Every constraint is ``hard`` (default; every returned sample satisfies it, always) or soft
 (``"hard": false``: sampling is steered towards it and reports how often it holds).
 ``classifier`` and ``function`` take a user module: a Python callable, or in JSON the path of
-a TorchScript file (``torch.jit.save``), relative to the JSON file; it receives the samples in
-units (tables: ``[n, D]``, numbers in their units and categories one-hot, in schema order;
-images: ``[n, C, H, W]``) and must be differentiable for gradient steps. A TorchScript file
-is code: load only files you trust.
+a saved module, relative to the JSON file: an exported program (``.pt2``, ``torch.export.save``
+with a dynamic batch dimension) or a TorchScript file (``torch.jit.save``; deprecated by torch
+but still read). It receives the samples in units (tables: ``[n, D]``, numbers in their units
+and categories one-hot, in schema order; images: ``[n, C, H, W]``) and must be differentiable
+for gradient steps. A saved module is code: load only files you trust.
 
 Example:
     >>> rules = ConstraintSet([Range("dose", low=0, high=5),
@@ -31,6 +32,7 @@ Example:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -121,7 +123,8 @@ class Range(Constraint):
         if lo == hi and len(coords) == 1:  # a value: an equality (a float can only equal it to a tolerance)
             a = np.zeros(space.dim)
             a[coords[0]] = 1.0
-            return [LinearAtom(self.describe(), self.hard, a, lo, "==", tolerance(np.ones(1), mag, np.zeros(1)))]
+            return [LinearAtom(self.describe(), self.hard, a, lo, "==",
+                               tolerance(np.ones(1), mag, np.zeros(1), equality=True))]
         tol = tolerance(np.ones(1), mag, np.zeros(1))
         return [BoxAtom(self.describe(), self.hard, coords, np.full(len(coords), lo), np.full(len(coords), hi), tol)]
 
@@ -170,7 +173,7 @@ class Linear(Constraint):
             a, b = -a, -b
         mag = np.maximum(np.abs(np.nan_to_num(space.low, neginf=0.0)), np.abs(np.nan_to_num(space.high, posinf=0.0)))
         return [LinearAtom(self.describe(), self.hard, a, b, "==" if self.op == "==" else "<=",
-                           tolerance(a, b, mag))]
+                           tolerance(a, b, mag, equality=self.op == "=="))]
 
     def to_dict(self):
         return {**self._base(), "terms": dict(self.terms), "op": self.op, "bound": self.bound}
@@ -209,7 +212,8 @@ class PixelMass(Constraint):
             parts.append(LinearAtom(self.describe(), self.hard, -a, -float(self.low), "<=",
                                     tolerance(a, self.low, mag)))
         if self.low is not None and self.high is not None and self.low == self.high:
-            return [LinearAtom(self.describe(), self.hard, a, float(self.low), "==", tolerance(a, self.low, mag))]
+            return [LinearAtom(self.describe(), self.hard, a, float(self.low), "==",
+                               tolerance(a, self.low, mag, equality=True))]
         return parts
 
     def to_dict(self):
@@ -306,7 +310,7 @@ class Classifier(Constraint):
     """A user classifier's probability of class ``target`` is at least ``threshold``.
 
     ``model`` maps samples in units to logits ``[n, classes]`` (softmax applied here);
-    ``path``: its TorchScript file (what ``to_dict`` writes). Soft by default: guidance."""
+    ``path``: its saved module, ``.pt2`` or TorchScript (what ``to_dict`` writes). Soft by default: guidance."""
 
     model: Callable
     target: int
@@ -337,7 +341,7 @@ class Classifier(Constraint):
 
     def to_dict(self):
         if self.path is None:
-            raise ConfigError("to save a classifier constraint, give path= (its model saved with torch.jit.save)")
+            raise ConfigError("to save a classifier constraint, give path= (its model saved with torch.export.save)")
         return {**self._base(), "module": self.path, "target": self.target, "threshold": self.threshold}
 
 
@@ -363,7 +367,7 @@ class Function(Constraint):
 
     def to_dict(self):
         if self.path is None:
-            raise ConfigError("to save a function constraint, give path= (its module saved with torch.jit.save)")
+            raise ConfigError("to save a function constraint, give path= (its module saved with torch.export.save)")
         return {**self._base(), "module": self.path, "name": self.name}
 
 
@@ -476,14 +480,20 @@ def _region(d, where) -> Region:
 
 def _module(path, where, base) -> tuple[Callable, str]:
     if not isinstance(path, str) or not path:
-        raise ConfigError(f"{where}: module must be the path of a TorchScript file")
+        raise ConfigError(f"{where}: module must be the path of a saved module (.pt2 from torch.export, or TorchScript)")
     full = Path(path) if base is None or Path(path).is_absolute() else Path(base) / path
+    kind = "exported program (torch.export)" if full.suffix == ".pt2" else "TorchScript module"
     try:
-        module = torch.jit.load(str(full), map_location="cpu")
-    except (OSError, RuntimeError, ValueError) as e:
+        if full.suffix == ".pt2":
+            module = torch.export.load(str(full)).module()
+        else:
+            with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript; files made with it still load
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(full), map_location="cpu")
+            module.eval()
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file; one line says which file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{where}: cannot load the TorchScript module {path!r}: {first[:200]}") from None
-    module.eval()
+        raise ConfigError(f"{where}: cannot load the {kind} {path!r}: {first[:200]}") from None
     return module, path
 
 

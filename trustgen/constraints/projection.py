@@ -181,19 +181,34 @@ def _within(planes, lo, hi, x) -> bool:
     return True
 
 
-def _descend(learned, x, steps):
-    """Gradient steps on the violating rows' learned violations (Adam in encoded space)."""
-    x = x.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=0.02)
-    for _ in range(steps):
+def descend(loss, x: torch.Tensor, steps: int, lr: float) -> torch.Tensor:
+    """Adam steps on ``x`` for ``loss(x) -> [n]`` (per-sample losses, summed), stopping once
+    every loss is 0. Written out, because ``torch.optim`` imports the compiler stack
+    (1.4 s on first use here, more than a whole constrained draw)."""
+    x = x.detach().clone()
+    m, v = torch.zeros_like(x), torch.zeros_like(x)
+    b1, b2 = 0.9, 0.999
+    for t in range(1, steps + 1):
         with torch.enable_grad():
-            v = x.new_zeros(x.shape[0])
-            for atom, mask in learned:
-                term = torch.relu(atom.scores(x) + MARGIN)  # a little inside, so the check passes
-                v = v + (term if mask is None else term * mask.to(term))
-            if not bool((v > 0).any()):
+            x.requires_grad_(True)
+            per = loss(x)
+            if not bool((per > 0).any()):
                 break
-            opt.zero_grad(set_to_none=True)
-            v.sum().backward(inputs=[x])
-        opt.step()
+            (g,) = torch.autograd.grad(per.sum(), x)
+        x = x.detach()
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        x = x - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + 1e-8)
     return x.detach()
+
+
+def _descend(learned, x, steps):
+    """Gradient steps on the violating rows' learned violations (in encoded space)."""
+    def loss(x):
+        v = x.new_zeros(x.shape[0])
+        for atom, mask in learned:
+            term = torch.relu(atom.scores(x) + MARGIN)  # a little inside, so the check passes
+            v = v + (term if mask is None else term * mask.to(term))
+        return v
+
+    return descend(loss, x, steps, 0.02)

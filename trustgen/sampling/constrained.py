@@ -42,10 +42,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustgen.constraints.atoms import LabelAtom, LearnedAtom, all_hold
+from trustgen.constraints.atoms import LabelAtom, LearnedAtom, LinearAtom, all_hold
 from trustgen.constraints.feasibility import check_feasible
 from trustgen.constraints.language import ConstraintSet, Equals
-from trustgen.constraints.projection import project, to_encoded, violation
+from trustgen.constraints.projection import descend, project, to_encoded, violation
 from trustgen.constraints.space import Space
 from trustgen.data.encoders import ImageData
 from trustgen.errors import ConfigError, ConstraintError
@@ -82,6 +82,8 @@ class ConstraintReport:
         satisfied_after_steering: projection and guidance: share of their draws satisfying every
             hard constraint after the latent search or per-step hooks, before the output's
             projection (None for rejection).
+        unmarked: with a watermark, samples whose marked values would break a hard constraint
+            and were released with their unmarked values instead.
     """
 
     method: str
@@ -95,6 +97,7 @@ class ConstraintReport:
     per_constraint_before_repair: dict
     soft_satisfied: dict
     satisfied_after_steering: float | None = None
+    unmarked: int = 0
 
     @property
     def acceptance_rate(self) -> float:
@@ -162,21 +165,25 @@ class LatentSearch:
         self.model, self.atoms, self.steps, self.lr, self.pull = model, encoded_atoms, steps, lr, pull
         self.__name__ = "LatentSearch"
 
+    def _violation(self, w, labels):
+        x = self.model.generate(w, labels, hard=False).reshape(len(w), -1)
+        return violation(self.atoms, x.double(), labels)
+
     def __call__(self, z, labels, generator) -> NoiseResult:
         z0 = z.detach()
-        w = z0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=self.lr)
-        with torch.enable_grad():
-            for _ in range(self.steps):
-                x = self.model.generate(w, labels, hard=False).reshape(len(w), -1)
-                v = violation(self.atoms, x.double(), labels)
-                if not bool((v > 0).any()):
-                    break
-                opt.zero_grad(set_to_none=True)
-                loss = v.sum() + 0.5 * self.pull * (w - z0).pow(2).sum()
-                loss.backward(inputs=[w])
-                opt.step()
-        return NoiseResult(w.detach())
+        rows = torch.nonzero(self._violation(z0, labels) > 0).ravel()  # only those that need it move
+        if not len(rows):
+            return NoiseResult(z0)
+        y = None if labels is None else labels[rows]
+        start = z0[rows]
+
+        def loss(w):
+            v = self._violation(w, y)
+            return torch.where(v > 0, v + 0.5 * self.pull * (w - start).pow(2).sum(1), v)
+
+        out = z0.clone()
+        out[rows] = descend(loss, start, self.steps, self.lr).to(z0.dtype)
+        return NoiseResult(out)
 
 
 class StepConstraint:
@@ -220,7 +227,8 @@ class ConstrainedSampler:
             constraints).
         method: ``"auto"``, ``"rejection"``, ``"projection"`` or ``"guidance"``.
         budget: the most samples to generate in all for one call (default ``100 * n + 10,000``).
-        config, noise_hooks, batch_size, progress: as for :class:`Sampler`.
+        config, noise_hooks, batch_size: as for :class:`Sampler`.
+        progress: called as ``progress(done, n)`` with the samples accepted so far.
 
     Raises ConfigError for constraints that do not fit the run's schema and ConstraintError
     for hard constraints that cannot hold together, both before any sampling.
@@ -240,6 +248,13 @@ class ConstrainedSampler:
         self.hard = [a for a in self.atoms if a.hard]
         self.soft = [a for a in self.atoms if not a.hard]
         self.encoded = to_encoded(self.atoms, self.space)
+        # An equality on a continuous value holds with probability 0 under the model: rejection
+        # would spend any budget; projection meets it.
+        self.measure_zero = [a.name for a in self.hard if isinstance(a, LinearAtom) and a.op == "=="
+                             and not self.space.integer[np.flatnonzero(a.a)].all()]
+        if method == "rejection" and self.measure_zero:
+            raise ConfigError(f"rejection cannot meet {self.measure_zero[0]!r}: a continuous value equals a number "
+                              "with probability 0; use method 'projection' (or 'auto')")
         labels = [a for a in self.hard if isinstance(a, LabelAtom)]
         self.allowed_labels = None
         if labels:
@@ -262,7 +277,7 @@ class ConstrainedSampler:
             else:
                 noise = noise + (LatentSearch(model, moving),)
         return Sampler(self.run, config=self.config, noise_hooks=noise, step_hooks=steps, output_hooks=(hook,),
-                       batch_size=self.batch_size, progress=self.progress)
+                       batch_size=self.batch_size)
 
     def _labels_for(self, labels: Any, n: int, gen: torch.Generator) -> np.ndarray | None:
         """Per-sample labels: the given ones (checked against the label constraints) or ``n``
@@ -305,10 +320,12 @@ class ConstrainedSampler:
         method, pilot_rate, draws = self.method, None, 0
         if method != "rejection":  # a pilot of plain draws: the model before any repair, and auto's choice
             m = min(PILOT, max(n, 100), budget)
-            pilot_rate = float(self._draw(self._sampler("rejection", plain), m, slot_labels, fixed, gen)[1].mean())
+            pilot_labels = None if slot_labels is None else np.resize(slot_labels, m)  # the asked-for labels, cycled
+            pilot_rate = float(self._draw(self._sampler("rejection", plain), m, pilot_labels, fixed, gen)[1].mean())
             draws += m
             if method == "auto":
-                method = "rejection" if pilot_rate >= AUTO_ACCEPTANCE else "projection"
+                exact = pilot_rate >= AUTO_ACCEPTANCE and not self.measure_zero
+                method = "rejection" if exact else "projection"
         sampler = self._sampler(method, plain if method == "rejection" else steered)
         rate = 1.0 if pilot_rate is None or method != "rejection" else max(pilot_rate, 1e-3)
         chosen: list = [None] * n
@@ -335,6 +352,8 @@ class ConstrainedSampler:
                 for slot, c in zip(slots, good):
                     chosen[slot] = (batch, int(c))
             pending = np.array([i for i in pending if chosen[i] is None], dtype=np.int64)
+            if self.progress is not None:
+                self.progress(n - len(pending), n)
         out = _assemble(chosen)
         u = self.space.data_units(out.data)
         y = None if out.labels is None else torch.as_tensor(out.labels)
@@ -368,6 +387,20 @@ class ConstrainedSampler:
                                   self.space.from_units(u_new[now]))
             ok[bad[now]] = True
         return batch, ok.numpy()
+
+    def satisfied(self, data, labels=None) -> np.ndarray:
+        """Per sample of decoded ``data``: does it satisfy every hard constraint (exactly)?"""
+        y = None if labels is None else torch.as_tensor(np.asarray(labels))
+        return all_hold(self.hard, self.space.data_units(data), y).numpy()
+
+    def keep_satisfying(self, edited: SampleBatch, original: SampleBatch) -> SampleBatch:
+        """``edited`` (e.g. watermarked values) with the rows that no longer satisfy every hard
+        constraint put back as they were in ``original``: an edit never breaks the guarantee."""
+        bad = np.flatnonzero(~self.satisfied(edited.data, edited.labels))
+        out = _replace_rows(edited, bad, _take_data(original.data, bad), original.encoded[torch.as_tensor(bad)])
+        if out.constraint_report is not None:
+            out = replace(out, constraint_report=replace(out.constraint_report, unmarked=len(bad)))
+        return out
 
     def _out_of_budget(self, done, n, draws, tally: _Tally, method):
         seen = max(tally.seen, 1)
@@ -462,3 +495,19 @@ def _assemble(chosen: list) -> SampleBatch:
     else:
         data = pd.concat(pieces, ignore_index=True).iloc[order].reset_index(drop=True)
     return replace(first, data=data, labels=labels, encoded=enc, noise=noise)
+
+
+def constrained_stream(sampler: ConstrainedSampler, n: int, *, labels: Any = None, seed: int | None = None,
+                       balance: str | None = None, chunk: int = 1000):
+    """``n`` constrained samples as batches of ``chunk`` (each its own :meth:`ConstrainedSampler.sample`
+    call, with a seed derived from ``seed`` and its index), so memory stays flat for any ``n``;
+    ``balance``: equal counts per category of that column in every batch."""
+    if balance is not None and labels is not None:
+        raise ConfigError("--balance draws the groups itself: give no --label with it")
+    for i, start in enumerate(range(0, n, chunk)):
+        m = min(chunk, n - start)
+        s = None if seed is None else int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint64)[0] >> 2)
+        if balance is None:
+            yield sampler.sample(m, labels=labels, seed=s)
+        else:
+            yield sampler.sample_groups(m, balance, seed=s)
