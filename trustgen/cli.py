@@ -272,8 +272,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from trustgen.constraints.language import load_constraints
 
         constraints = load_constraints(args.constraints)
-    elif args.constraint_method != "auto" or args.budget is not None or args.balance is not None:
-        raise _Fail("--constraint-method, --budget and --balance apply with --constraints FILE.json")
+    elif args.constraint_method != "auto" or any(getattr(args, k) is not None for k in
+                                                  ("budget", "balance", "search_steps", "mcmc_steps")):
+        raise _Fail("--constraint-method, --budget, --search-steps, --mcmc-steps and --balance apply with "
+                    "--constraints FILE.json")
     run = Run.load(args.run, device=args.device)
     out = check_out_path(args.out, run.schema.kind, args.n)  # the format's bound, before any sampling
     reference = None
@@ -302,8 +304,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         else:
             from trustgen.sampling.constrained import ConstrainedSampler, constrained_stream
 
+            steps = {k: getattr(args, k) for k in ("search_steps", "mcmc_steps") if getattr(args, k) is not None}
             csampler = ConstrainedSampler(run, constraints, method=args.constraint_method, budget=args.budget,
-                                          config=config, noise_hooks=noise_hooks, progress=progress)
+                                          config=config, noise_hooks=noise_hooks, progress=progress, **steps)
             batches = constrained_stream(csampler, args.n, labels=args.label, seed=args.seed, balance=args.balance)
         if key is not None:
             batches = (watermark_batch(b, key, run.schema) if constraints is None else
@@ -588,6 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto (rejection if at least 10%% of the model's draws satisfy them, else projection)")
     s.add_argument("--budget", type=COUNT(1, MAX_SAMPLES_DRAWN),
                    help="the most samples to draw per batch of 1,000 written (default: 100 per sample + 10,000)")
+    s.add_argument("--search-steps", type=COUNT(0, 100_000),
+                   help="with --constraints, VAE/GAN projection and guidance: gradient steps on the latent before the "
+                        "output is projected (0: project the output directly, the fastest; default: 100)")
+    s.add_argument("--mcmc-steps", type=COUNT(0, 100_000),
+                   help="with --constraints, projection and guidance: elliptical slice steps from each feasible latent, "
+                        "towards the model's own distribution under the constraints (0: none; default: 20)")
     s.add_argument("--balance", metavar="COLUMN",
                    help="with --constraints: equal counts of every category of this categorical column (or the "
                         "label) (default: none)")

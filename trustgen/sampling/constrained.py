@@ -42,24 +42,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustgen.constraints.atoms import LabelAtom, LearnedAtom, LinearAtom, all_hold
+from trustgen.constraints.atoms import LabelAtom, LinearAtom, all_hold
 from trustgen.constraints.feasibility import check_feasible
 from trustgen.constraints.language import ConstraintSet, Equals
-from trustgen.constraints.projection import descend, project, to_encoded, violation
+from trustgen.constraints.projection import project, to_encoded
 from trustgen.constraints.space import Space
 from trustgen.data.encoders import ImageData
 from trustgen.errors import ConfigError, ConstraintError
-from trustgen.sampling.hooks import NoiseResult, OutputResult
+from trustgen.sampling.config import SamplerConfig
+from trustgen.sampling.constraint_hooks import (
+    MCMC_STEPS, SEARCH_STEPS, ConstraintHook, EllipticalSlice, LatentSearch, StepConstraint, Tally,
+    deterministic_decode,
+)
 from trustgen.sampling.labels import class_index
 from trustgen.sampling.sampler import SampleBatch, Sampler
-from trustgen.sampling.schedulers import StepOutput, StepState
 
 Method = Literal["auto", "rejection", "projection", "guidance"]
 METHODS = ("auto", "rejection", "projection", "guidance")
 AUTO_ACCEPTANCE = 0.1  # auto: rejection when at least this share of pilot draws satisfies
 PILOT = 500
-SEARCH_STEPS = 100
-GUIDE_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -108,116 +109,6 @@ class ConstraintReport:
                 "acceptance_rate": self.acceptance_rate}
 
 
-class _Tally:
-    """Counts of raw satisfaction, filled by the output hook."""
-
-    def __init__(self, names):
-        self.names = names
-        self.seen = self.raw = self.decoded = 0
-        self.each = np.zeros(len(names), dtype=np.int64)
-
-
-class ConstraintHook:
-    """Output hook: checks (and with ``project``, projects) encoded samples.
-
-    Records in ``tally`` how the raw output fared before any change; flags a sample as
-    satisfied when its decoded values (clipped, rounded, argmax) satisfy every hard rule."""
-
-    def __init__(self, space: Space, atoms, encoded_atoms, tally: _Tally, *, project_output: bool) -> None:
-        self.space, self.atoms, self.encoded, self.tally = space, atoms, encoded_atoms, tally
-        self.project_output = project_output
-        self.__name__ = "ConstraintHook"
-
-    def __call__(self, x: torch.Tensor, labels) -> OutputResult:
-        u = self.space.to_units(x.detach().double())
-        hard = [a for a in self.atoms if a.hard]
-        t = self.tally
-        t.seen += len(x)
-        t.raw += int(all_hold(hard, u, labels).sum())
-        t.decoded += int(all_hold(hard, decoded_units(self.space, u), labels).sum())
-        for i, a in enumerate(hard):
-            t.each[i] += int(a.holds(u, labels).sum())
-        if self.project_output:
-            x = project(self.encoded, x, labels).to(x.dtype)
-            u = self.space.to_units(x.double())
-        return OutputResult(x, all_hold(hard, decoded_units(self.space, u), labels))
-
-
-def decoded_units(space: Space, u: torch.Tensor) -> torch.Tensor:
-    """Units as decoding leaves them: clipped to the schema, integers rounded, categories one-hot."""
-    lo = torch.as_tensor(space.low, dtype=u.dtype, device=u.device)
-    hi = torch.as_tensor(space.high, dtype=u.dtype, device=u.device)
-    v = torch.minimum(torch.maximum(u, lo), hi)
-    ints = torch.as_tensor(space.integer, device=u.device)
-    v = torch.where(ints, v.round(), v)
-    for start, cats in space.categorical.values():
-        k = len(cats)
-        v[:, start:start + k] = torch.nn.functional.one_hot(v[:, start:start + k].argmax(1), k).to(v)
-    return v
-
-
-class LatentSearch:
-    """Noise hook (VAE, GAN): gradient steps on ``z`` that lower the constraints' violation of
-    the soft decode, with a pull back towards the drawn ``z`` (so samples stay typical)."""
-
-    def __init__(self, model, encoded_atoms, *, steps: int = SEARCH_STEPS, lr: float = 0.05,
-                 pull: float = 1e-3) -> None:
-        self.model, self.atoms, self.steps, self.lr, self.pull = model, encoded_atoms, steps, lr, pull
-        self.__name__ = "LatentSearch"
-
-    def _violation(self, w, labels):
-        x = self.model.generate(w, labels, hard=False).reshape(len(w), -1)
-        return violation(self.atoms, x.double(), labels)
-
-    def __call__(self, z, labels, generator) -> NoiseResult:
-        z0 = z.detach()
-        rows = torch.nonzero(self._violation(z0, labels) > 0).ravel()  # only those that need it move
-        if not len(rows):
-            return NoiseResult(z0)
-        y = None if labels is None else labels[rows]
-        start = z0[rows]
-
-        def loss(w):
-            v = self._violation(w, y)
-            return torch.where(v > 0, v + 0.5 * self.pull * (w - start).pow(2).sum(1), v)
-
-        out = z0.clone()
-        out[rows] = descend(loss, start, self.steps, self.lr).to(z0.dtype)
-        return NoiseResult(out)
-
-
-class StepConstraint:
-    """Step hook (diffusion): each step's clean-sample estimate projected onto the hard
-    constraints (``mode="project"``) and moved down the soft ones' gradient; ``"guide"``:
-    gradient steps only. The step's next state moves with its estimate (``x0_weight``)."""
-
-    def __init__(self, model, encoded_atoms, *, mode: str, lr: float = 0.1, steps: int = GUIDE_STEPS) -> None:
-        self.model, self.atoms, self.mode, self.lr, self.steps = model, encoded_atoms, mode, lr, steps
-        self.__name__ = f"StepConstraint({mode})"
-
-    def __call__(self, state: StepState) -> StepOutput:
-        out = state.output
-        if out.x0_weight is None:
-            raise ConfigError("a step hook before the constraints dropped x0_weight from its StepOutput")
-        x0 = out.pred_x0
-        e = self.model.from_model_space(x0, hard=False).reshape(len(x0), -1).double()
-        guided = [a for a in self.atoms if not a.hard or isinstance(a, LearnedAtom) or self.mode == "guide"]
-        if guided:
-            e = e.detach().requires_grad_(True)
-            with torch.enable_grad():
-                for _ in range(self.steps):
-                    v = violation(guided, e, state.labels)
-                    if not bool((v > 0).any()):
-                        break
-                    (g,) = torch.autograd.grad(v.sum(), e)
-                    e = (e - self.lr * g).detach().requires_grad_(True)
-            e = e.detach()
-        if self.mode == "project":
-            e = project(self.atoms, e, state.labels, rounds=1, learned_steps=0)
-        new = self.model.to_model_space(e.to(x0.dtype).reshape(x0.shape))
-        return StepOutput(out.prev_sample + out.x0_weight * (new - x0), new, out.x0_weight)
-
-
 class ConstrainedSampler:
     """Samples of ``run`` that satisfy ``constraints``.
 
@@ -227,6 +118,11 @@ class ConstrainedSampler:
             constraints).
         method: ``"auto"``, ``"rejection"``, ``"projection"`` or ``"guidance"``.
         budget: the most samples to generate in all for one call (default ``100 * n + 10,000``).
+        search_steps: VAE/GAN, projection and guidance: gradient steps of the latent search (0: none,
+            the output is projected directly: the fastest).
+        mcmc_steps: projection and guidance: elliptical slice steps from each feasible latent
+            (0: none), bringing samples towards the model's conditional distribution; only
+            where the decode is a function of the latent (see :func:`deterministic_decode`).
         config, noise_hooks, batch_size: as for :class:`Sampler`.
         progress: called as ``progress(done, n)`` with the samples accepted so far.
 
@@ -235,12 +131,17 @@ class ConstrainedSampler:
     """
 
     def __init__(self, run, constraints, *, method: Method = "auto", budget: int | None = None, config=None,
-                 noise_hooks: Sequence = (), batch_size: int = 1000, progress=None) -> None:
+                 noise_hooks: Sequence = (), batch_size: int = 1000, progress=None,
+                 search_steps: int = SEARCH_STEPS, mcmc_steps: int = MCMC_STEPS) -> None:
         if method not in METHODS:
             raise ConfigError(f"unknown constraint method {method!r} (known: {', '.join(METHODS)})")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
             raise ConfigError(f"budget must be a positive integer (samples to draw), got {budget!r}")
+        for name, v in (("search_steps", search_steps), ("mcmc_steps", mcmc_steps)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100_000:
+                raise ConfigError(f"{name} must be an integer from 0 to 100,000, got {v!r}")
         self.run, self.method, self.budget = run, method, budget
+        self.search_steps, self.mcmc_steps = search_steps, mcmc_steps
         self.constraints = constraints if isinstance(constraints, ConstraintSet) else ConstraintSet(constraints)
         self.space = Space(run.schema)
         self.atoms = self.constraints.compile(self.space)
@@ -262,20 +163,30 @@ class ConstrainedSampler:
             for a in labels:
                 allowed &= set(a.allowed)
             self.allowed_labels = sorted(allowed)
-        self.config, self.noise_hooks = config, tuple(noise_hooks)
+        self.config = config if config is not None else SamplerConfig.from_dict(run.sampling)
+        self.noise_hooks = tuple(noise_hooks)
         self.batch_size, self.progress = batch_size, progress
 
     # ---- the samplers each method uses
-    def _sampler(self, method: str, tally: _Tally) -> Sampler:
+    def _sampler(self, method: str, tally: Tally) -> Sampler:
         model = self.run.model
         hook = ConstraintHook(self.space, self.atoms, self.encoded, tally, project_output=method == "projection")
         steps, noise = (), self.noise_hooks
         moving = [a for a in self.encoded if not isinstance(a, LabelAtom)]
         if method in ("projection", "guidance"):
+            mcmc = self.mcmc_steps > 0 and deterministic_decode(self.run, self.config)
             if self.run.family == "diffusion":
-                steps = (StepConstraint(model, moving, mode="project" if method == "projection" else "guide"),)
+                step = StepConstraint(model, moving, mode="project" if method == "projection" else "guide")
+                steps = (step,)
+                if mcmc:  # feasible starts from the step hook, then the chain on x_T
+                    noise = noise + (EllipticalSlice(model, self.space, self.hard, self.config, steps=self.mcmc_steps,
+                                                     step_hook=step),)
             else:
-                noise = noise + (LatentSearch(model, moving),)
+                if self.search_steps:
+                    noise = noise + (LatentSearch(model, moving, steps=self.search_steps),)
+                if mcmc:
+                    noise = noise + (EllipticalSlice(model, self.space, self.hard, self.config,
+                                                     steps=self.mcmc_steps),)
         return Sampler(self.run, config=self.config, noise_hooks=noise, step_hooks=steps, output_hooks=(hook,),
                        batch_size=self.batch_size)
 
@@ -316,7 +227,7 @@ class ConstrainedSampler:
         gen.manual_seed(seed) if seed is not None else gen.seed()
         fixed = labels is not None
         slot_labels = self._labels_for(labels, n, gen)
-        plain, steered = _Tally([a.name for a in self.hard]), _Tally([a.name for a in self.hard])
+        plain, steered = Tally([a.name for a in self.hard]), Tally([a.name for a in self.hard])
         method, pilot_rate, draws = self.method, None, 0
         if method != "rejection":  # a pilot of plain draws: the model before any repair, and auto's choice
             m = min(PILOT, max(n, 100), budget)
@@ -402,7 +313,7 @@ class ConstrainedSampler:
             out = replace(out, constraint_report=replace(out.constraint_report, unmarked=len(bad)))
         return out
 
-    def _out_of_budget(self, done, n, draws, tally: _Tally, method):
+    def _out_of_budget(self, done, n, draws, tally: Tally, method):
         seen = max(tally.seen, 1)
         worst = sorted(zip(tally.each / seen, tally.names))[:2]
         hint = "; ".join(f"{name!r} held in {rate:.2%} of draws" for rate, name in worst)
@@ -435,7 +346,8 @@ class ConstrainedSampler:
             else:
                 extra = ConstrainedSampler(self.run, list(self.constraints.constraints) + [Equals(column, g)],
                                            method=self.method, budget=self.budget, config=self.config,
-                                           noise_hooks=self.noise_hooks, batch_size=self.batch_size)
+                                           noise_hooks=self.noise_hooks, batch_size=self.batch_size,
+                                           search_steps=self.search_steps, mcmc_steps=self.mcmc_steps)
                 parts.append(extra.sample(k, seed=s))
         order = rng.permutation(n)
         rows = [(b, i) for b in parts for i in range(len(b.encoded))]
