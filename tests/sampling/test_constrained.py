@@ -102,7 +102,7 @@ def test_a_range_on_a_region_of_pixels(family):
 # the budget
 def test_rejection_out_of_budget_raises_and_returns_nothing(family):
     run = make_run(family, TABLE)
-    sampler = ConstrainedSampler(run, [Equals("a", 5.0)], method="rejection", budget=300)  # feasible
+    sampler = ConstrainedSampler(run, [Range("a", 5.0, 5.0001)], method="rejection", budget=300)  # feasible
     with pytest.raises(ConstraintError) as e:
         sampler.sample(10, seed=0)
     msg = str(e.value)

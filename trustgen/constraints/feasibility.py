@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 
@@ -180,3 +181,21 @@ def _numbers_feasible(linear, boxes, space: Space) -> bool:
     res = milp(np.zeros(space.dim), constraints=LinearConstraint(a, lb, ub),
                bounds=Bounds(lo, np.maximum(lo, hi)), integrality=space.integer.astype(int))
     return res.status == 0
+
+
+def forced(atoms: list[Atom], space: Space) -> list[Atom]:
+    """Rules the hard ``atoms`` imply that projection would not see: for "if A then B" where B
+    cannot hold together with the unconditional rules, every feasible sample has "not A"
+    (added when "not A" is one convex piece, e.g. A a one-sided bound). Projection then moves
+    samples out of A instead of into an impossible B."""
+    hard = [a for a in atoms if a.hard]
+    plain = [a for a in hard if not isinstance(a, (ImpliesAtom, LearnedAtom))]
+    out = []
+    try:
+        for a in (a for a in hard if isinstance(a, ImpliesAtom)):
+            negs = _negations(a.when)
+            if len(negs) == 1 and negs[0] and not _feasible(plain + out + a.then, space):
+                out += [replace(p, name=f"{p.name} (forced by: {a.name})") for p in negs[0]]
+    except Undecided:
+        pass
+    return out

@@ -119,6 +119,10 @@ class Range(Constraint):
             coords = np.array([space.coordinate(self.column)])
         lo = -np.inf if self.low is None else float(self.low)
         hi = np.inf if self.high is None else float(self.high)
+        if space.integer[coords].all():  # whole numbers: the bounds a whole number can meet
+            # (an empty result, e.g. [2.2, 2.8], is left to the feasibility check: inside an "if" it is
+            # merely never true)
+            lo, hi = math.ceil(lo - 1e-9) if np.isfinite(lo) else lo, math.floor(hi + 1e-9) if np.isfinite(hi) else hi
         mag = max(abs(lo) if np.isfinite(lo) else 0.0, abs(hi) if np.isfinite(hi) else 0.0)
         if lo == hi and len(coords) == 1:  # a value: an equality (a float can only equal it to a tolerance)
             a = np.zeros(space.dim)

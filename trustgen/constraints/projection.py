@@ -34,7 +34,7 @@ from trustgen.constraints.atoms import (
 )
 from trustgen.constraints.space import Space
 
-ITERATIONS = 1000   # Dykstra sweeps at most (it stops when every rule holds to a tenth of its tolerance)
+ITERATIONS = 1000   # Dykstra sweeps at most (it stops once feasible and no longer moving)
 LEARNED_STEPS = 200  # gradient steps for user functions and classifiers
 ROUNDS = 4
 MARGIN = 1e-4  # how far inside a learned rule's boundary the gradient steps aim
@@ -53,6 +53,11 @@ def to_encoded(atoms: list[Atom], space: Space, *, schema_box: bool = True) -> l
             out.append(LinearAtom(atom.name, atom.hard, a / norm, b / norm, atom.op, atom.tol / norm))
         elif isinstance(atom, BoxAtom):
             c = atom.coords
+            ints = space.integer[c]
+            if ints.any():  # whole numbers: the bounds a whole number can meet (rounding keeps it inside)
+                atom = copy.copy(atom)
+                atom.low = np.where(ints, np.ceil(atom.low - 1e-9), atom.low)
+                atom.high = np.where(ints, np.floor(atom.high + 1e-9), atom.high)
             # aim inside by the tolerance (a float32 output cannot sit on a bound), never past the middle
             tol = np.minimum(atom.tol, np.nan_to_num((atom.high - atom.low) / 4, posinf=atom.tol)) / scl[c]
             out.append(BoxAtom(atom.name, atom.hard, c, (atom.low - off[c]) / scl[c] + tol,
@@ -112,6 +117,10 @@ def project(atoms: list[Atom], x: torch.Tensor, y, *, dim: int | None = None, ro
         learned = [(a, m) for a, m in rows if isinstance(a, LearnedAtom)]
         if learned:  # 4.
             x = _descend(learned, x, learned_steps)
+    failing = ~all_hold(hard, x, y)
+    if bool(failing.any()):  # a set with no room inside (rules meeting at a point): aim at the boundary itself
+        sets = [(a, None) for a in hard if isinstance(a, (LinearAtom, BoxAtom))]
+        x[failing] = _dykstra(sets, x[failing], margin=False)
     return x.to(dtype).reshape(shape)
 
 
@@ -128,10 +137,11 @@ def _allowed_category(atom: CategoryAtom, x, mask):
     return x
 
 
-def _dykstra(sets, x):
+def _dykstra(sets, x, margin: bool = True):
     """Dykstra's alternating projections onto the half-spaces, hyperplanes and boxes in
-    ``sets`` (each with a row mask or None), from ``x``."""
-    if not sets:
+    ``sets`` (each with a row mask or None), from ``x``; ``margin``: inequalities aimed their
+    tolerance inside."""
+    if not sets or not len(x):
         return x
     n, d = x.shape
     lo = torch.full((n, d), -torch.inf, dtype=x.dtype)
@@ -147,7 +157,7 @@ def _dykstra(sets, x):
             hi[:, c] = torch.where(m[:, None], torch.minimum(hi[:, c], hi_a), hi[:, c])
         else:
             # aim inside by the tolerance, so rounding cannot push the sample out
-            b = atom.b if atom.op == "==" else atom.b - atom.tol
+            b = atom.b if atom.op == "==" or not margin else atom.b - atom.tol
             planes.append((torch.as_tensor(atom.a, dtype=x.dtype), b, atom.op == "==", m[:, None].to(x.dtype),
                            atom.tol))
     lo, hi = lo.to(x.device), hi.to(x.device)
@@ -155,6 +165,7 @@ def _dykstra(sets, x):
         return torch.minimum(torch.maximum(x, lo), hi)
     planes = [(a.to(x.device), b, eq, m.to(x.device), tol) for a, b, eq, m, tol in planes]
     incr = [torch.zeros_like(x) for _ in range(len(planes) + 1)]
+    previous = None
     for it in range(ITERATIONS):
         z = x + incr[0]
         y = torch.minimum(torch.maximum(z, lo), hi)
@@ -165,8 +176,10 @@ def _dykstra(sets, x):
             step = r if eq else torch.relu(r)
             y = z - m * step[:, None] * a[None, :]  # |a| = 1
             incr[k], x = z - y, y
-        if it % 10 == 9 and _within(planes, lo, hi, x):
-            break
+        if it % 10 == 9:  # converged: feasible, and no longer moving (not merely feasible: the nearest point)
+            if _within(planes, lo, hi, x) and (previous is not None and float((x - previous).abs().max()) < 1e-12):
+                break
+            previous = x.clone()
     return x
 
 

@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 from trustgen.constraints.atoms import LabelAtom, LinearAtom, all_hold
-from trustgen.constraints.feasibility import check_feasible
+from trustgen.constraints.feasibility import check_feasible, forced
 from trustgen.constraints.language import ConstraintSet, Equals
 from trustgen.constraints.projection import project, to_encoded
 from trustgen.constraints.space import Space
@@ -148,7 +148,7 @@ class ConstrainedSampler:
         self.feasibility = check_feasible(self.atoms, self.space)
         self.hard = [a for a in self.atoms if a.hard]
         self.soft = [a for a in self.atoms if not a.hard]
-        self.encoded = to_encoded(self.atoms, self.space)
+        self.encoded = to_encoded(self.atoms + forced(self.atoms, self.space), self.space)
         # An equality on a continuous value holds with probability 0 under the model: rejection
         # would spend any budget; projection meets it.
         self.measure_zero = [a.name for a in self.hard if isinstance(a, LinearAtom) and a.op == "=="
@@ -190,9 +190,10 @@ class ConstrainedSampler:
         return Sampler(self.run, config=self.config, noise_hooks=noise, step_hooks=steps, output_hooks=(hook,),
                        batch_size=self.batch_size)
 
-    def _labels_for(self, labels: Any, n: int, gen: torch.Generator) -> np.ndarray | None:
+    def _labels_for(self, labels: Any, n: int, gen: torch.Generator, weights: np.ndarray | None = None,
+                    ) -> np.ndarray | None:
         """Per-sample labels: the given ones (checked against the label constraints) or ``n``
-        draws from the run's prior restricted to the allowed classes."""
+        draws from the run's prior restricted to the allowed classes (times ``weights``)."""
         classes = self.run.schema.classes
         if not classes:
             if labels is not None:
@@ -215,6 +216,8 @@ class ConstrainedSampler:
             keep = torch.zeros(len(classes), dtype=torch.bool)
             keep[self.allowed_labels] = True
             prior = prior * keep
+        if weights is not None and float((prior * torch.as_tensor(weights)).sum()) > 0:
+            prior = prior * torch.as_tensor(weights)
         return torch.multinomial(prior / prior.sum(), n, replacement=True, generator=gen).numpy()
 
     def sample(self, n: int, *, labels: Any = None, seed: int | None = None) -> SampleBatch:
@@ -228,12 +231,22 @@ class ConstrainedSampler:
         fixed = labels is not None
         slot_labels = self._labels_for(labels, n, gen)
         plain, steered = Tally([a.name for a in self.hard]), Tally([a.name for a in self.hard])
+        weights = None  # of the prior's labels, for projection and guidance
         method, pilot_rate, draws = self.method, None, 0
         if method != "rejection":  # a pilot of plain draws: the model before any repair, and auto's choice
             m = min(PILOT, max(n, 100), budget)
             pilot_labels = None if slot_labels is None else np.resize(slot_labels, m)  # the asked-for labels, cycled
-            pilot_rate = float(self._draw(self._sampler("rejection", plain), m, pilot_labels, fixed, gen)[1].mean())
+            pilot, pilot_ok = self._draw(self._sampler("rejection", plain), m, pilot_labels, fixed, gen)
+            pilot_rate = float(pilot_ok.mean())
             draws += m
+            if not fixed and pilot.labels is not None:
+                # Projection keeps every label it is given, rejection keeps the labels under which the rules
+                # hold: the conditional label mix is prior(y) * P(rules | y); P is estimated on the pilot
+                # (with half a success and one draw added per class, so no class is ruled out by chance).
+                k = self.run.schema.n_classes
+                hits = np.bincount(pilot.labels[pilot_ok], minlength=k)
+                tries = np.bincount(pilot.labels, minlength=k)
+                weights = (hits + 0.5) / (tries + 1.0)
             if method == "auto":
                 exact = pilot_rate >= AUTO_ACCEPTANCE and not self.measure_zero
                 method = "rejection" if exact else "projection"
@@ -245,12 +258,13 @@ class ConstrainedSampler:
             left = budget - draws
             if left <= 0:
                 self._out_of_budget(n - len(pending), n, draws, plain, method)
-            per_slot = 1 if method != "rejection" else min(max(1, math.ceil(1.2 / rate)), 1000)
+            # rejection draws about what the acceptance rate seen so far needs (exactly n when all pass)
+            per_slot = 1 if method != "rejection" or rate >= 0.9 else min(math.ceil(1.1 / rate), 1000)
             count = min(len(pending) * per_slot, left, max(self.batch_size, len(pending)))
             slots = pending if count >= len(pending) * per_slot else pending[:max(1, count // per_slot)]
             want = np.repeat(slots, per_slot)[:count]
             batch, ok = self._draw(sampler, len(want), None if slot_labels is None else slot_labels[want], fixed,
-                                   gen)
+                                   gen, None if method == "rejection" else weights)
             draws += len(want)
             rate = max(float(ok.mean()), 1e-3) if method == "rejection" else rate
             good = np.flatnonzero(ok)
@@ -278,11 +292,13 @@ class ConstrainedSampler:
             None if not steered.seen else steered.decoded / steered.seen)
         return replace(out, seed=seed, constraints_satisfied=np.ones(n, dtype=bool), constraint_report=report)
 
-    def _draw(self, sampler: Sampler, m: int, labels, fixed: bool, gen) -> tuple[SampleBatch, np.ndarray]:
+    def _draw(self, sampler: Sampler, m: int, labels, fixed: bool, gen, weights=None,
+              ) -> tuple[SampleBatch, np.ndarray]:
         """``m`` candidates and whether each satisfies every hard constraint (decoded values,
-        checked exactly; projection repairs in float64 what the float32 output lost)."""
+        checked exactly; projection repairs in float64 what the float32 output lost). Labels
+        not ``fixed`` are drawn afresh from the prior (times ``weights``)."""
         if labels is not None and not fixed:  # prior labels: drawn afresh with every candidate
-            labels = self._labels_for(None, m, gen)
+            labels = self._labels_for(None, m, gen, weights)
         seed = int(torch.randint(2 ** 62, (1,), generator=gen))
         batch = sampler.sample(m, labels=None if labels is None else [int(v) for v in labels], seed=seed)
         y = None if batch.labels is None else torch.as_tensor(batch.labels)
@@ -317,10 +333,11 @@ class ConstrainedSampler:
         seen = max(tally.seen, 1)
         worst = sorted(zip(tally.each / seen, tally.names))[:2]
         hint = "; ".join(f"{name!r} held in {rate:.2%} of draws" for rate, name in worst)
+        other = "use method 'projection', " if method == "rejection" else ""
         raise ConstraintError(
             f"sampling budget spent: {draws:,} draws gave {done:,} of {n:,} samples that satisfy every hard "
-            f"constraint ({method}; {hint}). Raise the budget, use method='projection', or check that the "
-            "model can produce such samples")
+            f"constraint ({method}; {hint}). Raise the budget, {other}or check that the model can produce such "
+            "samples")
 
     def sample_groups(self, n: int, column: str, *, groups: Sequence | None = None, seed: int | None = None,
                       ) -> SampleBatch:
