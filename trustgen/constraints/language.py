@@ -78,6 +78,13 @@ class Constraint:
     def _base(self) -> dict:
         return {"kind": self.kind} if self.hard else {"kind": self.kind, "hard": False}
 
+    def _bounds_dict(self, d: dict) -> dict:
+        """``d`` with the ``low``/``high``/``region`` this constraint sets (range, pixel_mass)."""
+        d.update({k: getattr(self, k) for k in ("low", "high") if getattr(self, k) is not None})
+        if self.region is not None:
+            d["region"] = self.region.to_dict()
+        return d
+
 
 def _bounds_text(name: str, low, high) -> str:
     if low is not None and high is not None:
@@ -133,11 +140,7 @@ class Range(Constraint):
         return [BoxAtom(self.describe(), self.hard, coords, np.full(len(coords), lo), np.full(len(coords), hi), tol)]
 
     def to_dict(self):
-        d = {**self._base(), "column": self.column}
-        d.update({k: getattr(self, k) for k in ("low", "high") if getattr(self, k) is not None})
-        if self.region is not None:
-            d["region"] = self.region.to_dict()
-        return d
+        return self._bounds_dict({**self._base(), "column": self.column})
 
 
 @dataclass(frozen=True)
@@ -221,11 +224,7 @@ class PixelMass(Constraint):
         return parts
 
     def to_dict(self):
-        d = {**self._base(), "statistic": self.statistic}
-        d.update({k: getattr(self, k) for k in ("low", "high") if getattr(self, k) is not None})
-        if self.region is not None:
-            d["region"] = self.region.to_dict()
-        return d
+        return self._bounds_dict({**self._base(), "statistic": self.statistic})
 
 
 @dataclass(frozen=True)

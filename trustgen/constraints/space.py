@@ -144,14 +144,7 @@ class Space:
 
     def category_indices(self, column: str, categories) -> list[int]:
         """Indices of ``categories`` among a column's declared ones (ConfigError for any other)."""
-        _, declared = self.category_block(column)
-        keys = {category_key(c): i for i, c in enumerate(declared)}
-        out = []
-        for c in categories:
-            if category_key(c) not in keys:
-                raise ConfigError(f"column {column!r} has no category {c!r} (declared: {list(declared)[:10]})")
-            out.append(keys[category_key(c)])
-        return out
+        return _indices(categories, self.category_block(column)[1], f"column {column!r} has no category")
 
     def pixels(self, region: Region | None) -> np.ndarray:
         """Flat coordinates of a region of the image (all pixels for None)."""
@@ -173,12 +166,14 @@ class Space:
         return column == self.schema.label or (self.image and column == "label")
 
     def label_indices(self, categories) -> list[int]:
-        classes = self.schema.classes or ()
-        keys = {category_key(c): i for i, c in enumerate(classes)}
-        out = []
-        for c in categories:
-            if category_key(c) not in keys:
-                raise ConfigError(f"the label has no class {c!r} (classes: {list(classes)[:10]})")
-            out.append(keys[category_key(c)])
-        return out
+        return _indices(categories, self.schema.classes or (), "the label has no class")
+
+
+def _indices(values, declared, missing: str) -> list[int]:
+    """Positions of ``values`` among ``declared`` (ConfigError ``missing value`` for any other)."""
+    keys = {category_key(c): i for i, c in enumerate(declared)}
+    for v in values:
+        if category_key(v) not in keys:
+            raise ConfigError(f"{missing} {v!r} (declared: {list(declared)[:10]})")
+    return [keys[category_key(v)] for v in values]
 
