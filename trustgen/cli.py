@@ -278,6 +278,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
                     "--constraints FILE.json")
     run = Run.load(args.run, device=args.device)
     out = check_out_path(args.out, run.schema.kind, args.n)  # the format's bound, before any sampling
+    if constraints is not None:
+        _check_constraint_steps(args, run)
     reference = None
     if args.real is not None:
         if out.suffix.lower() != ".png" or run.schema.kind != "tabular":
@@ -329,6 +331,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_constraint_steps(args: argparse.Namespace, run) -> None:
+    """--search-steps and --mcmc-steps only where they act: refused, not ignored."""
+    from trustgen.sampling.constraint_hooks import deterministic_decode
+
+    if args.constraint_method == "rejection" and (args.search_steps is not None or args.mcmc_steps is not None):
+        raise _Fail("--search-steps and --mcmc-steps apply to projection and guidance, not rejection")
+    if args.search_steps is not None and run.family == "diffusion":
+        raise _Fail("--search-steps applies to VAE and GAN runs (diffusion projects every step instead)")
+    if args.mcmc_steps and not deterministic_decode(run, sampler_config(args, run)):
+        raise _Fail("--mcmc-steps needs a decode that is a function of the latent: a GAN, VAE images or "
+                    "--deterministic, DDIM with eta 0")
+
+
 def _tally_reports(batches, reports: list):
     """The batches, unchanged, with their constraint reports appended to ``reports``."""
     for b in batches:
@@ -338,20 +353,12 @@ def _tally_reports(batches, reports: list):
 
 
 def _constraint_summary(reports: list) -> dict | None:
-    """One report for a file written in several constrained batches (rates weighted by draws)."""
+    """One report for a file written in several constrained batches."""
     if not reports:
         return None
-    draws = sum(r.draws for r in reports)
-    first = reports[0].to_dict()
-    weighted = {k: sum(getattr(r, k) * r.draws for r in reports) / draws
-                for k in ("satisfied_before_repair", "satisfied_after_decode_before_repair")}
-    soft = {name: sum(r.soft_satisfied[name] * r.returned for r in reports) / sum(r.returned for r in reports)
-            for name in first["soft_satisfied"]}
-    return {**first, **weighted, "draws": draws, "returned": sum(r.returned for r in reports),
-            "unmarked": sum(r.unmarked for r in reports),
-            "soft_satisfied": soft, "acceptance_rate": sum(r.returned for r in reports) / draws,
-            "per_constraint_before_repair": {k: sum(r.per_constraint_before_repair[k] * r.draws for r in reports)
-                                             / draws for k in first["per_constraint_before_repair"]}}
+    from trustgen.sampling.constrained import merge_reports
+
+    return merge_reports(reports).to_dict()
 
 
 def _sample_count(text: str) -> int:

@@ -214,10 +214,16 @@ def test_sample_groups_gives_equal_counts_per_label(family, method):
 
 def test_sample_groups_never_breaks_the_constraints_to_balance():
     run = make_run("vae", TABLE)
-    with pytest.raises(ConstraintError):  # group "no" breaks the label rule
-        ConstrainedSampler(run, [Allowed("label", ["yes"])]).sample_groups(4, "label", seed=0)
+    # by default the groups are the categories the constraints allow
+    only_yes = ConstrainedSampler(run, [Allowed("label", ["yes"])]).sample_groups(4, "label", seed=0)
+    assert only_yes.data["label"].tolist() == ["yes"] * 4
+    two = ConstrainedSampler(run, [Allowed("c", ["x", "y"])], method="projection").sample_groups(6, "c", seed=0)
+    assert two.data["c"].value_counts().to_dict() == {"x": 3, "y": 3}
+    with pytest.raises(ConstraintError):  # asked for explicitly: group "no" breaks the label rule
+        ConstrainedSampler(run, [Allowed("label", ["yes"])]).sample_groups(4, "label", groups=["no", "yes"], seed=0)
     with pytest.raises(ConstraintError, match="c in"):  # group "z" against c in [x, y]
-        ConstrainedSampler(run, [Allowed("c", ["x", "y"])], method="projection").sample_groups(6, "c", seed=0)
+        ConstrainedSampler(run, [Allowed("c", ["x", "y"])], method="projection").sample_groups(
+            6, "c", groups=["x", "y", "z"], seed=0)
     ok = ConstrainedSampler(run, [Allowed("c", ["x", "y"])], method="projection").sample_groups(
         6, "c", groups=["x", "y"], seed=0)
     assert ok.data["c"].value_counts().to_dict() == {"x": 3, "y": 3}

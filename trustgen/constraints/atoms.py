@@ -26,11 +26,16 @@ import torch
 RTOL = 1e-9
 #: An equality's slack: float64 rounding of a sum of a few terms, with room to spare.
 RTOL_EQUALITY = 1e-12
+#: Images are stored as float32 (.npz): margins and an equality's slack at its resolution.
+RTOL_FLOAT32 = 1e-6
 
 
-def tolerance(a: np.ndarray, b: float, magnitude: np.ndarray, equality: bool = False) -> float:
-    """Float slack of ``a . u <= b`` (or ``==``) for ``|u| <= magnitude``."""
-    return (RTOL_EQUALITY if equality else RTOL) * (1.0 + abs(b) + float(np.abs(a) @ magnitude))
+def tolerance(a: np.ndarray, b: float, magnitude: np.ndarray, equality: bool = False, float32: bool = False,
+              ) -> float:
+    """Float slack of ``a . u <= b`` (or ``==``) for ``|u| <= magnitude`` (``float32``: values
+    stored in single precision)."""
+    rtol = RTOL_FLOAT32 if float32 else RTOL_EQUALITY if equality else RTOL
+    return rtol * (1.0 + abs(b) + float(np.abs(a) @ magnitude))
 
 
 @dataclass
@@ -143,11 +148,17 @@ class LearnedAtom(Atom):
 
     def scores(self, u):
         """The user score per sample (the rule holds where it is <= 0)."""
-        out = self.score(u.reshape((u.shape[0],) + self.shape) if self.shape else u)
-        out = torch.as_tensor(out)
+        from trustgen.errors import ConfigError
+
+        try:
+            out = torch.as_tensor(self.score(u.reshape((u.shape[0],) + self.shape) if self.shape else u))
+        except Exception as e:  # noqa: BLE001 - the user's code: whatever it raises, one line naming the rule
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"constraint {self.name}: the user's module failed on samples of shape "
+                              f"{tuple(u.shape)}: {first}") from None
         if out.shape != (u.shape[0],):
-            raise TypeError(f"constraint {self.name}: the user's function must return one number per sample "
-                            f"(shape [{u.shape[0]}]), got {tuple(out.shape)}")
+            raise ConfigError(f"constraint {self.name}: the user's function must return one number per sample "
+                              f"(shape [{u.shape[0]}]), got {tuple(out.shape)}")
         return out.to(u)
 
     def holds(self, u, y):

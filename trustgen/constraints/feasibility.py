@@ -176,7 +176,7 @@ def _numbers_feasible(linear, boxes, space: Space) -> bool:
     if not linear:
         return not (space.integer & (np.floor(hi) < np.ceil(lo))).any()
     a = np.array([p.a for p in linear])
-    ub = np.array([p.b + p.tol for p in linear])
+    ub = np.array([p.b + p.tol if p.op == "==" else p.b for p in linear])  # "<=" exactly, as the check
     lb = np.array([p.b - p.tol if p.op == "==" else -np.inf for p in linear])
     res = milp(np.zeros(space.dim), constraints=LinearConstraint(a, lb, ub),
                bounds=Bounds(lo, np.maximum(lo, hi)), integrality=space.integer.astype(int))
@@ -194,7 +194,9 @@ def forced(atoms: list[Atom], space: Space) -> list[Atom]:
     try:
         for a in (a for a in hard if isinstance(a, ImpliesAtom)):
             negs = _negations(a.when)
-            if len(negs) == 1 and negs[0] and not _feasible(plain + out + a.then, space):
+            # (label negations stay here: the labels are drawn, not projected)
+            if len(negs) == 1 and negs[0] and not any(isinstance(p, LabelAtom) for p in negs[0]) \
+                    and not _feasible(plain + out + a.then, space):
                 out += [replace(p, name=f"{p.name} (forced by: {a.name})") for p in negs[0]]
     except Undecided:
         pass

@@ -129,14 +129,14 @@ class Range(Constraint):
         if space.integer[coords].all():  # whole numbers: the bounds a whole number can meet
             # (an empty result, e.g. [2.2, 2.8], is left to the feasibility check: inside an "if" it is
             # merely never true)
-            lo, hi = math.ceil(lo - 1e-9) if np.isfinite(lo) else lo, math.floor(hi + 1e-9) if np.isfinite(hi) else hi
+            lo, hi = math.ceil(lo) if np.isfinite(lo) else lo, math.floor(hi) if np.isfinite(hi) else hi
         mag = max(abs(lo) if np.isfinite(lo) else 0.0, abs(hi) if np.isfinite(hi) else 0.0)
         if lo == hi and len(coords) == 1:  # a value: an equality (a float can only equal it to a tolerance)
             a = np.zeros(space.dim)
             a[coords[0]] = 1.0
             return [LinearAtom(self.describe(), self.hard, a, lo, "==",
-                               tolerance(np.ones(1), mag, np.zeros(1), equality=True))]
-        tol = tolerance(np.ones(1), mag, np.zeros(1))
+                               tolerance(np.ones(1), mag, np.zeros(1), equality=True, float32=space.image))]
+        tol = tolerance(np.ones(1), mag, np.zeros(1), float32=space.image)
         return [BoxAtom(self.describe(), self.hard, coords, np.full(len(coords), lo), np.full(len(coords), hi), tol)]
 
     def to_dict(self):
@@ -211,16 +211,18 @@ class PixelMass(Constraint):
         a = np.zeros(space.dim)
         a[coords] = 1.0 / len(coords) if self.statistic == "mean" else 1.0
         mag = np.maximum(np.abs(space.low), np.abs(space.high))
-        parts = []
-        if self.high is not None:
-            parts.append(LinearAtom(self.describe(), self.hard, a, float(self.high), "<=",
-                                    tolerance(a, self.high, mag)))
-        if self.low is not None:
-            parts.append(LinearAtom(self.describe(), self.hard, -a, -float(self.low), "<=",
-                                    tolerance(a, self.low, mag)))
+        where = f"[{self.region.to_dict()}]" if self.region else ""
+        name = f"{self.statistic}(pixels{where})"
         if self.low is not None and self.high is not None and self.low == self.high:
             return [LinearAtom(self.describe(), self.hard, a, float(self.low), "==",
-                               tolerance(a, self.low, mag, equality=True))]
+                               tolerance(a, self.low, mag, float32=True))]
+        parts = []  # one atom per side, each named for its side (the report counts them apart)
+        if self.high is not None:
+            parts.append(LinearAtom(_bounds_text(name, None, self.high), self.hard, a, float(self.high), "<=",
+                                    tolerance(a, self.high, mag, float32=True)))
+        if self.low is not None:
+            parts.append(LinearAtom(_bounds_text(name, self.low, None), self.hard, -a, -float(self.low), "<=",
+                                    tolerance(a, self.low, mag, float32=True)))
         return parts
 
     def to_dict(self):
@@ -340,7 +342,7 @@ class Classifier(Constraint):
         def score(u):
             return t - torch.softmax(model(u), -1)[:, target]
 
-        return [LearnedAtom(self.describe(), self.hard, score, space.schema.shape if space.image else (), 1e-9)]
+        return [LearnedAtom(self.describe(), self.hard, score, space.schema.shape if space.image else (), 0.0)]
 
     def to_dict(self):
         if self.path is None:
@@ -366,7 +368,7 @@ class Function(Constraint):
         return f"{self.name}(x) <= 0"
 
     def compile(self, space):
-        return [LearnedAtom(self.describe(), self.hard, self.fn, space.schema.shape if space.image else (), 1e-9)]
+        return [LearnedAtom(self.describe(), self.hard, self.fn, space.schema.shape if space.image else (), 0.0)]
 
     def to_dict(self):
         if self.path is None:

@@ -56,8 +56,8 @@ def to_encoded(atoms: list[Atom], space: Space, *, schema_box: bool = True) -> l
             ints = space.integer[c]
             if ints.any():  # whole numbers: the bounds a whole number can meet (rounding keeps it inside)
                 atom = copy.copy(atom)
-                atom.low = np.where(ints, np.ceil(atom.low - 1e-9), atom.low)
-                atom.high = np.where(ints, np.floor(atom.high + 1e-9), atom.high)
+                atom.low = np.where(ints, np.ceil(atom.low), atom.low)
+                atom.high = np.where(ints, np.floor(atom.high), atom.high)
             # aim inside by the tolerance (a float32 output cannot sit on a bound), never past the middle
             tol = np.minimum(atom.tol, np.nan_to_num((atom.high - atom.low) / 4, posinf=atom.tol)) / scl[c]
             out.append(BoxAtom(atom.name, atom.hard, c, (atom.low - off[c]) / scl[c] + tol,

@@ -99,7 +99,9 @@ class Space:
         """Decoded samples (a DataFrame or ImageData) in units, float64 ``[n, dim]``: numbers as
         written, categories one-hot. What the guarantee is checked on."""
         enc = make_encoder(self.schema)
-        x, _ = enc.transform(data)
+        x, _ = enc.transform(data)  # (validates)
+        if self.image:  # the values as a file stores them: float32, without a round trip through [-1, 1]
+            return torch.as_tensor(np.asarray(data.x, dtype=np.float32).astype(np.float64).reshape(len(x), -1))
         u = self.to_units(torch.as_tensor(x, dtype=torch.float64))
         if not self.image:  # the numbers exactly as decoded, not scaled back and forth
             for name, i in self.numeric.items():
@@ -111,9 +113,9 @@ class Space:
         categories by argmax), exactly as the sampler decodes."""
         enc = make_encoder(self.schema)
         u = u.detach().to(torch.float64).cpu()
-        if self.image:
-            v = u.numpy().reshape((len(u),) + self.schema.shape)
-            return ImageData(np.clip(v, self.schema.low, self.schema.high), labels)
+        if self.image:  # stored as float32 (what .npz writes): the values checked are the values kept
+            v = np.clip(u.numpy().reshape((len(u),) + self.schema.shape), self.schema.low, self.schema.high)
+            return ImageData(v.astype(np.float32).astype(np.float64), labels)
         df = enc.inverse_transform(self.from_units(u).numpy(), labels)
         for name, i in self.numeric.items():  # exact numbers, not a float round trip through [-1, 1]
             c = self.schema.column(name)
@@ -155,6 +157,8 @@ class Space:
         if region is None:
             return idx.ravel()
         chans = list(range(c)) if region.channels is None else list(region.channels)
+        if any(isinstance(k, bool) or not isinstance(k, int) for k in chans) or len(set(chans)) != len(chans):
+            raise ConfigError(f"region channels must be distinct channel indices, got {list(region.channels)}")
         bottom = h if region.bottom is None else region.bottom
         right = w if region.right is None else region.right
         if not (0 <= region.top < bottom <= h and 0 <= region.left < right <= w) or \

@@ -42,9 +42,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustgen.constraints.atoms import LabelAtom, LinearAtom, all_hold
+from trustgen.constraints.atoms import CategoryAtom, LabelAtom, LinearAtom, all_hold
 from trustgen.constraints.feasibility import check_feasible, forced
-from trustgen.constraints.language import ConstraintSet, Equals
+from trustgen.constraints.language import ConstraintSet, Equals, Implies
 from trustgen.constraints.projection import project, to_encoded
 from trustgen.constraints.space import Space
 from trustgen.data.encoders import ImageData
@@ -143,6 +143,7 @@ class ConstrainedSampler:
         self.run, self.method, self.budget = run, method, budget
         self.search_steps, self.mcmc_steps = search_steps, mcmc_steps
         self.constraints = constraints if isinstance(constraints, ConstraintSet) else ConstraintSet(constraints)
+        _modules_to(self.constraints.constraints, run.model.device)
         self.space = Space(run.schema)
         self.atoms = self.constraints.compile(self.space)
         self.feasibility = check_feasible(self.atoms, self.space)
@@ -234,19 +235,21 @@ class ConstrainedSampler:
         weights = None  # of the prior's labels, for projection and guidance
         method, pilot_rate, draws = self.method, None, 0
         if method != "rejection":  # a pilot of plain draws: the model before any repair, and auto's choice
-            m = min(PILOT, max(n, 100), budget)
+            m = max(1, min(PILOT, max(n, 100), budget // 2))  # half the budget at most: the rest samples
             pilot_labels = None if slot_labels is None else np.resize(slot_labels, m)  # the asked-for labels, cycled
             pilot, pilot_ok = self._draw(self._sampler("rejection", plain), m, pilot_labels, fixed, gen)
             pilot_rate = float(pilot_ok.mean())
             draws += m
             if not fixed and pilot.labels is not None:
                 # Projection keeps every label it is given, rejection keeps the labels under which the rules
-                # hold: the conditional label mix is prior(y) * P(rules | y); P is estimated on the pilot
-                # (with half a success and one draw added per class, so no class is ruled out by chance).
+                # hold: the conditional label mix is prior(y) * P(rules | y); P is estimated on the pilot,
+                # shrunk towards the pooled rate (5 pseudo-draws) so that no class is ruled out by chance
+                # (no reweighting when no pilot draw satisfied the rules: nothing to estimate from).
                 k = self.run.schema.n_classes
                 hits = np.bincount(pilot.labels[pilot_ok], minlength=k)
                 tries = np.bincount(pilot.labels, minlength=k)
-                weights = (hits + 0.5) / (tries + 1.0)
+                pooled = hits.sum() / max(tries.sum(), 1)  # each class's rate, shrunk to the pooled one
+                weights = (hits + 5 * pooled) / (tries + 5) if hits.sum() else None
             if method == "auto":
                 exact = pilot_rate >= AUTO_ACCEPTANCE and not self.measure_zero
                 method = "rejection" if exact else "projection"
@@ -301,6 +304,8 @@ class ConstrainedSampler:
             labels = self._labels_for(None, m, gen, weights)
         seed = int(torch.randint(2 ** 62, (1,), generator=gen))
         batch = sampler.sample(m, labels=None if labels is None else [int(v) for v in labels], seed=seed)
+        if isinstance(batch.data, ImageData):  # the values a file stores (float32): the ones checked and returned
+            batch = replace(batch, data=ImageData(batch.data.x.astype(np.float32).astype(np.float64), batch.data.y))
         y = None if batch.labels is None else torch.as_tensor(batch.labels)
         u = self.space.data_units(batch.data)
         ok = all_hold(self.hard, u, y)
@@ -344,13 +349,22 @@ class ConstrainedSampler:
         """``n`` samples with equal counts per group of ``column`` (a categorical column or the
         label; ``groups``: which of its categories, default all), shuffled: a target balance."""
         schema = self.run.schema
-        if column == schema.label or (self.space.image and column == "label"):
-            cats = list(schema.classes)
+        by_label = self.space.is_label(column)
+        if by_label:
+            if not schema.classes:
+                raise ConfigError("this run's model has no label to balance")
+            cats = [schema.classes[i] for i in (self.allowed_labels if self.allowed_labels is not None
+                                                 else range(len(schema.classes)))]
         else:
-            cats = list(self.space.category_block(column)[1])
+            start, declared = self.space.category_block(column)
+            allowed = set(range(len(declared)))
+            for a in self.hard:  # only the categories the constraints allow
+                if isinstance(a, CategoryAtom) and a.start == start:
+                    allowed &= set(a.allowed)
+            cats = [declared[i] for i in sorted(allowed)]
         groups = cats if groups is None else list(groups)
         if not groups:
-            raise ConfigError("sample_groups needs at least one group")
+            raise ConfigError(f"sample_groups: no category of {column!r} is allowed by the constraints")
         counts = [n // len(groups) + (i < n % len(groups)) for i in range(len(groups))]
         rng = np.random.default_rng(seed)
         parts = []
@@ -358,7 +372,7 @@ class ConstrainedSampler:
             if k == 0:
                 continue
             s = int(rng.integers(2 ** 62))
-            if column == schema.label or (self.space.image and column == "label"):
+            if by_label:
                 parts.append(self.sample(k, labels=g, seed=s))
             else:
                 extra = ConstrainedSampler(self.run, list(self.constraints.constraints) + [Equals(column, g)],
@@ -369,9 +383,29 @@ class ConstrainedSampler:
         order = rng.permutation(n)
         rows = [(b, i) for b in parts for i in range(len(b.encoded))]
         out = _assemble([rows[j] for j in order])
-        reports = [b.constraint_report for b in parts]
-        report = replace(reports[0], draws=sum(r.draws for r in reports), returned=n)
+        report = merge_reports([b.constraint_report for b in parts], hard=tuple(a.name for a in self.hard))
         return replace(out, seed=seed, constraints_satisfied=np.ones(n, dtype=bool), constraint_report=report)
+
+
+def merge_reports(reports: list, hard: tuple | None = None) -> ConstraintReport:
+    """One report for samples made by several calls: draws and returns summed, rates weighted
+    by draws (raw rates) or by samples returned (soft rules), methods joined (``a+b``)."""
+    draws = sum(r.draws for r in reports)
+    returned = sum(r.returned for r in reports)
+    first = reports[0]
+
+    def by_draws(get):
+        return sum(get(r) * r.draws for r in reports) / max(draws, 1)
+
+    steered = [r for r in reports if r.satisfied_after_steering is not None]
+    return ConstraintReport(
+        "+".join(dict.fromkeys(r.method for r in reports)), first.hard if hard is None else hard, first.soft,
+        first.feasibility, draws, returned, by_draws(lambda r: r.satisfied_before_repair),
+        by_draws(lambda r: r.satisfied_after_decode_before_repair),
+        {k: by_draws(lambda r: r.per_constraint_before_repair.get(k, 0.0)) for k in first.per_constraint_before_repair},
+        {k: sum(r.soft_satisfied[k] * r.returned for r in reports) / max(returned, 1) for k in first.soft_satisfied},
+        None if not steered else sum(r.satisfied_after_steering * r.draws for r in steered) / sum(r.draws for r in steered),
+        sum(r.unmarked for r in reports))
 
 
 def _take_data(data, rows: np.ndarray):
@@ -433,10 +467,23 @@ def constrained_stream(sampler: ConstrainedSampler, n: int, *, labels: Any = Non
     ``balance``: equal counts per category of that column in every batch."""
     if balance is not None and labels is not None:
         raise ConfigError("--balance draws the groups itself: give no --label with it")
+    outer = sampler.progress
     for i, start in enumerate(range(0, n, chunk)):
         m = min(chunk, n - start)
+        if outer is not None:  # progress over the whole stream, not per batch
+            sampler.progress = lambda done, _, start=start: outer(start + done, n)
         s = None if seed is None else int(np.random.SeedSequence([seed, i]).generate_state(1, np.uint64)[0] >> 2)
         if balance is None:
             yield sampler.sample(m, labels=labels, seed=s)
         else:
             yield sampler.sample_groups(m, balance, seed=s)
+
+
+def _modules_to(constraints, device) -> None:
+    """Users' modules (classifier, function) onto the model's device: they see its samples."""
+    for c in constraints:
+        if isinstance(c, Implies):
+            _modules_to((c.when, c.then), device)
+        for f in (getattr(c, "model", None), getattr(c, "fn", None)):
+            if isinstance(f, torch.nn.Module):
+                f.to(device)

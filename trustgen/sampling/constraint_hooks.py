@@ -207,12 +207,23 @@ class EllipticalSlice:
             z[bad[now]] = cand[now]
             ok[bad[now]] = True
         if bool(ok.any()) and not bool(ok.all()):
-            # the rest start from a feasible latent of another sample: the chain's steps take them away
-            # from it (its stationary law does not depend on where a chain starts)
-            good, bad = torch.nonzero(ok).ravel(), torch.nonzero(~ok).ravel()
-            pick = good[torch.randint(len(good), (len(bad),), generator=generator).to(good.device)]
-            z[bad] = z[pick]
-            ok[bad] = True
+            # the rest start from a feasible latent of another sample with the same label, checked under
+            # their own: the chain's steps take them away from it (its stationary law does not depend on
+            # where a chain starts)
+            bad = torch.nonzero(~ok).ravel()
+            pick = torch.full_like(bad, -1)
+            for i, row in enumerate(bad.tolist()):
+                same = ok if labels is None else ok & (labels == labels[row])
+                good = torch.nonzero(same).ravel()
+                if len(good):
+                    pick[i] = good[int(torch.randint(len(good), (1,), generator=generator))]
+            has = pick >= 0
+            cand = z[pick[has]]
+            y = None if labels is None else labels[bad[has]]
+            now = self.feasible(cand, y) if len(cand) else torch.zeros(0, dtype=torch.bool, device=z.device)
+            rows_ok = bad[has][now]
+            z[rows_ok] = cand[now]
+            ok[rows_ok] = True
         if self.step_hook is not None:  # the generation that follows steers only the rows the chain could not take
             self.step_hook.only = ~ok
         rows = torch.nonzero(ok).ravel()
