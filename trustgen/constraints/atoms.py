@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -39,17 +40,19 @@ def tolerance(a: np.ndarray, b: float, magnitude: np.ndarray, equality: bool = F
 
 
 @dataclass
-class Atom:
+class Atom(abc.ABC):
     """One compiled rule. ``name`` says it in words (for reports and errors)."""
 
     name: str
     hard: bool
 
-    def holds(self, u: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def holds(self, u: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """Per sample: does the rule hold (exactly)?"""
 
-    def violation(self, u: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def violation(self, u: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """Per sample: how far from holding (>= 0, 0 where it holds; differentiable)."""
 
 
 @dataclass

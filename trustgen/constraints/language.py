@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -59,21 +60,23 @@ def _optional(v, what: str) -> float | None:
     return None if v is None else _number(v, what)
 
 
-class Constraint:
+class Constraint(abc.ABC):
     """Base of every constraint: ``compile`` binds it to a schema's :class:`Space`."""
 
     hard: bool = True
     kind: str = ""
 
-    def compile(self, space: Space) -> list[Atom]:  # pragma: no cover - abstract
+    @abc.abstractmethod
+    def compile(self, space: Space) -> list[Atom]:
         """The atoms that must all hold."""
-        raise NotImplementedError
 
-    def describe(self) -> str:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """The rule in words (reports and errors)."""
 
-    def to_dict(self) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_dict(self) -> dict:
+        """The JSON object of the rule."""
 
     def _base(self) -> dict:
         return {"kind": self.kind} if self.hard else {"kind": self.kind, "hard": False}
