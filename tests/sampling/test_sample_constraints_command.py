@@ -165,3 +165,18 @@ def test_constraint_options_need_a_constraints_file(runs, tmp_path, capsys):
     out = tmp_path / "rows.csv"
     _refused(capsys, ["sample", runs["table"], "-n", "10", "--budget", "5", "--out", out], "apply with --constraints",
              out)
+
+
+def test_a_dp_run_samples_under_constraints_without_touching_its_guarantee(tmp_path, capsys):
+    """Constraints are post-processing of the DP release: the run and its report are unchanged."""
+    assert main(["train", "--data", "breast_cancer", "--model", "gan", "--steps", "3", "--epsilon", "5",
+                 "--option", "hidden=8", "--no-progress", "--out", str(tmp_path / "dp")]) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "dp").iterdir() if p.is_file()}
+    rules = _rules(tmp_path / "r.json", {"kind": "range", "column": "mean radius", "high": 12},
+                   {"kind": "equals", "column": "diagnosis", "value": "benign"})
+    out = tmp_path / "rows.csv"
+    assert main(["sample", str(tmp_path / "dp"), "-n", "100", "--seed", "0", "--constraints", rules,
+                 "--no-progress", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert (df["mean radius"] <= 12).all() and (df["diagnosis"] == "benign").all()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "dp").iterdir() if p.is_file()} == before
