@@ -119,3 +119,20 @@ def test_pixel_mass_with_both_bounds_reports_each_side():
     batch = ConstrainedSampler(make_run("gan", IMAGES), [PixelMass(low=2.0, high=6.0)], method="projection").sample(
         10, seed=0)
     assert set(batch.constraint_report.per_constraint_before_repair) == {"mean(pixels) <= 6", "mean(pixels) >= 2"}
+
+
+@pytest.mark.parametrize("family", ["gan", "diffusion"])
+def test_guidance_steers_towards_a_soft_classifier_condition(family):
+    """A soft rule is steered towards, not enforced: guidance raises how often it holds."""
+    from trustgen.constraints.language import Classifier
+
+    class XAbove(torch.nn.Module):  # logits of (x <= 6, x > 6), sharp
+        def forward(self, u):
+            return torch.stack([6.0 - u[:, 0], u[:, 0] - 6.0], 1) * 4.0
+
+    rule = Classifier(XAbove(), target=1, threshold=0.9)  # soft by default
+    run = make_run(family, INTS)
+    plain = ConstrainedSampler(run, [rule], method="rejection").sample(200, seed=0).constraint_report
+    steered = ConstrainedSampler(run, [rule], method="guidance").sample(200, seed=0).constraint_report
+    assert plain.soft == ("p(class 1) >= 0.9",) and not plain.hard
+    assert steered.soft_satisfied["p(class 1) >= 0.9"] > plain.soft_satisfied["p(class 1) >= 0.9"] + 0.2

@@ -175,7 +175,10 @@ class ConstrainedSampler:
         steps, noise = (), self.noise_hooks
         moving = [a for a in self.encoded if not isinstance(a, LabelAtom)]
         if method in ("projection", "guidance"):
-            mcmc = self.mcmc_steps > 0 and deterministic_decode(self.run, self.config)
+            # The chain targets the model under the hard rules: it would undo the steering towards soft
+            # ones, and with no hard rule (but labels) to keep it has nothing to do.
+            mcmc = (self.mcmc_steps > 0 and deterministic_decode(self.run, self.config) and not self.soft
+                    and any(not isinstance(a, LabelAtom) for a in self.hard))
             if self.run.family == "diffusion":
                 step = StepConstraint(model, moving, mode="project" if method == "projection" else "guide")
                 steps = (step,)

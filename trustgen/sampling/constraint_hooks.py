@@ -152,7 +152,12 @@ class StepConstraint:
                     if not bool((v > 0).any()):
                         break
                     (g,) = torch.autograd.grad(v.sum(), e)
-                    e = (e - self.lr * g).detach().requires_grad_(True)
+                    # normalised steps of length lr per sample: a saturated classifier's gradient is tiny
+                    # far from its boundary, and a plain step would not move at all
+                    norm = g.flatten(1).norm(dim=1).clamp(min=torch.finfo(g.dtype).tiny)
+                    norm = norm.view((-1,) + (1,) * (g.dim() - 1))
+                    step = torch.where((v > 0).view_as(norm), g / norm, torch.zeros_like(g))
+                    e = (e - self.lr * step).detach().requires_grad_(True)
             e = e.detach()
         if self.mode == "project":
             e = project(self.atoms, e, state.labels, rounds=1, learned_steps=0)
