@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli_checks import refused
 from tiny_runs import IMAGES, TABLE, make_run
 from trustgen.cli import main
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
@@ -28,14 +29,6 @@ def runs(tmp_path_factory) -> dict:
             "diffusion": make_run("diffusion", IMAGES, "cpu").save(d / "diffusion")}
 
 
-def _refused(capsys, argv, words, out) -> None:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2 and words in err, err
-    assert err.strip().count("\n") == 0 and "Traceback" not in err
-    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
-
-
 @pytest.mark.parametrize("n, suffix, words", [
     ("0", ".csv", "argument -n: must be at least 1, got 0"),
     ("-5", ".csv", "must be at least 1"),
@@ -45,12 +38,12 @@ def _refused(capsys, argv, words, out) -> None:
     ("10001", ".png", "a .png of marginals is drawn from at most 10,000 samples, not 10,001: write .csv for more"),
 ])
 def test_n_out_of_bounds_is_refused_before_any_work(runs, tmp_path, capsys, n, suffix, words):
-    _refused(capsys, ["sample", runs["table"], "-n", n, "--out", tmp_path / f"s{suffix}"], words,
+    refused(capsys, ["sample", runs["table"], "-n", n, "--out", tmp_path / f"s{suffix}"], words,
              tmp_path / f"s{suffix}")
 
 
-def test_a_png_grid_over_400_images_is_refused(runs, tmp_path, capsys):
-    _refused(capsys, ["sample", runs["images"], "-n", 401, "--out", tmp_path / "g.png"],
+def test_a_png_grid_over_400_images_isrefused(runs, tmp_path, capsys):
+    refused(capsys, ["sample", runs["images"], "-n", 401, "--out", tmp_path / "g.png"],
              "a .png grid shows at most 400 images, not 401: write .npz for more", tmp_path / "g.png")
 
 
@@ -76,7 +69,7 @@ def test_label_by_index_or_name(runs, tmp_path, capsys, run, label, value):
     ("maybe", "unknown label 'maybe'"),
 ])
 def test_a_label_that_selects_nothing_is_refused_with_the_right_reason(runs, tmp_path, capsys, label, words):
-    _refused(capsys, ["sample", runs["table"], "-n", 5, "--label", label, "--out", tmp_path / "s.csv"], words,
+    refused(capsys, ["sample", runs["table"], "-n", 5, "--label", label, "--out", tmp_path / "s.csv"], words,
              tmp_path / "s.csv")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli_checks import refused
 from tiny_runs import IMAGES, TABLE, make_run
 from trustgen.cli import main
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
@@ -30,14 +31,6 @@ def runs(tmp_path_factory) -> dict:
 def _rules(path, *items) -> str:
     path.write_text(json.dumps({"constraints": list(items)}))
     return str(path)
-
-
-def _refused(capsys, argv, words, out) -> None:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2 and words in err, err
-    assert err.strip().count("\n") == 0 and "Traceback" not in err
-    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
 
 
 @pytest.mark.parametrize("method", ["auto", "rejection", "projection", "guidance"])
@@ -143,27 +136,27 @@ def test_bad_or_infeasible_rules_are_refused_before_sampling(runs, tmp_path, cap
     rules = _rules(tmp_path / "r.json", *items)
     out = tmp_path / "rows.csv"
     method = ["--constraint-method", "rejection"] if "rejection" in words else []
-    _refused(capsys, ["sample", runs["table"], "-n", "10", "--constraints", rules, *method, "--out", out], words, out)
+    refused(capsys, ["sample", runs["table"], "-n", "10", "--constraints", rules, *method, "--out", out], words, out)
 
 
-def test_a_file_that_is_not_a_constraints_file_is_refused(runs, tmp_path, capsys):
+def test_a_file_that_is_not_a_constraints_file_isrefused(runs, tmp_path, capsys):
     bad = tmp_path / "r.json"
     bad.write_text("[1, 2")
     out = tmp_path / "rows.csv"
-    _refused(capsys, ["sample", runs["table"], "-n", "10", "--constraints", bad, "--out", out], "constraints file",
+    refused(capsys, ["sample", runs["table"], "-n", "10", "--constraints", bad, "--out", out], "constraints file",
              out)
 
 
 def test_a_spent_budget_fails_and_writes_nothing(runs, tmp_path, capsys):
     rules = _rules(tmp_path / "r.json", {"kind": "range", "column": "a", "low": 9.999, "high": 10})
     out = tmp_path / "rows.csv"
-    _refused(capsys, ["sample", runs["table"], "-n", "50", "--constraints", rules, "--constraint-method",
+    refused(capsys, ["sample", runs["table"], "-n", "50", "--constraints", rules, "--constraint-method",
                       "rejection", "--budget", "200", "--out", out], "sampling budget spent", out)
 
 
 def test_constraint_options_need_a_constraints_file(runs, tmp_path, capsys):
     out = tmp_path / "rows.csv"
-    _refused(capsys, ["sample", runs["table"], "-n", "10", "--budget", "5", "--out", out], "apply with --constraints",
+    refused(capsys, ["sample", runs["table"], "-n", "10", "--budget", "5", "--out", out], "apply with --constraints",
              out)
 
 
