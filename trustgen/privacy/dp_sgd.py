@@ -114,6 +114,8 @@ class PrivateGradients:
                  noise: SecureRandom, step: int = 0) -> None:
         from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 
+        from trustgen.privacy import bayes_grad_sampler  # noqa: F401 - registers the Bayesian layers' sampler
+
         if mode == "ghost" and rows_per_example != 1:
             raise ConfigError("ghost clipping needs one row per example; use mode='hooks'")
         _quiet_full_backward_hook_warning()
