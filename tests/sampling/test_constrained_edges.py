@@ -14,7 +14,7 @@ from trustgen.cli import main
 from trustgen.constraints.language import (
     ConstraintSet, Equals, Function, Implies, PixelMass, Range, constraint_from_dict,
 )
-from trustgen.constraints.space import Space
+from trustgen.constraints.space import Region, Space
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
 from trustgen.errors import ConfigError
 from trustgen.sampling.constrained import ConstrainedSampler
@@ -136,3 +136,12 @@ def test_guidance_steers_towards_a_soft_classifier_condition(family):
     steered = ConstrainedSampler(run, [rule], method="guidance").sample(200, seed=0).constraint_report
     assert plain.soft == ("p(class 1) >= 0.9",) and not plain.hard
     assert steered.soft_satisfied["p(class 1) >= 0.9"] > plain.soft_satisfied["p(class 1) >= 0.9"] + 0.2
+
+
+def test_pixels_equal_to_a_value_over_a_region_are_met_to_the_float32_slack():
+    rule = Range("pixels", low=0.3, high=0.3, region=Region(top=0, bottom=2))
+    batch = ConstrainedSampler(make_run("gan", IMAGES), [rule], method="projection").sample(10, seed=0)
+    top = np.asarray(batch.data.x, dtype=np.float64)[:, :, :2, :]
+    assert np.abs(top - 0.3).max() <= 1e-6 * 1.3 + 1e-12
+    with pytest.raises(ConfigError, match="rejection cannot meet"):
+        ConstrainedSampler(make_run("gan", IMAGES), [rule], method="rejection")

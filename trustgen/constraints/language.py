@@ -140,6 +140,8 @@ class Range(Constraint):
             return [LinearAtom(self.describe(), self.hard, a, lo, "==",
                                tolerance(np.ones(1), mag, np.zeros(1), equality=True, float32=space.image))]
         tol = tolerance(np.ones(1), mag, np.zeros(1), float32=space.image)
+        if lo == hi:  # pixels equal to a value: to within the float32 slack, as an equality
+            lo, hi = lo - tol, hi + tol
         return [BoxAtom(self.describe(), self.hard, coords, np.full(len(coords), lo), np.full(len(coords), hi), tol)]
 
     def to_dict(self):

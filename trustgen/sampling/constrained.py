@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trustgen.constraints.atoms import CategoryAtom, LabelAtom, LinearAtom, all_hold
+from trustgen.constraints.atoms import BoxAtom, CategoryAtom, LabelAtom, LinearAtom, all_hold
 from trustgen.constraints.feasibility import check_feasible, forced
 from trustgen.constraints.language import ConstraintSet, Equals, Implies
 from trustgen.constraints.projection import project, to_encoded
@@ -153,7 +153,9 @@ class ConstrainedSampler:
         # An equality on a continuous value holds with probability 0 under the model: rejection
         # would spend any budget; projection meets it.
         self.measure_zero = [a.name for a in self.hard if isinstance(a, LinearAtom) and a.op == "=="
-                             and not self.space.integer[np.flatnonzero(a.a)].all()]
+                             and not self.space.integer[np.flatnonzero(a.a)].all()] + \
+            [a.name for a in self.hard if isinstance(a, BoxAtom) and bool(np.all(a.high - a.low <= 2 * a.tol))
+             and not self.space.integer[a.coords].all()]
         if method == "rejection" and self.measure_zero:
             raise ConfigError(f"rejection cannot meet {self.measure_zero[0]!r}: a continuous value equals a number "
                               "with probability 0; use method 'projection' (or 'auto')")
