@@ -87,10 +87,16 @@ def test_images_under_a_class_and_a_pixel_mass_rule_in_a_png(runs, tmp_path, cap
     assert png.stat().st_size > 0 and png_images["n"] == 20
 
 
-def test_watermarked_constrained_rows_still_satisfy_and_are_detected(runs, tmp_path, capsys):
-    key = tmp_path / "k.key"
-    assert main(["keygen", "--out", str(key)]) == 0
+@pytest.fixture
+def key(tmp_path, capsys):
+    """A fresh watermark key file (keygen's output swallowed)."""
+    path = tmp_path / "k.key"
+    assert main(["keygen", "--out", str(path)]) == 0
     capsys.readouterr()
+    return path
+
+
+def test_watermarked_constrained_rows_still_satisfy_and_are_detected(runs, tmp_path, capsys, key):
     rules = _rules(tmp_path / "r.json", {"kind": "linear", "terms": {"a": 1, "b": 1, "c": 1}, "op": "<=", "bound": 1.5})
     out = tmp_path / "rows.csv"
     assert main(["sample", str(runs["shares"]), "-n", "200", "--seed", "0", "--constraints", rules,
@@ -103,10 +109,7 @@ def test_watermarked_constrained_rows_still_satisfy_and_are_detected(runs, tmp_p
     assert json.loads(capsys.readouterr().out)["p_value"] < 1e-6
 
 
-def test_a_value_mark_that_would_break_an_equality_is_left_out_and_said(runs, tmp_path, capsys):
-    key = tmp_path / "k.key"
-    assert main(["keygen", "--out", str(key)]) == 0
-    capsys.readouterr()
+def test_a_value_mark_that_would_break_an_equality_is_left_out_and_said(runs, tmp_path, capsys, key):
     rules = _rules(tmp_path / "r.json", {"kind": "linear", "terms": {"a": 1, "b": 1, "c": 1}, "op": "==", "bound": 1})
     out = tmp_path / "rows.csv"
     # the VAE's values are inside the ranges, where the value mark moves them (and would break the sum)
