@@ -27,7 +27,7 @@ LAYERS = [
     ("run",),  # the artefact: what training writes and every later stage reads
     ("training",),
     ("pipeline", "sampling"),
-    ("evaluation", "watermark"),
+    ("evaluation", "watermark", "uncertainty"),
     ("demo",),
     ("cli",),
     ("__main__",),

@@ -280,8 +280,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     out = check_out_path(args.out, run.schema.kind, args.n)  # the format's bound, before any sampling
     if constraints is not None:
         _check_constraint_steps(args, run)
+    if args.uncertainty is not None:
+        from trustgen.uncertainty.posterior import check_bayesian
+
+        check_bayesian(run.model)
     reference = None
     if args.real is not None:
+        if args.uncertainty is not None:
+            raise _Fail("--real and --uncertainty make different figures: give one of them")
         if out.suffix.lower() != ".png" or run.schema.kind != "tabular":
             raise _Fail("--real only applies to a .png of tabular samples")
         from trustgen.data.loaders import load_data
@@ -313,6 +319,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
         if key is not None:
             batches = (watermark_batch(b, key, run.schema) if constraints is None else
                        csampler.keep_satisfying(watermark_batch(b, key, run.schema), b) for b in batches)
+        if args.uncertainty is not None:
+            from trustgen.uncertainty.posterior import with_uncertainty
+
+            import secrets
+
+            draw_seed = args.seed if args.seed is not None else secrets.randbits(63)
+            batches = (with_uncertainty(b, run.model, draws=args.uncertainty, seed=draw_seed) for b in batches)
         reports: list = []
         batches = _tally_reports(batches, reports)
         written = write_stream(batches, out, schema=run.schema, n=args.n, title=f"{run.family} samples",
@@ -328,6 +341,51 @@ def cmd_sample(args: argparse.Namespace) -> int:
     _emit(args, {"out": str(out), "n": written.n, "seed": args.seed, "label_counts": counts,
                  "watermark_key_id": None if key is None else key.key_id, "constraints": summary},
           f"wrote {written.n} samples to {out}{marked}{ruled}")
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import numpy as np
+    import pandas as pd
+
+    from trustgen.data.encoders import make_encoder
+    from trustgen.data.loaders import load_data
+    from trustgen.io import atomic_write
+    from trustgen.run import Run
+    from trustgen.uncertainty.novelty import score_inputs
+    from trustgen.uncertainty.posterior import check_bayesian
+
+    if not args.out.lower().endswith(".csv"):
+        raise _Fail(f"--out must be a .csv file (a row of scores per input), got {args.out!r}")
+    if args.figure is not None and not args.figure.lower().endswith(".png"):
+        raise _Fail(f"--figure must be a .png file, got {args.figure!r}")
+    run = Run.load(args.run, device=args.device)
+    check_bayesian(run.model)  # before reading the input
+    data, _ = load_data(args.input, run.schema)
+    x, _ = make_encoder(run.schema).transform(data)
+    scores = score_inputs(run.model, x, label_prior=run.label_prior, draws=args.draws, seed=args.seed,
+                          reference=args.reference)
+    cols = scores.columns()
+    table = pd.DataFrame({k: v for k, v in cols.items() if k != "label"})
+    if scores.label is not None:
+        table.insert(len(table.columns) - 2, "label", [run.schema.classes[i] for i in scores.label])
+    atomic_write(args.out, lambda f: table.to_csv(f, index=False), "w")
+    if args.figure is not None:
+        from trustgen.plots import save_figure, score_histograms
+
+        names = ("nll", "epistemic", "novelty")
+        save_figure(score_histograms([("inputs", {k: cols[k] for k in names}),
+                                      ("the model's own samples", {k: scores.reference[k] for k in names})],
+                                     title=f"scores of {args.input}"), args.figure)
+    rare = int((scores.p_value < 0.01).sum())
+    flagged = "" if scores.confident_but_novel is None else (
+        f"; {int(scores.confident_but_novel.sum())} with a confident label despite that")
+    _emit(args, {"out": args.out, "n": len(table), "novel_at_1pct": rare, "draws": scores.draws,
+                 "label_source": scores.label_source, "figure": args.figure,
+                 "confident_but_novel": None if scores.confident_but_novel is None
+                 else int(np.sum(scores.confident_but_novel))},
+          f"wrote scores of {len(table)} inputs to {args.out}: {rare} more novel than 99% of the model's own "
+          f"samples{flagged}")
     return 0
 
 
@@ -607,6 +665,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--balance", metavar="COLUMN",
                    help="with --constraints: equal counts of every category of this categorical column (or the "
                         "label) (default: none)")
+    s.add_argument("--uncertainty", type=COUNT(2, 1024), metavar="DRAWS",
+                   help="Bayesian runs: per-sample uncertainty from this many posterior weight draws for each "
+                        "sample's latent: columns uncertainty (and label_disagreement) in a .csv, arrays "
+                        "uncertainty, uncertainty_map (images) in a .npz, a figure of maps in a .png "
+                        "(docs/uncertainty.md; default: none)")
     s.set_defaults(func=cmd_sample, inputs=("run", "real", "watermark_key", "constraints"),
                    outputs=(("out", "file", "real"),))
 
@@ -622,6 +685,22 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--json", action="store_true",
                     help="print one JSON object: per sample the score, p_value and detected, and the file's p_value")
     dt.set_defaults(func=cmd_detect, inputs=("file", "key", "run", "schema"))
+
+    so = sub.add_parser("score", help="Bayesian runs: novelty and label uncertainty of real inputs (a row of "
+                                      "scores per input)")
+    so.add_argument("run", help="run directory of a Bayesian model (`--option decoder_net=bayes-mlp`)")
+    so.add_argument("--input", required=True, help="required: the rows or images to score (.csv / .npz in the "
+                                                   "run's schema; the label column may be left out)")
+    so.add_argument("--out", required=True, help="required: .csv of scores, a row per input (it describes the "
+                                                 "inputs: as private as they are)")
+    so.add_argument("--figure", help="also a .png of the scores' histograms, inputs beside the model's own samples")
+    so.add_argument("--draws", type=COUNT(2, 1024), default=16, help="posterior weight draws (default: %(default)s)")
+    so.add_argument("--reference", type=COUNT(10, 100_000), default=1000,
+                    help="samples of the model that calibrate novelty and p-values (default: %(default)s)")
+    so.add_argument("--seed", type=SEED, default=0, help="seed of the draws and the reference (default: %(default)s)")
+    so.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: %(default)s)")
+    so.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    so.set_defaults(func=cmd_score, inputs=("run", "input"), outputs=(("out", "file", True), ("figure", "file", True)))
 
     d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")
     d.add_argument("--out", default="trustgen-demo", help="directory for the run, the grid and the summary")

@@ -69,6 +69,57 @@ def image_grid(x: np.ndarray, labels: np.ndarray | None, class_names=None, *, lo
     return fig
 
 
+def uncertainty_grid(x: np.ndarray, maps: np.ndarray, scores: np.ndarray, *, low: float = 0.0, high: float = 1.0,
+                     per_row: int = 10, title: str | None = None):
+    """Each image of ``x`` (N x C x H x W) above its uncertainty map (N x C x H x W, one colour
+    scale for all, shown on the right), titled with its score; the most uncertain first."""
+    plt = _pyplot()
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    n_rows = -(-len(order) // per_row)
+    fig, axes = plt.subplots(2 * n_rows, per_row, figsize=(per_row * 0.9 + 1.0, n_rows * 1.9 + 0.5), squeeze=False)
+    fig.subplots_adjust(left=0.02, right=0.86, bottom=0.02, top=1 - 0.5 / (n_rows * 1.9 + 0.5), hspace=0.25)
+    vmax = float(np.quantile(maps, 0.999)) or 1.0  # one scale for all; a single extreme pixel does not set it
+    shown = None
+    for k, i in enumerate(order):
+        r, c = divmod(k, per_row)
+        img = (x[i] - low) / (high - low)
+        top, bottom = axes[2 * r, c], axes[2 * r + 1, c]
+        if img.shape[0] == 1:
+            top.imshow(img[0], cmap="gray_r", vmin=0, vmax=1)
+        else:
+            top.imshow(np.clip(img.transpose(1, 2, 0), 0, 1))
+        shown = bottom.imshow(maps[i].mean(0), cmap="magma", vmin=0, vmax=vmax)
+        top.set_title(f"{scores[i]:.3g}", fontsize=6)
+    for ax in axes.flat:
+        ax.axis("off")
+    if shown is not None:
+        fig.colorbar(shown, cax=fig.add_axes([0.89, 0.25, 0.025, 0.5]), label="posterior std per pixel")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def score_histograms(panels: list[tuple[str, dict[str, np.ndarray]]], title: str | None = None):
+    """One histogram per score name, each set of ``panels`` (label, {name: values}) overlaid."""
+    plt = _pyplot()
+    names = list(panels[0][1])
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 2.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        every = np.concatenate([np.asarray(p[1][name], dtype=float) for p in panels])
+        every = every[np.isfinite(every)]
+        edges = np.histogram_bin_edges(every, bins=30) if len(every) else 10
+        for label, values in panels:
+            ax.hist(np.asarray(values[name], dtype=float), bins=edges, alpha=0.55, label=label, density=True)
+        ax.set_title(name, fontsize=8)
+        ax.tick_params(labelsize=7)
+    if len(panels) > 1:
+        axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def marginals(real, synth, columns: list[str], max_columns: int = 12, title: str | None = None):
     """Histograms (numbers) or bar charts (categories) of synthetic columns, against real ones
     when ``real`` is given (None: the synthetic data alone)."""

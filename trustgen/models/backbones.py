@@ -12,7 +12,12 @@ role                   forward                                        built-in n
 ``gan.discriminator``  ``(x, y1h) -> [B, 1]`` (``[B, 2, 1]`` tables)  ``mlp``, ``conv``
 ``gan.generator``      ``([z, y1h]) -> pre-activation sample``        ``mlp``, ``conv``
 ``diffusion.denoiser`` ``(x_t, t, y1h) -> predicted noise``           ``mlp``, ``unet``
+``label_head``         ``(x flattened) -> [B, n_classes]`` logits     ``mlp``, ``bayes-mlp``
 =====================  ============================================  ======================
+
+``bayes-mlp`` decoders have a mean-field output layer (:mod:`trustgen.models.bayes`), on
+tables and images alike: the spread of their outputs across posterior draws is the
+per-sample uncertainty of :mod:`trustgen.uncertainty`.
 
 A builder is called as ``builder(spec, config, **sizes)`` and returns an ``nn.Module`` made of
 layers Opacus can clip per example. Example:
@@ -33,6 +38,7 @@ from typing import Callable
 from torch import nn
 
 from trustgen.errors import ConfigError
+from trustgen.models.bayes import bayes_mlp
 from trustgen.models.denoisers import MLPDenoiser, UNetDenoiser
 from trustgen.models.nets import ConditionalMLP, ConvDecoder, ConvEncoder, DataSpec, mlp
 
@@ -99,6 +105,14 @@ def _vae_mlp_decoder(spec, config, *, inp: int, out: int) -> nn.Module:
     return mlp([inp, *_hidden(config), out])
 
 
+@register_backbone("vae.decoder", "bayes-mlp")
+def _vae_bayes_decoder(spec, config, *, inp: int, out: int) -> nn.Module:
+    net = bayes_mlp([inp, *_hidden(config), out], prior_sigma=config.prior_sigma)
+    if spec.kind == "image":
+        net.append(nn.Unflatten(1, tuple(spec.shape)))
+    return net
+
+
 @register_backbone("vae.decoder", "conv", kinds=("image",))
 def _vae_conv_decoder(spec, config, *, inp: int, out: int) -> nn.Module:
     return ConvDecoder(inp, spec.shape, config.width)
@@ -135,3 +149,17 @@ def _mlp_denoiser(spec, config) -> nn.Module:
 @register_backbone("diffusion.denoiser", "unet", kinds=("image",))
 def _unet_denoiser(spec, config) -> nn.Module:
     return UNetDenoiser(spec, config)
+
+
+# ---------------------------------------------------------------------------------- label heads
+HEAD_HIDDEN = 64  # a classifier beside the generator: small, so its KL stays small beside the data
+
+
+@register_backbone("label_head", "mlp")
+def _mlp_label_head(spec, config) -> nn.Module:
+    return mlp([spec.dim, HEAD_HIDDEN, spec.n_classes])
+
+
+@register_backbone("label_head", "bayes-mlp")
+def _bayes_label_head(spec, config) -> nn.Module:
+    return bayes_mlp([spec.dim, HEAD_HIDDEN, spec.n_classes], prior_sigma=config.prior_sigma)

@@ -18,6 +18,9 @@ A model is an ``nn.Module`` that owns no loop, no device choice and no privacy m
 * A model says what it cannot do under DP (:meth:`private_training_issues`) and which of
   its options DP training changes (``Config.private_defaults``); the trainer checks no names.
 * Randomness only comes from an explicit ``torch.Generator``.
+* Bayesian layers (:mod:`trustgen.models.bayes`): ``loss`` draws one weight sample per step
+  in ``train()`` mode; ``eval()`` mode forwards with the posterior mean; the record-free KL
+  of the weights is :meth:`prior_penalty`, which the trainer adds as ``KL / n``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from torch import nn
 
 from trustgen.errors import ConfigError
+from trustgen.models.bayes import bayesian_layers, resample_weights, use_posterior_mean, weight_kl
 from trustgen.models.nets import DataSpec, one_hot
 from trustgen.sampling.config import SamplerConfig
 
@@ -105,6 +109,34 @@ class GenerativeModel(nn.Module, abc.ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def train(self, mode: bool = True) -> "GenerativeModel":
+        super().train(mode)
+        if not mode:
+            use_posterior_mean(self)  # what is generated and scored is the posterior mean unless asked
+        return self
+
+    @property
+    def bayesian(self) -> bool:
+        """True when the model has mean-field layers (its uncertainty can be measured)."""
+        return bool(bayesian_layers(self))
+
+    def draw_weights(self, generator: torch.Generator | None) -> None:
+        """In ``train()`` mode, one posterior draw of every Bayesian layer (a no-op otherwise)."""
+        if self.training:
+            resample_weights(self, generator)
+
+    def prior_penalty(self) -> torch.Tensor:
+        """KL(q(w) || p(w)) of the Bayesian layers' weights: the record-free part of the ELBO."""
+        return weight_kl(self)
+
+    def label_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The label head's logits for encoded inputs ``x`` (``[B, n_classes]``)."""
+        head = getattr(self, "label_head", None)
+        if head is None:
+            raise ConfigError(f"this {self.family} model has no label head: train it with the option label_head="
+                              "bayes-mlp (or mlp)")
+        return head(x.flatten(1))
+
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         like = next(self.parameters())
         return randn((n, *self.noise_shape()), generator, like.detach())
@@ -155,8 +187,9 @@ OPTION_RANGES: dict[str, tuple[float, float, str]] = {
     "latent_dim": (1, 1024, ""), "hidden": (1, 4096, ""), "depth": (1, 16, ""), "width": (1, 512, ""),
     "time_dim": (2, 4096, "an even number"), "timesteps": (1, 100_000, ""), "noise_multiplicity": (1, 64, ""),
     "invert_steps": (0, 100_000, ""), "beta": (0.0, 1e6, ""), "r1_gamma": (0.0, 1e6, ""),
-    "label_dropout": (0.0, 0.99, ""),
+    "label_dropout": (0.0, 0.99, ""), "prior_sigma": (0.0, 1e3, ""),
 }
+_POSITIVE = ("beta", "prior_sigma")  # ranges open at their lower end
 
 
 def _check_range(config_name: str, name: str, value: Any) -> None:
@@ -165,10 +198,10 @@ def _check_range(config_name: str, name: str, value: Any) -> None:
     low, high, extra = OPTION_RANGES[name]
     finite = isinstance(value, int) or math.isfinite(value)  # an int may exceed every float: no isfinite
     ok = finite and low <= value <= high and (name != "time_dim" or value % 2 == 0)
-    if name == "beta":
+    if name in _POSITIVE:
         ok = ok and value > 0
     if not ok:
-        span = f"in ({low}, {high}]" if name == "beta" else f"from {low} to {high}"
+        span = f"in ({low}, {high}]" if name in _POSITIVE else f"from {low} to {high}"
         raise ConfigError(f"{config_name} option {name!r} must be {extra + ' ' if extra else ''}{span}, got {value!r}")
 
 

@@ -17,6 +17,12 @@ sampled weight (the ``nn.Linear`` one).
 The KL term to the prior depends on no record: under DP its gradient is added after the noise
 (post-processing), never clipped with the data's.
 
+Whole modules: :func:`bayesian_layers` finds the layers, :func:`resample_weights` draws one
+posterior sample for all of them, :func:`use_posterior_mean` removes the noise, and
+:func:`weight_kl` sums their KL terms. Models train on a fresh draw at every step and
+generate with the posterior mean when in ``eval()`` mode; posterior spread is asked for
+explicitly (:mod:`trustgen.uncertainty`).
+
 Example:
     >>> layer = MeanFieldLinear(3, 2)
     >>> layer.resample(torch.Generator().manual_seed(0))
@@ -93,3 +99,52 @@ class MeanFieldLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, prior_sigma={self.prior_sigma}"
+
+
+def bayesian_layers(module: nn.Module) -> list[MeanFieldLinear]:
+    """The mean-field layers inside ``module`` (empty for a deterministic network)."""
+    return [m for m in module.modules() if isinstance(m, MeanFieldLinear)]
+
+
+def resample_weights(module: nn.Module, generator: torch.Generator | None) -> None:
+    """One posterior draw for every mean-field layer of ``module``, in module order."""
+    for layer in bayesian_layers(module):
+        layer.resample(generator)
+
+
+def use_posterior_mean(module: nn.Module) -> None:
+    """Every mean-field layer of ``module`` forwards with its posterior mean."""
+    for layer in bayesian_layers(module):
+        layer.use_mean()
+
+
+def weight_kl(module: nn.Module) -> torch.Tensor:
+    """KL(q || prior) of every mean-field layer of ``module``, summed (0 when it has none).
+
+    It depends on no record: the trainer adds its gradient, scaled by ``1 / n``, beside the
+    per-example losses (after the noise under DP)."""
+    layers = bayesian_layers(module)
+    if not layers:
+        return next(module.parameters()).new_zeros(())
+    return torch.stack([layer.kl() for layer in layers]).sum()
+
+
+def bayes_mlp(sizes: list[int], act=nn.SiLU, *, prior_sigma: float = 1.0, bayesian: str = "last") -> nn.Sequential:
+    """An MLP whose output layer (``bayesian="last"``) or every layer (``"all"``) is mean-field.
+
+    Deterministic hidden layers keep the KL term small enough for the data to dominate it
+    (a mean-field posterior on every weight of a wide net is pulled to its prior, and the net
+    underfits); the output layer's posterior is where the spread of the outputs comes from.
+    """
+    if bayesian not in ("last", "all"):
+        raise ConfigError(f"bayesian must be 'last' or 'all', got {bayesian!r}")
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        last = i == len(sizes) - 2
+        if last or bayesian == "all":
+            layers.append(MeanFieldLinear(sizes[i], sizes[i + 1], prior_sigma))
+        else:
+            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if not last:
+            layers.append(act())
+    return nn.Sequential(*layers)

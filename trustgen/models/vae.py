@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from trustgen.errors import ConfigError
 from trustgen.models.backbones import build_backbone
 from trustgen.models.base import GenerativeModel, rand, randn
 from trustgen.models.nets import DataSpec
@@ -28,6 +29,8 @@ class VAEConfig:
     beta: float = 1.0
     encoder_net: str = "mlp"
     decoder_net: str = "mlp"
+    label_head: str = "none"
+    prior_sigma: float = 1.0
 
     @classmethod
     def defaults_for(cls, spec: DataSpec) -> "VAEConfig":
@@ -57,6 +60,10 @@ class VAE(GenerativeModel):
         # Tables: one extra output per number, its log-scale (predicted, so Opacus sees it inside a layer).
         self.decoder = build_backbone("vae.decoder", config.decoder_net, spec, config, inp=k + nc,
                                       out=spec.dim + len(self.numeric))
+        if config.label_head != "none":
+            if nc < 2:
+                raise ConfigError("a label head needs labelled data (a schema with a label of 2 or more classes)")
+            self.label_head = build_backbone("label_head", config.label_head, spec, config)
 
     def noise_shape(self) -> tuple:
         return (self.config.latent_dim,)
@@ -85,11 +92,16 @@ class VAE(GenerativeModel):
         return nll
 
     def loss(self, x, y=None, *, generator=None):
+        self.draw_weights(generator)
         y1h = self.label_vector(y, x.shape[0], x)
         mu, logvar = self.encode(x, y1h)
         z = mu + (0.5 * logvar).exp() * randn(mu.shape, generator, mu)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
-        return self.reconstruction_nll(self.decode(z, y1h), x) + self.config.beta * kl
+        loss = self.reconstruction_nll(self.decode(z, y1h), x) + self.config.beta * kl
+        if getattr(self, "label_head", None) is not None and y is not None:
+            # The classifier beside the generator: same examples, same clipping, same privacy cost.
+            loss = loss + F.cross_entropy(self.label_logits(x), y, reduction="none")
+        return loss
 
     def generate(self, z, y=None, *, hard=True, generator=None, sampler=None, step_hooks=()):
         """Decode ``z``. Images: the Bernoulli mean. Tables, hard: numbers drawn from their

@@ -58,8 +58,9 @@ def choose_mode(model: GenerativeModel | nn.Module) -> ClippingMode:
     cost 60-80x; on small conv nets every mode costs about 2-3x and hooks is not slower
     (STACK-NOTES, benchmarks/dp_overhead.py). So:
 
-    * a trustgen model: ghost for the MLP models on tables, hooks for conv image models and
-      wherever one example spans several rows of a layer's batch;
+    * a trustgen model: ghost for the MLP models on tables, hooks for conv image models,
+      wherever one example spans several rows of a layer's batch, and for Bayesian layers
+      (their grad sampler is checked against a per-example loop in hooks mode);
     * any other ``nn.Module`` (a user's own network): ghost when every layer with parameters is
       an ``nn.Linear`` (the measured, exact case), hooks otherwise (conv, norm, embedding and
       recurrent layers: hooks handles every layer Opacus supports, empty batches included).
@@ -71,7 +72,8 @@ def choose_mode(model: GenerativeModel | nn.Module) -> ClippingMode:
         'hooks'
     """
     if isinstance(model, GenerativeModel):
-        return "ghost" if model.spec.kind == "tabular" and model.private_rows_per_example() == 1 else "hooks"
+        ghost = model.spec.kind == "tabular" and model.private_rows_per_example() == 1 and not model.bayesian
+        return "ghost" if ghost else "hooks"
     return "ghost" if all(isinstance(m, nn.Linear) for m in _layers_with_parameters(model)) else "hooks"
 
 

@@ -51,6 +51,11 @@ class SampleBatch:
         config: the sampler settings used.
         constraint_report: how constrained samples were made
             (:class:`~trustgen.sampling.constrained.ConstraintReport`); None without constraints.
+        uncertainty: per-sample spread across posterior draws ``[n]``; None unless asked
+            (:func:`trustgen.uncertainty.posterior.with_uncertainty`).
+        uncertainty_map: that spread per value ``[n, C, H, W]`` (images) or ``[n, dim]``
+            (tables, encoded units); None unless asked.
+        label_disagreement: ``[n]``, runs with a label head; None otherwise.
     """
 
     data: Data
@@ -62,6 +67,9 @@ class SampleBatch:
     constraints_satisfied: np.ndarray | None = None
     config: SamplerConfig | None = None
     constraint_report: Any = None
+    uncertainty: np.ndarray | None = None
+    uncertainty_map: np.ndarray | None = None
+    label_disagreement: np.ndarray | None = None
 
 
 class _Chunk(NamedTuple):

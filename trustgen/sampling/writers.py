@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import tempfile
@@ -124,9 +125,23 @@ class _Tally:
             raise ConfigError(f"the samples to write hold {self.seen}, not the {self.n} announced")
 
 
+#: Per-sample fields a batch may carry beyond its data, in the order files hold them:
+#: (name, per-sample shape from the schema or None for a scalar).
+UNCERTAINTY_FIELDS = (("uncertainty", False), ("label_disagreement", False), ("uncertainty_map", True))
+
+
+def _extras(batch) -> list[tuple[str, np.ndarray]]:
+    """The uncertainty arrays ``batch`` carries (none unless they were asked for)."""
+    return [(name, getattr(batch, name)) for name, _ in UNCERTAINTY_FIELDS if getattr(batch, name) is not None]
+
+
 def _write_csv(f: IO[str], batches: Iterator) -> None:
     for i, batch in enumerate(batches):
-        batch.data.to_csv(f, header=i == 0, index=False)
+        rows = batch.data
+        scalars = [(name, v) for name, v in _extras(batch) if np.ndim(v) == 1]
+        if scalars:  # per-sample scores as the last columns (a table's map is its columns' spread: not written)
+            rows = rows.assign(**{name: np.asarray(v, dtype=np.float64) for name, v in scalars})
+        rows.to_csv(f, header=i == 0, index=False)
 
 
 def _npy_header(f: IO[bytes], dtype: np.dtype, shape: tuple[int, ...]) -> None:
@@ -136,14 +151,15 @@ def _npy_header(f: IO[bytes], dtype: np.dtype, shape: tuple[int, ...]) -> None:
 
 
 def _write_npz(f: IO[bytes], batches: Iterator, n: int, schema: Schema, spill_dir: Path) -> None:
-    """What ``np.savez(f, x=float32 images, y=int64 labels)`` writes, filled batch by batch
-    (ZIP64 members, as numpy writes them, so neither member has a size limit)."""
+    """What ``np.savez(f, x=float32 images, y=int64 labels, [uncertainty=..., ...])`` writes,
+    filled batch by batch (ZIP64 members, as numpy writes them, so no member has a size limit)."""
     x_dtype, y_dtype = np.dtype("<f4"), np.dtype("<i8")
-    labelled = None
-    # The labels come with the images but belong to the second member: they wait in an unnamed
-    # file beside the output (on its disk; the system deletes it whatever happens).
+    layout = None  # the members after x, fixed by the first batch: name -> (dtype, per-sample shape)
+    # Everything after x comes with the images but belongs to later members: it waits in unnamed
+    # files beside the output (on its disk; the system deletes them whatever happens).
     with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf, \
-            tempfile.TemporaryFile(dir=spill_dir) as spill:
+            contextlib.ExitStack() as stack:
+        spills: dict[str, IO[bytes]] = {}
         with zf.open("x.npy", mode="w", force_zip64=True) as member:
             _npy_header(member, x_dtype, (n, *schema.shape))
             for batch in batches:
@@ -151,23 +167,36 @@ def _write_npz(f: IO[bytes], batches: Iterator, n: int, schema: Schema, spill_di
                 if x.shape[1:] != tuple(schema.shape):
                     raise ConfigError(f"images of shape {x.shape[1:]} do not match the schema's {schema.shape}")
                 member.write(x.tobytes())
-                if labelled is None:
-                    labelled = batch.labels is not None
-                if labelled != (batch.labels is not None):
-                    raise ConfigError("some batches to write have labels and others do not")
-                if labelled:
-                    spill.write(np.ascontiguousarray(batch.labels, dtype=y_dtype).tobytes())
-        if labelled:
-            with zf.open("y.npy", mode="w", force_zip64=True) as member:
-                _npy_header(member, y_dtype, (n,))
-                spill.seek(0)
-                shutil.copyfileobj(spill, member, 1 << 20)
+                rest = ([] if batch.labels is None else [("y", batch.labels)]) + _extras(batch)
+                found = {name: (y_dtype if name == "y" else x_dtype, np.shape(v)[1:]) for name, v in rest}
+                if layout is None:
+                    layout = found
+                    spills = {name: stack.enter_context(tempfile.TemporaryFile(dir=spill_dir)) for name in layout}
+                if found != layout:
+                    raise ConfigError("the batches to write do not all carry the same fields (labels, uncertainty)")
+                for name, v in rest:
+                    spills[name].write(np.ascontiguousarray(v, dtype=layout[name][0]).tobytes())
+        for name, (dtype, shape) in (layout or {}).items():
+            with zf.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                _npy_header(member, dtype, (n, *shape))
+                spills[name].seek(0)
+                shutil.copyfileobj(spills[name], member, 1 << 20)
 
 
 def _write_png(batches: list, out: Path, schema: Schema, title: str, reference: Data | None) -> None:
-    from trustgen.plots import image_grid, marginals, save_figure
+    from trustgen.plots import image_grid, marginals, save_figure, score_histograms, uncertainty_grid
 
     labels = None if batches[0].labels is None else np.concatenate([b.labels for b in batches])
+    if batches[0].uncertainty is not None:
+        scores = np.concatenate([b.uncertainty for b in batches])
+        if schema.kind == "image":  # every sample above its map, the most uncertain first
+            fig = uncertainty_grid(np.concatenate([b.data.x for b in batches]),
+                                   np.concatenate([b.uncertainty_map for b in batches]), scores,
+                                   low=schema.low, high=schema.high, title=f"{title}: uncertainty (posterior std)")
+        else:
+            fig = score_histograms([("samples", {"uncertainty": scores})], title=f"{title}: uncertainty")
+        save_figure(fig, out)
+        return
     if schema.kind == "image":
         x = np.concatenate([b.data.x for b in batches])
         per_row = min(20, max(10, math.ceil(math.sqrt(len(x)))))  # every image, on a page-sized grid

@@ -31,15 +31,26 @@ def private_part_name(model: GenerativeModel) -> str:
 
 
 def train_step(model: GenerativeModel, opts: dict, xb: torch.Tensor, yb: torch.Tensor | None,
-               gen: torch.Generator, prior: torch.Tensor | None, batch_size: int, dp=None) -> dict[str, float]:
-    """One step of the model's objective; returns the (non-private) losses to log."""
-    logs = _real_data_step(model, opts[private_part_name(model)], xb, yb, gen, dp)
+               gen: torch.Generator, prior: torch.Tensor | None, batch_size: int, dp=None,
+               n: int | None = None) -> dict[str, float]:
+    """One step of the model's objective; returns the (non-private) losses to log.
+
+    ``n``: the number of training examples; a Bayesian model's weight KL enters as ``KL / n``
+    (the ELBO of the whole data set, per example). Needed when the model is Bayesian."""
+    if model.bayesian and not n:
+        raise TrainingError("a Bayesian model's training step needs the number of training examples n")
+    logs = _real_data_step(model, opts[private_part_name(model)], xb, yb, gen, dp, n)
     if model.objective == "adversarial":
         logs.update(_generator_step(model, opts["generator"], batch_size, prior, gen, dp))
     return logs
 
 
-def _real_data_step(model, opt, xb, yb, gen, dp) -> dict[str, float]:
+def _prior_term(model, n):
+    """``KL(q || p) / n`` of a Bayesian model's weights, or None for a deterministic model."""
+    return model.prior_penalty() / n if model.bayesian else None
+
+
+def _real_data_step(model, opt, xb, yb, gen, dp, n) -> dict[str, float]:
     opt.zero_grad(set_to_none=True)
     logs: dict[str, float] = {}
     if dp is not None and len(xb) == 0:
@@ -48,12 +59,22 @@ def _real_data_step(model, opt, xb, yb, gen, dp) -> dict[str, float]:
         loss = model.loss(xb, yb, generator=gen).float()
         if dp is None:
             check_finite(loss.detach().mean(), model.family)
-            loss.mean().backward()
+            prior = _prior_term(model, n)
+            (loss.mean() if prior is None else loss.mean() + prior).backward()
             average_gradients(opt)
             logs["loss" if private_part_name(model) == "model" else "d_loss"] = loss.mean().item()
+            if prior is not None:
+                logs["weight_kl"] = prior.item() * n
         else:
             dp.backward(loss, opt)
     if dp is not None:
+        prior = _prior_term(model, n)
+        if prior is not None:
+            # The weights' KL depends on no record: its gradient joins the noised one unclipped
+            # (post-processing), so the posterior is pulled to its prior at the same rate as without DP.
+            with dp.hooks_disabled():
+                prior.backward(inputs=[p for p in optimizer_params(opt) if p.requires_grad])
+            logs["weight_kl"] = prior.item() * n
         # Inspect only the noised gradient (a DP release), never the private loss.
         for p in optimizer_params(opt):
             if p.grad is not None and not torch.isfinite(p.grad).all():

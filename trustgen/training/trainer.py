@@ -215,7 +215,7 @@ class Trainer:
             if self.rng is not None:  # the model's noise of this step: independent of earlier batch sizes
                 noise_gen.manual_seed(self.rng.seed("model-noise", state.step, rank))
             with self._autocast(device):
-                logs = train_step(model, opts, xb, yb, noise_gen, prior, c.batch_size, self.dp)
+                logs = train_step(model, opts, xb, yb, noise_gen, prior, c.batch_size, self.dp, n)
             state.step += 1
             if self.accountant is not None:
                 self.accountant.step(self.plan.noise_multiplier, self.plan.sample_rate)
