@@ -361,7 +361,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise _Fail(f"--figure must be a .png file, got {args.figure!r}")
     run = Run.load(args.run, device=args.device)
     check_bayesian(run.model)  # before reading the input
-    data, _ = load_data(args.input, run.schema)
+    data, _ = load_data(args.input, run.schema, labels_optional=True)  # the scores never read a label
     x, _ = make_encoder(run.schema).transform(data)
     scores = score_inputs(run.model, x, label_prior=run.label_prior, draws=args.draws, seed=args.seed,
                           reference=args.reference)
@@ -695,8 +695,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "inputs: as private as they are)")
     so.add_argument("--figure", help="also a .png of the scores' histograms, inputs beside the model's own samples")
     so.add_argument("--draws", type=COUNT(2, 1024), default=16, help="posterior weight draws (default: %(default)s)")
-    so.add_argument("--reference", type=COUNT(10, 100_000), default=1000,
-                    help="samples of the model that calibrate novelty and p-values (default: %(default)s)")
+    so.add_argument("--reference", type=COUNT(100, 100_000), default=1000,
+                    help="samples of the model that calibrate novelty and p-values, at least 100 (so that a "
+                         "p-value can fall below 0.01) (default: %(default)s)")
     so.add_argument("--seed", type=SEED, default=0, help="seed of the draws and the reference (default: %(default)s)")
     so.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: %(default)s)")
     so.add_argument("--json", action="store_true", help="print one JSON object on stdout")

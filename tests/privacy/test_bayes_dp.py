@@ -99,3 +99,53 @@ def test_weight_noise_is_drawn_from_the_given_generator_and_the_mean_has_none():
     a.use_mean()
     torch.testing.assert_close(a(x), nn.functional.linear(x, a.weight_mu, a.bias_mu))
     assert set(a.state_dict()) == {"weight_mu", "weight_rho", "bias_mu", "bias_rho"}  # no noise in saved state
+
+
+def slow_group_clipped_mean(net, x, t, groups):
+    """Each example's gradient clipped group by group: group j to C_j (an explicit loop)."""
+    params = list(net.parameters())
+    total = [torch.zeros_like(p) for p in params]
+    for i in range(B):
+        g = torch.autograd.grad(per_example_loss(net, x[i:i + 1], t[i:i + 1])[0], params)
+        for members, c in groups:
+            idx = [k for k, p in enumerate(params) if any(p is m for m in members)]
+            norm = torch.sqrt(sum(g[k].pow(2).sum() for k in idx)).item()
+            for k in idx:
+                total[k] += g[k] * min(1.0, c / (norm + 1e-6))
+    return [a / B for a in total]
+
+
+def test_per_group_clipping_matches_a_slow_loop_and_bounds_the_whole_norm_by_C():
+    net = make_net()
+    oracle = copy.deepcopy(net)
+    first, second = list(net[0].parameters()), list(net[2].parameters())
+    C, share = 0.05, 0.2
+    dp = PrivateGradients(net, max_grad_norm=C, noise_multiplier=0.0, expected_batch_size=1, mode="hooks",
+                          noise=SecureRandom(key_from_seed(0)), clip_groups=[(first, 1 - share), (second, share)])
+    x, t = torch.randn(B, 5, generator=torch.Generator().manual_seed(3)), torch.randn(B, 3)
+    expected = slow_group_clipped_mean(oracle, x, t, [(list(oracle[0].parameters()), C * (1 - share) ** 0.5),
+                                                      (list(oracle[2].parameters()), C * share ** 0.5)])
+    # expected_batch_size 1: p.grad is the SUM over examples; rescale the oracle's mean
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    norms = dp.backward(per_example_loss(net, x[:1], t[:1]), opt)  # one example: its clipped norm
+    whole = torch.sqrt(sum(p.grad.pow(2).sum() for p in net.parameters()))
+    assert norms[0] > C and whole <= C * (1 + 1e-5), "one example's clipped gradient has norm at most C"
+    one_group = [p.grad for p in second]
+    assert torch.sqrt(sum(g.pow(2).sum() for g in one_group)) <= C * share ** 0.5 * (1 + 1e-5)
+    opt.zero_grad(set_to_none=True)
+    dp.backward(per_example_loss(net, x, t), opt)
+    for p, want in zip(net.parameters(), expected):
+        torch.testing.assert_close(p.grad, want * B, rtol=1e-4, atol=1e-7)
+    dp.close()
+
+
+def test_clipping_groups_are_checked():
+    net = make_net()
+    first, second = list(net[0].parameters()), list(net[2].parameters())
+    kw = dict(max_grad_norm=1.0, noise_multiplier=0.0, expected_batch_size=1, noise=SecureRandom(key_from_seed(0)))
+    with pytest.raises(Exception, match="sum to 1"):
+        PrivateGradients(net, mode="hooks", clip_groups=[(first, 0.5), (second, 0.6)], **kw)
+    with pytest.raises(Exception, match="exactly once"):
+        PrivateGradients(net, mode="hooks", clip_groups=[(first, 1.0)], **kw)
+    with pytest.raises(Exception, match="hooks"):
+        PrivateGradients(net, mode="ghost", clip_groups=[(first, 0.5), (second, 0.5)], **kw)

@@ -143,13 +143,17 @@ def _what_file(p: Path) -> str:
     return "not a NumPy file"
 
 
-def load_data(source: str | Path, schema: Schema | str | Path | None = None) -> tuple[Data, Schema]:
+def load_data(source: str | Path, schema: Schema | str | Path | None = None, *,
+              labels_optional: bool = False) -> tuple[Data, Schema]:
     """Load a built-in dataset by name or a user file, and check it against its schema.
 
     Args:
         source: ``"digits"``, ``"breast_cancer"``, ``"randhie"`` or a ``.csv`` / ``.npz`` path.
         schema: a Schema or a path to a schema JSON. Required for user files: trustgen never
             derives a schema from private data silently (see ``trustgen schema infer``).
+        labels_optional: for callers that never read the labels (scoring inputs): a file
+            without the label column (or ``y``) gets the first class as a placeholder, so it
+            can be encoded; without it such a file is refused.
 
     Returns:
         The data and its schema, already validated (errors are raised before any training). For
@@ -174,10 +178,22 @@ def load_data(source: str | Path, schema: Schema | str | Path | None = None) -> 
     if not kind_ok:
         want = "image" if isinstance(schema, ImageSchema) else "tabular"
         raise SchemaError(f"the schema is for {want} data but {name!r} holds the other kind")
+    if labels_optional:
+        data = _placeholder_labels(data, schema)
     data = fit_to_domain(data, schema)  # a DP schema's bounds clip rows by design
     make_encoder(schema).validate(data)
     check_record_count(data, name)
     return data, schema
+
+
+def _placeholder_labels(data: Data, schema: Schema) -> Data:
+    if schema.n_classes == 0:
+        return data
+    if isinstance(data, ImageData):
+        return data if data.y is not None else ImageData(data.x, np.zeros(len(data.x), dtype=np.int64))
+    if schema.label not in data.columns:
+        return data.assign(**{schema.label: schema.classes[0]})
+    return data
 
 
 def check_record_count(data: Data, name: str) -> None:

@@ -171,6 +171,11 @@ class GenerativeModel(nn.Module, abc.ABC):
         """The sub-module whose training touches private records (DP-SGD wraps only this)."""
         return self
 
+    def clipping_groups(self) -> list[tuple[list[nn.Parameter], float]] | None:
+        """Under DP, parts of :meth:`private_module` whose per-example gradients are clipped
+        apart, each to ``C * sqrt(share)`` (``[(parameters, share), ...]``); None: one clip."""
+        return None
+
     def private_rows_per_example(self) -> int:
         """How many consecutive batch rows of :meth:`private_module`'s layers belong to one
         example (1 unless a family stacks several passes of one example example-major)."""
@@ -188,8 +193,9 @@ OPTION_RANGES: dict[str, tuple[float, float, str]] = {
     "time_dim": (2, 4096, "an even number"), "timesteps": (1, 100_000, ""), "noise_multiplicity": (1, 64, ""),
     "invert_steps": (0, 100_000, ""), "beta": (0.0, 1e6, ""), "r1_gamma": (0.0, 1e6, ""),
     "label_dropout": (0.0, 0.99, ""), "prior_sigma": (0.0, 1e3, ""),
+    "label_head_share": (0.0, 0.99, ""),
 }
-_POSITIVE = ("beta", "prior_sigma")  # ranges open at their lower end
+_POSITIVE = ("beta", "prior_sigma", "label_head_share")  # ranges open at their lower end
 
 
 def _check_range(config_name: str, name: str, value: Any) -> None:

@@ -30,6 +30,7 @@ class VAEConfig:
     encoder_net: str = "mlp"
     decoder_net: str = "mlp"
     label_head: str = "none"
+    label_head_share: float = 0.5
     prior_sigma: float = 1.0
 
     @classmethod
@@ -134,6 +135,18 @@ class VAE(GenerativeModel):
                 logits = logits - torch.log(-torch.log(u.clamp_min(1e-12)))  # Gumbel-max draw
             values[start] = F.one_hot(logits.argmax(1), size).to(out.dtype)
         return torch.cat([values[start] for _, start, _ in self.spec.blocks], 1)
+
+    def clipping_groups(self):
+        """With a label head: the head's gradient is clipped apart from the VAE's, to
+        ``C * sqrt(label_head_share)`` (a VAE's gradient is far larger, and one clip would leave
+        the head almost nothing but noise: measured, a DP head at chance level)."""
+        head = getattr(self, "label_head", None)
+        if head is None:
+            return None
+        own = {id(p) for p in head.parameters()}
+        rest = [p for p in self.parameters() if id(p) not in own]
+        share = self.config.label_head_share
+        return [(rest, 1.0 - share), (list(head.parameters()), share)]
 
     def invert(self, x, y=None, *, sampler=None):
         """The encoder's mean: the latent ``z`` of ``x`` (differentiable)."""

@@ -60,7 +60,8 @@ def choose_mode(model: GenerativeModel | nn.Module) -> ClippingMode:
 
     * a trustgen model: ghost for the MLP models on tables, hooks for conv image models,
       wherever one example spans several rows of a layer's batch, and for Bayesian layers
-      (their grad sampler is checked against a per-example loop in hooks mode);
+      (their grad sampler is checked against a per-example loop in hooks mode) and for models
+      that clip parts of their gradient apart (:meth:`GenerativeModel.clipping_groups`);
     * any other ``nn.Module`` (a user's own network): ghost when every layer with parameters is
       an ``nn.Linear`` (the measured, exact case), hooks otherwise (conv, norm, embedding and
       recurrent layers: hooks handles every layer Opacus supports, empty batches included).
@@ -72,7 +73,8 @@ def choose_mode(model: GenerativeModel | nn.Module) -> ClippingMode:
         'hooks'
     """
     if isinstance(model, GenerativeModel):
-        ghost = model.spec.kind == "tabular" and model.private_rows_per_example() == 1 and not model.bayesian
+        ghost = (model.spec.kind == "tabular" and model.private_rows_per_example() == 1 and not model.bayesian
+                 and model.clipping_groups() is None)
         return "ghost" if ghost else "hooks"
     return "ghost" if all(isinstance(m, nn.Linear) for m in _layers_with_parameters(model)) else "hooks"
 
@@ -109,11 +111,17 @@ class PrivateGradients:
         noise: the secret source of the Gaussian noise; step ``k``'s noise is drawn at address
             ``("dp-noise", k)``, so it depends on the key and the step only.
         step: the number of noisy steps already taken (set it when resuming).
+        clip_groups: per-group clipping (hooks mode): ``[(parameters, share), ...]``, every
+            trainable parameter in exactly one group, shares summing to 1. Each example's
+            gradient on group ``g`` is clipped to ``C * sqrt(share_g)``, so its whole gradient
+            still has norm at most ``C``: the same sensitivity, the same noise, the same
+            accounting. It keeps a small part (a classifier beside a generator) from being
+            drowned by a large one whose gradients would otherwise take the whole norm.
     """
 
     def __init__(self, module: nn.Module, *, max_grad_norm: float, noise_multiplier: float,
                  expected_batch_size: float, mode: ClippingMode, rows_per_example: int = 1,
-                 noise: SecureRandom, step: int = 0) -> None:
+                 noise: SecureRandom, step: int = 0, clip_groups=None) -> None:
         from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 
         from trustgen.privacy import bayes_grad_sampler  # noqa: F401 - registers the Bayesian layers' sampler
@@ -132,6 +140,7 @@ class PrivateGradients:
         self.noise = noise
         self.step = int(step)
         self.params = [p for p in module.parameters() if p.requires_grad]
+        self.group_of, self.group_norms = self._check_groups(clip_groups, mode)
         if mode == "ghost":
             self.gsm = GradSampleModuleFastGradientClipping(module, loss_reduction="mean", max_grad_norm=self.C,
                                                             use_ghost_clipping=True)
@@ -164,13 +173,36 @@ class PrivateGradients:
         else:
             loss_per_example.sum().backward()
             per_example = [p.grad_sample.reshape(b, self.rows, *p.shape).sum(1) for p in self.params]
-            norms = torch.stack([g.flatten(1).norm(dim=1) for g in per_example], 1).norm(dim=1)
-            coef = self.clip_coefficients(norms)
-            for p, g in zip(self.params, per_example):
+            each = torch.stack([g.flatten(1).norm(dim=1) for g in per_example], 1)  # [B, params]
+            norms = each.norm(dim=1)
+            if self.group_of is None:
+                coefs = [self.clip_coefficients(norms)] * len(self.params)
+            else:
+                k = len(self.group_norms)
+                by_group = torch.stack([each[:, self.group_of == j].norm(dim=1) for j in range(k)], 0)
+                per_group = (self.group_norms[:, None].to(by_group) / (by_group + 1e-6)).clamp(max=1.0)
+                coefs = [per_group[j] for j in self.group_of.tolist()]
+            for p, g, coef in zip(self.params, per_example, coefs):
                 p.grad = torch.einsum("b,b...->...", coef, g)
                 p.grad_sample = None
         self._add_noise_and_scale()
         return norms.detach()
+
+    def _check_groups(self, groups, mode):
+        """``(group index per parameter, clipping norm per group)``, or ``(None, None)``."""
+        if groups is None:
+            return None, None
+        if mode != "hooks":
+            raise ConfigError("per-group clipping needs clipping mode 'hooks' (ghost clipping clips whole gradients)")
+        index = {id(p): j for j, (params, _) in enumerate(groups) for p in params if p.requires_grad}
+        shares = [float(share) for _, share in groups]
+        if any(not 0 < s <= 1 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
+            raise ConfigError(f"clipping shares must be in (0, 1] and sum to 1, got {shares}")
+        counted = sum(sum(1 for p in params if p.requires_grad) for params, _ in groups)
+        if counted != len(index) or set(index) != {id(p) for p in self.params}:
+            raise ConfigError("clipping groups must hold every trainable parameter of the module exactly once")
+        group_of = torch.tensor([index[id(p)] for p in self.params])
+        return group_of, self.C * torch.tensor(shares, dtype=torch.float64).sqrt()
 
     def clip_coefficients(self, norms: torch.Tensor) -> torch.Tensor:
         """``min(1, C / norm_i)`` per example (hooks mode; ghost mode has Opacus's own, the same)."""

@@ -130,7 +130,7 @@ class Trainer:
                 model.private_module(), max_grad_norm=self.privacy.max_grad_norm,
                 noise_multiplier=self.plan.noise_multiplier, expected_batch_size=self.plan.sample_rate * n,
                 mode=self.plan.mode, rows_per_example=model.private_rows_per_example(),
-                noise=self.rng)
+                noise=self.rng, clip_groups=model.clipping_groups())
         n_local = len(range(rank, n, world))
         state = LoopState(0, torch.randperm(n_local, generator=data_gen))
         ckpt = Path(checkpoint) if checkpoint is not None else None

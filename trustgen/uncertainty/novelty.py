@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from trustgen.errors import ConfigError
-from trustgen.models.base import GenerativeModel, randn
+from trustgen.models.base import GenerativeModel
 from trustgen.models.nets import one_hot
 from trustgen.uncertainty.posterior import check_bayesian, check_draws, posterior_draws
 
@@ -62,17 +62,19 @@ class InputScores:
         return cols
 
 
-def _neg_elbo(model: GenerativeModel, x: torch.Tensor, c: int | None, gen: torch.Generator, z_draws: int):
-    """Negative ELBO of ``x`` given class ``c`` (None: unconditional), ``z_draws`` latent draws."""
+def _neg_elbo(model: GenerativeModel, x: torch.Tensor, c: int | None, eps: torch.Tensor):
+    """Negative ELBO of ``x`` given class ``c`` (None: unconditional), averaged over the latent
+    draws ``z = mu + sigma * eps[s]``. The same ``eps`` for every row: a row's score depends on
+    the row alone, not on its place in the file or on the other rows."""
     y = None if c is None else torch.full((len(x),), c, dtype=torch.long, device=x.device)
     y1h = one_hot(y, model.spec.n_classes, len(x), x)
     mu, logvar = model.encode(x, y1h)
     rec = x.new_zeros(len(x))
-    for _ in range(z_draws):
-        z = mu + (0.5 * logvar).exp() * randn(mu.shape, gen, mu)
+    for e in eps.to(mu):
+        z = mu + (0.5 * logvar).exp() * e[None]
         rec = rec + model.reconstruction_nll(model.decode(z, y1h), x)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
-    return rec / z_draws + kl
+    return rec / len(eps) + kl
 
 
 def _log_prior(model: GenerativeModel, label_prior) -> torch.Tensor:
@@ -87,17 +89,19 @@ def _raw_scores(model: GenerativeModel, x: torch.Tensor, label_prior, draws: int
     """Per draw: the marginal nll ``[K, n]`` and the label probabilities ``[K, n, k]`` (or None)."""
     k = model.spec.n_classes
     head = getattr(model, "label_head", None) is not None
+    # One set of latent draws for every row, every class and every weight draw: the spread across
+    # weight draws is then the weights' alone.
+    eps = torch.randn((z_draws, *model.noise_shape()), generator=torch.Generator().manual_seed(seed))
     nlls, probs = [], []
     for s in range(0, len(x), batch_size):
         xb = x[s:s + batch_size].to(model.device)
         nll_b, prob_b = [], []
         with posterior_draws(model, draws, seed) as steps:
-            for d in steps:
-                gen = torch.Generator().manual_seed(seed * 1_000_003 + s)  # same latent noise in every draw
+            for _ in steps:
                 if k == 0:
-                    nll_b.append(_neg_elbo(model, xb, None, gen, z_draws))
+                    nll_b.append(_neg_elbo(model, xb, None, eps))
                     continue
-                ne = torch.stack([_neg_elbo(model, xb, c, gen, z_draws) for c in range(k)], 1)
+                ne = torch.stack([_neg_elbo(model, xb, c, eps) for c in range(k)], 1)
                 joint = -ne + _log_prior(model, label_prior).to(ne)
                 nll_b.append(-torch.logsumexp(joint, 1))
                 prob_b.append(torch.softmax(model.label_logits(xb), 1) if head else torch.softmax(joint, 1))
@@ -127,6 +131,11 @@ def score_inputs(model: GenerativeModel, x, *, label_prior=None, draws: int = 16
     x = torch.as_tensor(x, dtype=torch.float32)
     if len(x) == 0:
         raise ConfigError("no inputs to score")
+    spec = model.spec
+    want = (spec.dim,) if spec.kind == "tabular" else tuple(spec.shape)
+    if tuple(x.shape[1:]) != want:
+        raise ConfigError(f"inputs of shape {tuple(x.shape[1:])} do not fit this model's encoded data {want}: "
+                          "encode them with the run's schema first")
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     k = model.spec.n_classes
