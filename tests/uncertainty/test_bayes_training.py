@@ -153,3 +153,18 @@ def test_a_saved_run_reloads_the_variational_parameters_exactly(tmp_path):
     ua = sample_uncertainty(run.model, z, y, draws=4, seed=1)
     ub = sample_uncertainty(again.model, z, y, draws=4, seed=1)
     assert (ua.score == ub.score).all() and (ua.label_disagreement == ub.label_disagreement).all()
+
+
+def test_under_dp_the_label_head_is_linear_and_clipped_apart_by_default():
+    from torch import nn
+
+    private = build_model("vae", TABLE, {"label_head": "bayes-mlp"}, private=True)
+    plain = build_model("vae", TABLE, {"label_head": "bayes-mlp"})
+    assert len([m for m in private.label_head.modules() if isinstance(m, (nn.Linear, MeanFieldLinear))]) == 1
+    assert len(bayesian_layers(plain.label_head)) == 1 and len(plain.label_head) == 3
+    groups = private.clipping_groups()
+    assert [share for _, share in groups] == [0.5, 0.5]
+    assert {id(p) for p in groups[1][0]} == {id(p) for p in private.label_head.parameters()}
+    assert build_model("vae", TABLE).clipping_groups() is None
+    with pytest.raises(Exception, match="labelled data"):
+        build_model("vae", DataSpec("tabular", 1, 0, (("numeric", 0, 1),)), {"label_head": "mlp"})

@@ -152,14 +152,17 @@ def _unet_denoiser(spec, config) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------- label heads
-HEAD_HIDDEN = 64  # a classifier beside the generator: small, so its KL stays small beside the data
+def _head_sizes(spec, config) -> list[int]:
+    # label_head_hidden 0: a linear head (under DP the noise grows with the number of weights)
+    hidden = [config.label_head_hidden] if config.label_head_hidden else []
+    return [spec.dim, *hidden, spec.n_classes]
 
 
 @register_backbone("label_head", "mlp")
 def _mlp_label_head(spec, config) -> nn.Module:
-    return mlp([spec.dim, HEAD_HIDDEN, spec.n_classes])
+    return mlp(_head_sizes(spec, config))
 
 
 @register_backbone("label_head", "bayes-mlp")
 def _bayes_label_head(spec, config) -> nn.Module:
-    return bayes_mlp([spec.dim, HEAD_HIDDEN, spec.n_classes], prior_sigma=config.prior_sigma)
+    return bayes_mlp(_head_sizes(spec, config), prior_sigma=config.prior_sigma)

@@ -193,7 +193,7 @@ OPTION_RANGES: dict[str, tuple[float, float, str]] = {
     "time_dim": (2, 4096, "an even number"), "timesteps": (1, 100_000, ""), "noise_multiplicity": (1, 64, ""),
     "invert_steps": (0, 100_000, ""), "beta": (0.0, 1e6, ""), "r1_gamma": (0.0, 1e6, ""),
     "label_dropout": (0.0, 0.99, ""), "prior_sigma": (0.0, 1e3, ""),
-    "label_head_share": (0.0, 0.99, ""),
+    "label_head_share": (0.0, 0.99, ""), "label_head_hidden": (0, 4096, ""),
 }
 _POSITIVE = ("beta", "prior_sigma", "label_head_share")  # ranges open at their lower end
 
