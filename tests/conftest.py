@@ -24,3 +24,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def png_images(monkeypatch) -> dict:
+    """Counts the images in each figure trustgen saves: ``png_images["n"]`` after a write."""
+    import trustgen.plots as plots
+
+    shown: dict = {}
+    real_save = plots.save_figure
+
+    def count(fig, path):
+        shown["n"] = sum(bool(ax.images) for ax in fig.axes)
+        real_save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", count)
+    return shown

@@ -139,27 +139,11 @@ def test_csv_appends_an_uncertainty_column_and_keeps_the_rows(runs, tmp_path, ca
     pd.testing.assert_frame_equal(u.drop(columns="uncertainty"), plain)
 
 
-@pytest.fixture
-def shown(monkeypatch) -> dict:
-    """The number of axes with an image in each figure trustgen saves (``shown["images"]``)."""
-    import trustgen.plots as plots
-
-    seen: dict = {}
-    real_save = plots.save_figure
-
-    def count(fig, path):
-        seen["images"] = sum(bool(ax.images) for ax in fig.axes)
-        real_save(fig, path)
-
-    monkeypatch.setattr(plots, "save_figure", count)
-    return seen
-
-
-def test_a_png_of_images_shows_each_sample_above_its_map(runs, tmp_path, capsys, shown):
+def test_a_png_of_images_shows_each_sample_above_its_map(runs, tmp_path, capsys, png_images):
     out = tmp_path / "maps.png"
     ok(capsys, ["sample", runs["digits"], "-n", 12, "--seed", 1, "--uncertainty", 3, "--out", out])
     assert out.read_bytes()[:8] == PNG_MAGIC
-    assert shown["images"] == 24
+    assert png_images["n"] == 24
 
 
 def test_a_png_of_table_samples_with_uncertainty(runs, tmp_path, capsys):
