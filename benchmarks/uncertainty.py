@@ -53,6 +53,8 @@ ap.add_argument("--part", nargs="+", default=["filtering", "novelty", "calibrati
 ap.add_argument("--seeds", type=int, default=5)
 ap.add_argument("--steps", type=int, default=3000)
 ap.add_argument("--n", type=int, default=1500, help="samples per seed (filtering)")
+ap.add_argument("--cv-seed", type=int, default=0, help="calibration: seed of the 5-fold split and the training")
+ap.add_argument("--epsilons", nargs="+", default=["none", "1"], help="calibration: 'none' (non-private) and/or epsilons")
 ap.add_argument("--smoke", action="store_true")
 args = ap.parse_args()
 if args.smoke:
@@ -159,11 +161,11 @@ def calibration():
     y = (df["diagnosis"] == "benign").to_numpy().astype(int)
     cls = list(schema.classes).index("benign")
     enc = make_encoder(schema)
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(df, y))
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=args.cv_seed).split(df, y))
     if args.smoke:
         folds = folds[:1]
     rows = []
-    for eps in (None, 1.0):
+    for eps in (None if e == "none" else float(e) for e in args.epsilons):
         for head in ("mlp", "bayes-mlp"):
             methods = [head] + (["mlp + last-layer Laplace"] if head == "mlp" and eps is None else [])
             probs = {name: np.zeros(len(df)) for name in methods}
@@ -174,14 +176,14 @@ def calibration():
                 # (the linear DP head moves too slowly at 1e-3 under sigma ~30)
                 steps, batch, lr = (args.steps, 64, None) if eps is None else (max(5, args.steps * 4 // 15), 128, 1e-2)
                 run = train(df.iloc[tr].reset_index(drop=True), "vae",
-                            TrainConfig(steps=steps, batch_size=batch, progress=False, seed=k, lr=lr), schema=schema,
+                            TrainConfig(steps=steps, batch_size=batch, progress=False, seed=100 * args.cv_seed + k, lr=lr), schema=schema,
                             model_options={"label_head": head},
                             privacy=None if eps is None else PrivacyConfig(epsilon=eps))
                 m = run.model.eval()
                 x = torch.as_tensor(enc.transform(df.iloc[te].reset_index(drop=True))[0], dtype=torch.float32)
                 with torch.no_grad():
                     if m.bayesian:
-                        with posterior_draws(m, 64, seed=k) as steps_:
+                        with posterior_draws(m, 64, seed=100 * args.cv_seed + k) as steps_:
                             p = torch.stack([torch.softmax(m.label_logits(x), 1) for _ in steps_]).mean(0)
                     else:
                         p = torch.softmax(m.label_logits(x), 1)
@@ -199,7 +201,7 @@ def calibration():
                              "accuracy": round(float(((probs[name][seen] > 0.5) == y[seen]).mean()), 4),
                              "seconds": round(time.time() - t0)})
                 print(rows[-1], flush=True)
-    print("\ncalibration of the label head, breast_cancer, pooled over 5 folds")
+    print(f"\ncalibration of the label head, breast_cancer, pooled over 5 folds (split seed {args.cv_seed})")
     print(pd.DataFrame(rows).to_string(index=False))
 
 
