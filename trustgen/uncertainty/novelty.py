@@ -11,11 +11,14 @@ For each input row ``x``:
   label head when it has one (averaged over weight draws: the posterior predictive), else
   from the generative model itself, ``p(y | x) ~ p(y) exp(-negELBO(x, y))``.
 * ``novelty``: how far out ``x`` is against the model's own samples (the reference: no
-  training record is read): ``max(z_nll, z_epistemic)``, each the number of the reference's
-  standard deviations above the reference's mean. ``p_value``: the share of reference samples
-  at least as novel (with the +1 of a permutation p-value).
+  training record is read): ``(nll - mean) / std`` of the reference's ``nll``. ``p_value``: the
+  share of reference samples at least as novel (with the +1 of a permutation p-value).
+  ``epistemic`` is reported beside it, not folded in: the reference samples come from the
+  posterior-mean model, so their spread is low by construction (see the comment in the code).
 * ``confident_but_novel``: the label is confident (``>= 0.9``) although ``p_value < 0.01``: a
-  high ``p(y | x)`` with a low ``p(x)``, the decision not to trust.
+  high ``p(y | x)`` with a low ``p(x)``, the decision not to trust. The label confidence is
+  the posterior predictive (averaged over weight draws), so it carries the head's own
+  epistemic uncertainty; ``p(x)`` comes from the ELBO.
 
 docs/uncertainty.md gives the validation (ROC AUC against out-of-distribution inputs).
 """
@@ -152,8 +155,11 @@ def score_inputs(model: GenerativeModel, x, *, label_prior=None, draws: int = 16
     def z(v, ref):
         return (v - ref.mean()) / ref.std().clamp_min(1e-12)
 
-    novelty = torch.maximum(z(mean, mean_ref), z(epi, epi_ref))
-    ref_novelty = torch.maximum(z(mean_ref, mean_ref), z(epi_ref, epi_ref))
+    # The likelihood alone: the reference is the posterior-mean model's own samples, which sit where
+    # its weight draws agree, so their epistemic spread is low by construction and would flag real
+    # data (measured on digits: real inputs 0.47 against its samples' 0.17; 57% of held-out real
+    # digits at p < 0.01 when the spread entered the score, nll alone matched them).
+    novelty, ref_novelty = z(mean, mean_ref), z(mean_ref, mean_ref)
     p_value = ((ref_novelty[None, :] >= novelty[:, None]).sum(1) + 1.0) / (reference + 1.0)
     label = conf = confident_novel = p = None
     source = None
