@@ -77,7 +77,7 @@ def uncertainty_grid(x: np.ndarray, maps: np.ndarray, scores: np.ndarray, *, low
     order = np.argsort(-np.asarray(scores), kind="stable")
     n_rows = -(-len(order) // per_row)
     fig, axes = plt.subplots(2 * n_rows, per_row, figsize=(per_row * 0.9 + 1.0, n_rows * 1.9 + 0.5), squeeze=False)
-    fig.subplots_adjust(left=0.02, right=0.86, bottom=0.02, top=1 - 0.5 / (n_rows * 1.9 + 0.5), hspace=0.25)
+    fig.subplots_adjust(left=0.02, right=0.86, bottom=0.02, top=1 - 0.6 / (n_rows * 1.9 + 0.5), hspace=0.25)
     vmax = float(np.quantile(maps, 0.999)) or 1.0  # one scale for all; a single extreme pixel does not set it
     shown = None
     for k, i in enumerate(order):
