@@ -281,9 +281,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if constraints is not None:
         _check_constraint_steps(args, run)
     if args.uncertainty is not None:
+        from trustgen.sampling.writers import UNCERTAINTY_FIELDS
         from trustgen.uncertainty.posterior import check_bayesian
 
         check_bayesian(run.model)
+        clash = sorted({c.name for c in getattr(run.schema, "columns", ())} & {n for n, _ in UNCERTAINTY_FIELDS})
+        if clash and out.suffix.lower() == ".csv":
+            raise _Fail(f"the schema has columns named {clash}: the uncertainty columns would overwrite them; "
+                        "write .png, or rename those columns")
     reference = None
     if args.real is not None:
         if args.uncertainty is not None:

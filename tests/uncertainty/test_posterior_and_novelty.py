@@ -133,3 +133,28 @@ def test_scores_are_reproducible_and_refuse_bad_arguments(two_cluster_run):
         score_inputs(run.model, x[:0], reference=20)
     with pytest.raises(ConfigError, match="do not fit"):
         score_inputs(run.model, np.zeros((5, 3)), reference=20)
+
+
+def test_draws_restore_the_train_mode_a_trainer_callback_relies_on():
+    m = model_with_rho(-2.0).train()
+    z, y = noise(4)
+    sample_uncertainty(m, z, y, draws=2)
+    assert m.training
+    score_inputs(m, np.zeros((3, 3), dtype=np.float32), draws=2, reference=10)
+    assert m.training
+
+
+def test_a_bayesian_head_alone_is_not_a_posterior_over_samples():
+    torch.manual_seed(0)
+    m = build_model("vae", TABLE, {"label_head": "bayes-mlp"}).eval()
+    z, y = noise(4)
+    with pytest.raises(ConfigError, match="decoder_net=bayes-mlp"):
+        sample_uncertainty(m, z, y)
+    with pytest.raises(ConfigError, match="decoder_net=bayes-mlp"):
+        score_inputs(m, np.zeros((3, 3), dtype=np.float32))
+
+
+@pytest.mark.parametrize("prior", [[0.2, 0.3, 0.5], [1.2, -0.2], [0.5, 0.6], [float("nan"), 1.0]])
+def test_a_label_prior_that_is_not_one_of_the_models_is_refused(prior):
+    with pytest.raises(ConfigError, match="label_prior"):
+        score_inputs(model_with_rho(-2.0), np.zeros((3, 3), dtype=np.float32), label_prior=prior, reference=10)

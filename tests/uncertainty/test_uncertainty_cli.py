@@ -358,3 +358,11 @@ def test_score_refusals(runs, inputs, tmp_path, capsys, case):
     refused(capsys, ["score", run, "--input", source, "--out", out, *figure, "--draws", 2, "--reference", 100,
                      *extra], words, where)
     assert sorted(p.name for p in runs["digits"].iterdir()) == run_files
+
+
+def test_a_single_row_can_be_scored(runs, inputs, tmp_path, capsys):
+    one = tmp_path / "one.csv"
+    pd.read_csv(inputs["rows"]).iloc[:1].to_csv(one, index=False)
+    out = tmp_path / "s.csv"
+    ok(capsys, ["score", runs["table"], "--input", one, "--out", out, "--draws", 2, "--reference", 100])
+    assert len(pd.read_csv(out)) == 1

@@ -151,9 +151,10 @@ def load_data(source: str | Path, schema: Schema | str | Path | None = None, *,
         source: ``"digits"``, ``"breast_cancer"``, ``"randhie"`` or a ``.csv`` / ``.npz`` path.
         schema: a Schema or a path to a schema JSON. Required for user files: trustgen never
             derives a schema from private data silently (see ``trustgen schema infer``).
-        labels_optional: for callers that never read the labels (scoring inputs): a file
-            without the label column (or ``y``) gets the first class as a placeholder, so it
-            can be encoded; without it such a file is refused.
+        labels_optional: for callers that never read the labels and score rows one by one
+            (``trustgen score``): a file without the label column (or ``y``) gets the first
+            class as a placeholder, so it can be encoded, and a single row is accepted;
+            without it such a file is refused.
 
     Returns:
         The data and its schema, already validated (errors are raised before any training). For
@@ -182,7 +183,7 @@ def load_data(source: str | Path, schema: Schema | str | Path | None = None, *,
         data = _placeholder_labels(data, schema)
     data = fit_to_domain(data, schema)  # a DP schema's bounds clip rows by design
     make_encoder(schema).validate(data)
-    check_record_count(data, name)
+    check_record_count(data, name, 1 if labels_optional else MIN_RECORDS)
     return data, schema
 
 
@@ -196,11 +197,14 @@ def _placeholder_labels(data: Data, schema: Schema) -> Data:
     return data
 
 
-def check_record_count(data: Data, name: str) -> None:
-    """Refuse data with fewer than :data:`MIN_RECORDS` records (files and in-memory data alike)."""
-    if len(data) < MIN_RECORDS:
+def check_record_count(data: Data, name: str, least: int | None = None) -> None:
+    """Refuse data with fewer than ``least`` (default :data:`MIN_RECORDS`) records (files and
+    in-memory data alike)."""
+    least = MIN_RECORDS if least is None else least
+    if len(data) < least:
+        why = "to score" if least == 1 else "to train on or evaluate (one record has no distribution to learn)"
         raise DataError(f"{name!r} holds {len(data)} record{'s' if len(data) != 1 else ''}; trustgen needs at least "
-                        f"{MIN_RECORDS} to train on or evaluate (one record has no distribution to learn)")
+                        f"{least} {why}")
 
 
 def infer_schema(data: Data, label: str | None = None, max_categories: int = 20) -> Schema:

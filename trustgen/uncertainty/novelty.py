@@ -82,8 +82,13 @@ def _neg_elbo(model: GenerativeModel, x: torch.Tensor, c: int | None, eps: torch
 
 def _log_prior(model: GenerativeModel, label_prior) -> torch.Tensor:
     k = model.spec.n_classes
-    p = torch.full((k,), 1.0 / k) if label_prior is None else torch.as_tensor(label_prior, dtype=torch.float32)
-    return p.clamp_min(1e-12).log()
+    if label_prior is None:
+        return torch.full((k,), 1.0 / k).log()
+    p = torch.as_tensor(label_prior, dtype=torch.float64)
+    if p.shape != (k,) or not torch.isfinite(p).all() or (p < 0).any() or abs(float(p.sum()) - 1.0) > 1e-6:
+        raise ConfigError(f"label_prior must be {k} non-negative class probabilities summing to 1, "
+                          f"got {label_prior!r}")
+    return p.float().clamp_min(1e-12).log()
 
 
 @torch.no_grad()
@@ -129,6 +134,7 @@ def score_inputs(model: GenerativeModel, x, *, label_prior=None, draws: int = 16
     """
     check_bayesian(model)
     draws = check_draws(draws)
+    log_prior = _log_prior(model, label_prior)  # checked before any work
     if isinstance(reference, bool) or not isinstance(reference, int) or reference < 10:
         raise ConfigError(f"reference must be an integer of at least 10 samples, got {reference!r}")
     x = torch.as_tensor(x, dtype=torch.float32)
@@ -139,16 +145,19 @@ def score_inputs(model: GenerativeModel, x, *, label_prior=None, draws: int = 16
     if tuple(x.shape[1:]) != want:
         raise ConfigError(f"inputs of shape {tuple(x.shape[1:])} do not fit this model's encoded data {want}: "
                           "encode them with the run's schema first")
+    was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(seed)
+    # The reference's own noise comes from a stream apart from the weight and latent draws, which
+    # inputs and reference share (a paired comparison).
+    gen = torch.Generator().manual_seed(seed * 2 + 1)
     k = model.spec.n_classes
     cond = None
     if k:
-        prior = torch.exp(_log_prior(model, label_prior))
-        cond = torch.multinomial(prior, reference, replacement=True, generator=gen).to(model.device)
+        cond = torch.multinomial(log_prior.exp(), reference, replacement=True, generator=gen).to(model.device)
     x_ref = model.sample(reference, cond=cond, generator=gen).float().cpu()
     nll, probs = _raw_scores(model, x, label_prior, draws, seed, z_draws, batch_size)
-    nll_ref, _ = _raw_scores(model, x_ref, label_prior, draws, seed + 1, z_draws, batch_size)
+    nll_ref, _ = _raw_scores(model, x_ref, label_prior, draws, seed, z_draws, batch_size)
+    model.train(was_training)
     mean, epi = nll.mean(0), nll.std(0)
     mean_ref, epi_ref = nll_ref.mean(0), nll_ref.std(0)
 

@@ -28,7 +28,7 @@ import torch
 
 from trustgen.errors import ConfigError
 from trustgen.models.base import GenerativeModel
-from trustgen.models.bayes import resample_weights, use_posterior_mean
+from trustgen.models.bayes import bayesian_layers, resample_weights, use_posterior_mean
 
 MAX_DRAWS = 1024
 NOT_BAYESIAN = ("this run has no Bayesian layers, so it has no posterior to draw from: train it with "
@@ -60,20 +60,21 @@ def check_bayesian(model: GenerativeModel) -> None:
     if model.family != "vae":
         raise ConfigError(f"posterior uncertainty is built for the VAE; this run is a {model.family} "
                           "(docs/uncertainty.md says what each family supports)")
-    if not model.bayesian:
+    if not bayesian_layers(model.decoder):  # a Bayesian label head alone gives no spread to the decoder
         raise ConfigError(NOT_BAYESIAN)
 
 
 @contextmanager
 def posterior_draws(model: GenerativeModel, draws: int, seed: int | None) -> Iterator[Iterator[int]]:
     """Yield an iterator over ``draws`` weight draws of ``model`` (each step sets the next
-    draw, from a generator seeded with ``seed``); the posterior mean is restored at the end,
-    whatever happens."""
+    draw, from a generator seeded with ``seed``), in ``eval()`` mode; the posterior mean and
+    the model's train/eval mode are restored at the end, whatever happens."""
     gen = torch.Generator()
     if seed is None:
         gen.seed()
     else:
         gen.manual_seed(seed)
+    was_training = model.training
     model.eval()
 
     def steps():
@@ -85,6 +86,7 @@ def posterior_draws(model: GenerativeModel, draws: int, seed: int | None) -> Ite
         yield steps()
     finally:
         use_posterior_mean(model)
+        model.train(was_training)
 
 
 @torch.no_grad()

@@ -112,7 +112,9 @@ def fit_label_head(model, x, y, *, steps: int = 1000, batch_size: int = 128, lr:
     gen = torch.Generator().manual_seed(seed)
     losses = []
     was_training = model.training
-    with pyro.poutine.seed(rng_seed=seed):  # Pyro's own draws, reproducible, without touching torch's global seed
+    # poutine.seed restores the CPU, numpy and random states it changes, not CUDA's: kept here.
+    cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    with pyro.poutine.seed(rng_seed=int(seed)):  # Pyro's own draws, reproducible
         for _ in range(steps):
             idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen).to(x.device)
             opt.zero_grad(set_to_none=True)
@@ -120,6 +122,8 @@ def fit_label_head(model, x, y, *, steps: int = 1000, batch_size: int = 128, lr:
             loss.backward()
             opt.step()
             losses.append(loss.item())
+    if cuda_state is not None:
+        torch.cuda.set_rng_state_all(cuda_state)
     model.train(was_training)
     return losses
 
