@@ -28,6 +28,7 @@ LAYERS = [
     ("training",),
     ("pipeline", "sampling"),
     ("evaluation", "watermark", "uncertainty"),
+    ("explain",),  # counterfactuals and attributions: use the model, the sampler and the uncertainty
     ("demo",),
     ("cli",),
     ("__main__",),
