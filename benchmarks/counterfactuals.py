@@ -1,0 +1,144 @@
+"""Counterfactuals on breast_cancer: trustgen's on-manifold search beside DiCE, one classifier.
+
+A VAE (3,000 steps, seed 0) and an MLP classifier are trained on a 70% split; the queries are
+held-out records, each asked to flip to the other class. For every method, on the same queries
+and the same classifier:
+
+* validity: share whose counterfactual the classifier assigns to the target (p > 0.5);
+* proximity: L1 distance to the query, each feature in units of its training-set std;
+* sparsity: features changed (numbers by more than 1% of their public range);
+* plausibility: share of local-outlier-factor inliers (LOF, 20 neighbours, fitted on the
+  training split) and the share of the 5 nearest training records that carry the target label;
+* seconds per query (CPU; all queries of a method in one call).
+
+DiCE (``dice-ml``, random and genetic) is a benchmark-only extra: ``pip install dice-ml``;
+without it its rows are left out and the script says so. DiCE gets the classifier as a
+``predict_proba`` on DataFrames.
+
+    python benchmarks/counterfactuals.py --queries 30
+    python benchmarks/counterfactuals.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
+from torch import nn
+
+from trustgen.constraints.space import Space
+from trustgen.data.datasets import load_breast_cancer
+from trustgen.data.encoders import make_encoder
+from trustgen.explain import counterfactual
+from trustgen.pipeline import train
+from trustgen.training import TrainConfig
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--queries", type=int, default=30)
+ap.add_argument("--steps", type=int, default=3000)
+ap.add_argument("--smoke", action="store_true")
+args = ap.parse_args()
+if args.smoke:
+    args.queries, args.steps = 4, 5
+torch.set_num_threads(1)
+torch.manual_seed(0)
+
+df, schema = load_breast_cancer()
+tr, te = train_test_split(df, test_size=0.3, random_state=0, stratify=df["diagnosis"])
+tr, te = tr.reset_index(drop=True), te.reset_index(drop=True)
+features = [c.name for c in schema.feature_columns]
+space, enc = Space(schema), make_encoder(schema)
+run = train(tr, "vae", TrainConfig(steps=args.steps, batch_size=64, progress=False, seed=0), schema=schema)
+
+
+class Classifier(nn.Module):
+    """An MLP on the data's units, scaled by the schema's public bounds."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(len(features), 32), nn.ReLU(), nn.Linear(32, 2))
+        self.register_buffer("offset", torch.tensor(space.offset, dtype=torch.float32))
+        self.register_buffer("scale", torch.tensor(space.scale, dtype=torch.float32))
+
+    def forward(self, units):
+        return self.net((units - self.offset) / self.scale)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:  # what DiCE calls
+        with torch.no_grad():
+            u = torch.as_tensor(frame[features].to_numpy(dtype=np.float32))
+            return torch.softmax(self(u), 1).numpy()
+
+
+clf = Classifier()
+x_tr, y_tr = enc.transform(tr)
+u_tr = space.to_units(torch.as_tensor(x_tr, dtype=torch.float32))
+opt = torch.optim.Adam(clf.parameters(), lr=1e-2)
+for _ in range(500):
+    opt.zero_grad()
+    nn.functional.cross_entropy(clf(u_tr), torch.as_tensor(y_tr)).backward()
+    opt.step()
+queries = te.iloc[: args.queries].reset_index(drop=True)
+pred = clf.predict_proba(queries).argmax(1)
+target = 1 - pred
+print(f"classifier accuracy on the held-out 30%: {(clf.predict_proba(te).argmax(1) == enc.transform(te)[1]).mean():.3f}; "
+      f"{len(queries)} queries")
+
+std = tr[features].std().to_numpy()
+lof = LocalOutlierFactor(n_neighbors=20, novelty=True).fit(tr[features].to_numpy() / std)
+nn_index = NearestNeighbors(n_neighbors=5).fit(tr[features].to_numpy() / std)
+
+
+def metrics(name: str, cf: pd.DataFrame, seconds: float) -> dict:
+    ok = ~cf[features].isna().any(axis=1).to_numpy()
+    p = np.zeros((len(cf), 2))
+    p[ok] = clf.predict_proba(cf[ok])
+    valid = ok & (p[np.arange(len(cf)), target] > 0.5)
+    q, c = queries[features].to_numpy(), cf[features].to_numpy(dtype=float)
+    span = np.array([schema.column(f).high - schema.column(f).low for f in features])
+    changed = (np.abs(c - q) > 0.01 * span).sum(1)
+    scaled = c[ok] / std
+    inlier = np.zeros(len(cf), dtype=bool)
+    inlier[ok] = lof.predict(scaled) == 1
+    agree = np.full(len(cf), np.nan)
+    if ok.any():
+        _, idx = nn_index.kneighbors(scaled)
+        agree[ok] = (y_tr[idx] == target[ok, None]).mean(1)
+    return {"method": name, "validity": valid.mean(), "proximity_L1_std": (np.abs(c - q) / std)[valid].sum(1).mean()
+            if valid.any() else np.nan, "features_changed": changed[valid].mean() if valid.any() else np.nan,
+            "LOF_inliers": inlier[valid].mean() if valid.any() else np.nan,
+            "neighbours_with_target": np.nanmean(agree[valid]) if valid.any() else np.nan,
+            "s_per_query": seconds / len(cf)}
+
+
+rows = []
+t0 = time.perf_counter()
+res = counterfactual(clf, queries, target, run, labels=target)
+rows.append(metrics("trustgen (VAE latent + sparsify)", res.counterfactuals, time.perf_counter() - t0))
+try:
+    import dice_ml
+except ImportError:
+    print("dice-ml is not installed: DiCE rows left out (pip install dice-ml, a benchmark-only extra)")
+else:
+    frame = tr[features].assign(diagnosis=y_tr)
+    d = dice_ml.Data(dataframe=frame, continuous_features=features, outcome_name="diagnosis")
+    m = dice_ml.Model(model=clf, backend="sklearn")
+    for method in ("random", "genetic"):
+        explainer = dice_ml.Dice(d, m, method=method)
+        out = []
+        t0 = time.perf_counter()
+        for i in range(len(queries)):
+            try:
+                e = explainer.generate_counterfactuals(queries.iloc[[i]][features], total_CFs=1,
+                                                       desired_class=int(target[i]), random_seed=0)
+                cf = e.cf_examples_list[0].final_cfs_df
+                out.append(cf[features].iloc[0] if cf is not None and len(cf) else pd.Series(np.nan, features))
+            except Exception:  # DiCE raises when it finds none: counted invalid
+                out.append(pd.Series(np.nan, index=features))
+        rows.append(metrics(f"DiCE {method}", pd.DataFrame(out).reset_index(drop=True), time.perf_counter() - t0))
+table = pd.DataFrame(rows)
+print(table.round(3).to_string(index=False))
