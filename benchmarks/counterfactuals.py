@@ -103,7 +103,8 @@ def metrics(name: str, cf: pd.DataFrame, seconds: float) -> dict:
     changed = (np.abs(c - q) > 0.01 * span).sum(1)
     scaled = c[ok] / std
     inlier = np.zeros(len(cf), dtype=bool)
-    inlier[ok] = lof.predict(scaled) == 1
+    if ok.any():
+        inlier[ok] = lof.predict(scaled) == 1
     agree = np.full(len(cf), np.nan)
     if ok.any():
         _, idx = nn_index.kneighbors(scaled)
@@ -133,11 +134,14 @@ else:
         t0 = time.perf_counter()
         for i in range(len(queries)):
             try:
+                seeded = {"random_seed": 0} if method == "random" else {}  # genetic takes no seed
                 e = explainer.generate_counterfactuals(queries.iloc[[i]][features], total_CFs=1,
-                                                       desired_class=int(target[i]), random_seed=0)
+                                                       desired_class=int(target[i]), verbose=False, **seeded)
                 cf = e.cf_examples_list[0].final_cfs_df
                 out.append(cf[features].iloc[0] if cf is not None and len(cf) else pd.Series(np.nan, features))
-            except Exception:  # DiCE raises when it finds none: counted invalid
+            except Exception as err:  # DiCE raises when it finds none: counted invalid
+                if i == 0:
+                    print(f"DiCE {method}, first query: {type(err).__name__}: {str(err)[:200]}")
                 out.append(pd.Series(np.nan, index=features))
         rows.append(metrics(f"DiCE {method}", pd.DataFrame(out).reset_index(drop=True), time.perf_counter() - t0))
 table = pd.DataFrame(rows)
