@@ -45,6 +45,8 @@ def test_counterfactuals_cross_the_boundary_on_the_data_manifold(clusters):
     assert (res.probs_before[:, 1] < 0.5).all() and (res.probs_after[res.valid, 1] > 0.5).all()
     cf = res.counterfactuals
     assert (cf["site"].to_numpy() == left["site"].to_numpy()).all()  # immutable: never changed
+    untouched = res.changed == 1  # only a moved: b is the input's, exactly
+    assert untouched.any() and (cf.loc[untouched, "b"].to_numpy() == left.loc[untouched, "b"].to_numpy()).all()
     assert ((cf["a"] >= -6) & (cf["a"] <= 6)).all() and (cf.loc[res.valid, "a"] > 0).all()
     assert res.path.shape == (30, 20, Space(schema).dim)
     assert (res.changed <= 2).all() and (res.proximity > 0).all()

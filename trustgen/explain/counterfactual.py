@@ -182,6 +182,13 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
     encoded = best.reshape(x.shape).cpu()
     data = space.units_to_data(to_units(best.double()), y_np)
     feats = _features(space, flat_x.shape[1])
+    if not space.image:  # a feature the counterfactual left alone keeps the input's exact value
+        names = {**{i: n for n, i in space.numeric.items()}, **{s: n for n, (s, _) in space.categorical.items()}}
+        same = (best == flat_x).cpu().numpy()
+        for f in feats:
+            kept = same[:, f].all(1)
+            name = names[int(f[0])]
+            data.loc[kept, name] = inputs[name].to_numpy()[kept]
     diff = (best - flat_x).abs().cpu().numpy()
     changed = np.array([sum(bool(diff[i, f].max() > 0.02) for f in feats) for i in range(n)])
     return CounterfactualResult(data, encoded, valid, before.cpu().numpy(), after.cpu().numpy(), changed,
