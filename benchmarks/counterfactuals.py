@@ -29,12 +29,12 @@ import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
-from torch import nn
 
 from trustgen.constraints.space import Space
 from trustgen.data.datasets import load_breast_cancer
 from trustgen.data.encoders import make_encoder
 from trustgen.explain import counterfactual
+from trustgen.explain.classifier import SchemaClassifier
 from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 
@@ -56,32 +56,8 @@ space, enc = Space(schema), make_encoder(schema)
 run = train(tr, "vae", TrainConfig(steps=args.steps, batch_size=64, progress=False, seed=0), schema=schema)
 
 
-class Classifier(nn.Module):
-    """An MLP on the data's units, scaled by the schema's public bounds."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(len(features), 32), nn.ReLU(), nn.Linear(32, 2))
-        self.register_buffer("offset", torch.tensor(space.offset, dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(space.scale, dtype=torch.float32))
-
-    def forward(self, units):
-        return self.net((units - self.offset) / self.scale)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:  # what DiCE calls
-        with torch.no_grad():
-            u = torch.as_tensor(frame[features].to_numpy(dtype=np.float32))
-            return torch.softmax(self(u), 1).numpy()
-
-
-clf = Classifier()
+clf = SchemaClassifier(schema).fit(tr)
 x_tr, y_tr = enc.transform(tr)
-u_tr = space.to_units(torch.as_tensor(x_tr, dtype=torch.float32))
-opt = torch.optim.Adam(clf.parameters(), lr=1e-2)
-for _ in range(500):
-    opt.zero_grad()
-    nn.functional.cross_entropy(clf(u_tr), torch.as_tensor(y_tr)).backward()
-    opt.step()
 queries = te.iloc[: args.queries].reset_index(drop=True)
 pred = clf.predict_proba(queries).argmax(1)
 target = 1 - pred
@@ -96,7 +72,8 @@ nn_index = NearestNeighbors(n_neighbors=5).fit(tr[features].to_numpy() / std)
 def metrics(name: str, cf: pd.DataFrame, seconds: float) -> dict:
     ok = ~cf[features].isna().any(axis=1).to_numpy()
     p = np.zeros((len(cf), 2))
-    p[ok] = clf.predict_proba(cf[ok])
+    if ok.any():
+        p[ok] = clf.predict_proba(cf[ok])
     valid = ok & (p[np.arange(len(cf)), target] > 0.5)
     q, c = queries[features].to_numpy(), cf[features].to_numpy(dtype=float)
     span = np.array([schema.column(f).high - schema.column(f).low for f in features])

@@ -16,12 +16,12 @@ import argparse
 
 import numpy as np
 import torch
-from torch import nn
 
 from trustgen.constraints.space import Space
 from trustgen.data.encoders import make_encoder
 from trustgen.data.loaders import load_data
 from trustgen.explain import attribute, counterfactual
+from trustgen.explain.classifier import SchemaClassifier
 from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 
@@ -38,32 +38,12 @@ features = [c.name for c in schema.feature_columns]
 
 
 
-class Classifier(nn.Module):
-    """A classifier on the data's units, scaled inside by the schema's public bounds."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(len(features), 32), nn.ReLU(), nn.Linear(32, 2))
-        self.register_buffer("offset", torch.tensor(space.offset, dtype=torch.float32))
-        self.register_buffer("scale", torch.tensor(space.scale, dtype=torch.float32))
-
-    def forward(self, units):
-        return self.net((units - self.offset) / self.scale)
-
-
-# 1. the classifier
-classifier = Classifier()
-x, y = enc.transform(df)
-units = space.to_units(torch.as_tensor(x, dtype=torch.float32))
-opt = torch.optim.Adam(classifier.parameters(), lr=1e-2)
-for _ in range(20 if args.smoke else 300):
-    opt.zero_grad()
-    nn.functional.cross_entropy(classifier(units), torch.as_tensor(y)).backward()
-    opt.step()
+# 1. a classifier of the diagnosis on the data's units
+classifier = SchemaClassifier(schema).fit(df, steps=20 if args.smoke else 300)
 
 # 2. counterfactuals of 5 records
 rows = df.iloc[:5].reset_index(drop=True)
-before = classifier(space.to_units(torch.as_tensor(enc.transform(rows)[0], dtype=torch.float32))).argmax(1).numpy()
+before = classifier.predict_proba(rows).argmax(1)
 target = 1 - before
 res = counterfactual(classifier, rows, target, run, labels=target, immutable=["mean texture"])
 for i in range(len(rows)):

@@ -71,3 +71,20 @@ def test_bad_arguments_are_refused(clusters):
         counterfactual(ReadsA(), left, 1, run, immutable=["nope"])
     with pytest.raises(ConfigError, match="steps"):
         counterfactual(ReadsA(), left, 1, run, steps=0)
+
+
+def test_the_schema_classifier_learns_the_label_and_scores_rows_without_it():
+    from trustgen.data.datasets import load_breast_cancer
+    from trustgen.data.encoders import make_encoder
+    from trustgen.explain.classifier import SchemaClassifier
+
+    df, schema = load_breast_cancer()
+    clf = SchemaClassifier(schema).fit(df.iloc[:400], steps=200, seed=0)
+    y = make_encoder(schema).transform(df.iloc[400:])[1]
+    assert (clf.predict_proba(df.iloc[400:]).argmax(1) == y).mean() > 0.9
+    features_only = df.iloc[400:].drop(columns="diagnosis")
+    np.testing.assert_array_equal(clf.predict_proba(features_only), clf.predict_proba(df.iloc[400:]))
+    again = SchemaClassifier(schema).fit(df.iloc[:400], steps=200, seed=0)
+    np.testing.assert_array_equal(again.predict_proba(df.iloc[:5]), clf.predict_proba(df.iloc[:5]))
+    with pytest.raises(ConfigError, match="at least 2 classes"):
+        SchemaClassifier(TabularSchema([NumericColumn("a", 0, 1)]))

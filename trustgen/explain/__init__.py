@@ -6,6 +6,7 @@ closest decoded record a classifier assigns to a target class;
 """
 
 from trustgen.explain.attribution import Attribution, attribute
+from trustgen.explain.classifier import SchemaClassifier
 from trustgen.explain.counterfactual import CounterfactualResult, counterfactual
 
-__all__ = ["Attribution", "CounterfactualResult", "attribute", "counterfactual"]
+__all__ = ["Attribution", "CounterfactualResult", "SchemaClassifier", "attribute", "counterfactual"]
