@@ -58,6 +58,18 @@ run = train(tr, "vae", TrainConfig(steps=args.steps, batch_size=64, progress=Fal
 
 clf = SchemaClassifier(schema).fit(tr)
 x_tr, y_tr = enc.transform(tr)
+
+
+class RawProba:
+    """The same classifier for DiCE: scores any values, also outside the schema's bounds (DiCE
+    random proposes some; SchemaClassifier.predict_proba would refuse them). Every feature of
+    breast_cancer is a number, so units are the columns themselves."""
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(clf(torch.as_tensor(frame[features].to_numpy(dtype=np.float32))), 1).numpy()
+
+
 queries = te.iloc[: args.queries].reset_index(drop=True)
 pred = clf.predict_proba(queries).argmax(1)
 target = 1 - pred
@@ -73,7 +85,7 @@ def metrics(name: str, cf: pd.DataFrame, seconds: float) -> dict:
     ok = ~cf[features].isna().any(axis=1).to_numpy()
     p = np.zeros((len(cf), 2))
     if ok.any():
-        p[ok] = clf.predict_proba(cf[ok])
+        p[ok] = RawProba().predict_proba(cf[ok])
     valid = ok & (p[np.arange(len(cf)), target] > 0.5)
     q, c = queries[features].to_numpy(), cf[features].to_numpy(dtype=float)
     span = np.array([schema.column(f).high - schema.column(f).low for f in features])
@@ -104,7 +116,7 @@ except ImportError:
 else:
     frame = tr[features].assign(diagnosis=y_tr)
     d = dice_ml.Data(dataframe=frame, continuous_features=features, outcome_name="diagnosis")
-    m = dice_ml.Model(model=clf, backend="sklearn")
+    m = dice_ml.Model(model=RawProba(), backend="sklearn")
     for method in ("random", "genetic"):
         explainer = dice_ml.Dice(d, m, method=method)
         out = []
