@@ -88,3 +88,23 @@ def test_the_schema_classifier_learns_the_label_and_scores_rows_without_it():
     np.testing.assert_array_equal(again.predict_proba(df.iloc[:5]), clf.predict_proba(df.iloc[:5]))
     with pytest.raises(ConfigError, match="at least 2 classes"):
         SchemaClassifier(TabularSchema([NumericColumn("a", 0, 1)]))
+
+
+def test_images_are_searched_whole_by_default_and_stay_in_range():
+    from trustgen.data.datasets import load_digits
+    from trustgen.data.encoders import ImageData
+    from trustgen.explain.classifier import SchemaClassifier
+
+    data, schema = load_digits()
+    part = ImageData(data.x[:300], data.y[:300])
+    run = train(part, "vae", TrainConfig(steps=60, batch_size=64, progress=False, seed=0), schema=schema)
+    clf = SchemaClassifier(schema).fit(part, steps=100)
+    q = ImageData(data.x[300:306], data.y[300:306])
+    target = (clf.predict_proba(q).argmax(1) + 1) % 10
+    default = counterfactual(clf, q, target, run, labels=target, steps=40)
+    whole = counterfactual(clf, q, target, run, labels=target, steps=40, sparsify=False)
+    np.testing.assert_array_equal(default.counterfactuals.x, whole.counterfactuals.x)
+    x = default.counterfactuals.x
+    assert x.shape == (6, 1, 8, 8) and x.min() >= schema.low and x.max() <= schema.high
+    with pytest.raises(ConfigError, match="immutable columns apply to tables"):
+        counterfactual(clf, q, target, run, immutable=["pixels"])

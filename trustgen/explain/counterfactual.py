@@ -102,7 +102,7 @@ def _targets(target: Any, n: int, k: int) -> torch.Tensor:
 
 def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, labels: Any = None,
                    immutable: Sequence[str] = (), steps: int = 300, lr: float = 0.05, proximity: float = 0.2,
-                   latent: float = 0.01, sparsify: bool = True, record_every: int = 10) -> CounterfactualResult:
+                   latent: float = 0.01, sparsify: bool | None = None, record_every: int = 10) -> CounterfactualResult:
     """Counterfactuals of ``inputs`` towards class ``target`` of ``model`` (module docstring).
 
     Args:
@@ -115,7 +115,9 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
         steps, lr: Adam steps on the latent and their size.
         proximity, latent: weights of the L1 distance to the input and of the latent's
             squared distance to its start.
-        sparsify: revert changes that the target does not need.
+        sparsify: revert changes that the target does not need. None (default): on tables
+            only; on images a few changed pixels are an adversarial example, not a realistic
+            image (digits: 6 of 64 pixels, against 45 for the decoded counterfactual).
     """
     run = generator
     gm = run.model
@@ -174,6 +176,8 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
         v = 0.999 * v + 0.001 * g * g
         z = z - lr * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-8)
     found = torch.isfinite(best_dist)
+    if sparsify is None:
+        sparsify = not space.image
     if sparsify:
         best = _sparsify(model, to_units, best, flat_x, t, found, _features(space, flat_x.shape[1]))
     with torch.no_grad():
