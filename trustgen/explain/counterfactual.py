@@ -143,11 +143,14 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
     t = _targets(target, n, before.shape[1]).to(dev)
     fixed = _immutable_mask(space, immutable, x[0].numel()).to(dev)
     flat_x = x.reshape(n, -1)
+    numbers = torch.zeros(flat_x.shape[1], dtype=torch.bool, device=dev)
+    numbers[list(space.numeric.values())] = True  # the soft decode leaves numbers unclipped
+    if space.image:
+        numbers[:] = True
 
     def candidate(z):
         out = gm.generate(z, y, hard=False).reshape(n, -1)
-        if not space.image:
-            out = out.clamp(-1.0, 1.0) if not space.categorical else out
+        out = torch.where(numbers, out.clamp(-1.0, 1.0), out)  # within the schema's bounds
         return torch.where(fixed, flat_x, out)
 
     with torch.no_grad():
