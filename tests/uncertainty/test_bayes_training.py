@@ -168,3 +168,14 @@ def test_under_dp_the_label_head_is_linear_and_clipped_apart_by_default():
     assert build_model("vae", TABLE).clipping_groups() is None
     with pytest.raises(Exception, match="labelled data"):
         build_model("vae", DataSpec("tabular", 1, 0, (("numeric", 0, 1),)), {"label_head": "mlp"})
+
+
+def test_forcing_ghost_clipping_on_a_model_with_clipping_groups_is_refused_at_planning():
+    from trustgen.privacy.config import PrivacyConfig
+    from trustgen.privacy.plan import plan_privacy
+
+    m = build_model("vae", TABLE, {"label_head": "mlp"}, private=True)
+    with pytest.raises(Exception, match="per-group clipping"):
+        plan_privacy(PrivacyConfig(epsilon=1.0, clipping="ghost"), n=200, batch_size=20, steps=10, model=m,
+                     n_classes=0)
+    assert plan_privacy(PrivacyConfig(epsilon=1.0), n=200, batch_size=20, steps=10, model=m, n_classes=0).mode == "hooks"

@@ -159,6 +159,9 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
         # The family's own limits, and the layers of its private part: a backbone registered
         # by a user (e.g. with BatchNorm) must not slip past the per-example checks.
         issues = list(model.private_training_issues()) + module_issues(model.private_module(), mode)
+        if mode == "ghost" and model.clipping_groups() is not None:
+            issues.append("its label head is clipped apart from the rest (per-group clipping), which ghost "
+                          "clipping cannot do: use --clipping hooks or auto")
     else:
         issues = module_issues(model, mode)
     if issues:
