@@ -1,21 +1,32 @@
 """On-manifold counterfactuals: the closest record the generative model would produce that a
 classifier assigns to the target class.
 
-For inputs ``x`` and a differentiable classifier ``model`` (a torch module on the data's units:
-numbers as they are, categories one-hot, images flattened), the search starts from the run's
-latent of ``x`` (``invert``: the VAE encoder, DDIM inversion, GAN inversion) and moves it by
-Adam steps on
+For inputs ``x`` and a classifier, the search starts from the run's latent of ``x``
+(``invert``: the VAE encoder, DDIM inversion, GAN inversion) and moves the latent ``z``
+(:mod:`trustgen.explain.search`):
 
-    cross_entropy(model(units(decode(z))), target) + proximity * |decode(z) - x|_1 + latent * |z - z0|^2
+* a differentiable classifier (a torch module on the data's units): Adam steps on
 
-where ``decode`` is the soft decoding (differentiable) and ``|.|_1`` is taken in the encoder's
-scaled units (every number spans [-1, 1] of its public bounds: a standardisation that reads
-no data). Immutable columns are held at the input's values in every decoded candidate, so the
-classifier never sees them change. Per input, the closest candidate that reaches the target
-with probability above 0.5 is kept. Then (``sparsify``) changes are reverted to the input's
-values where the target does not need them (greedily: the change that helps the target most
-first, until it holds): fewer features change, at the price of a record the model did not
+      -log p_target(decode(z)) + proximity * |decode(z) - x|_1 + latent * |z - z0|^2
+          + CONSTRAINT_WEIGHT * violation(decode(z)) [+ diversity between an input's candidates]
+
+  through the soft decoding;
+* a black box (anything with ``predict_proba``, a scikit-learn model): seeded latents on
+  growing spheres around ``z0``, then bisection towards ``z0``.
+
+``|.|_1`` is taken in the encoder's scaled units (every number spans [-1, 1] of its public
+bounds: a standardisation that reads no data). Immutable columns are held at the input's values
+in every candidate, numbers stay within their bounds, and with ``constraints`` a candidate
+counts only where every hard rule holds. Per input, the closest candidate that the classifier
+gives the target with probability above 0.5 is kept; candidates are judged as released
+(categories at their argmax, integers rounded). Then (``sparsify``) changes are reverted to the
+input's values where the target does not need them (greedily: the change that helps the target
+most first, until it holds): fewer features change, at the price of a record the model did not
 decode exactly.
+
+``n_counterfactuals=k`` searches ``k`` times per input, from the input's latent and from
+``k - 1`` seeded perturbations of it, with a penalty on candidates of one input that are close
+to each other (``diversity``; gradient path).
 
 Explaining a record discloses that record to whoever sees the explanation: the
 counterfactual is computed from it. The generative run itself is a DP release, so using it
@@ -29,68 +40,52 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from trustgen.constraints.space import Space
-from trustgen.data.encoders import Data, make_encoder
+from trustgen.constraints.projection import violation
+from trustgen.data.encoders import Data
 from trustgen.errors import ConfigError
+from trustgen.explain.scorer import Scorer, make_scorer
+from trustgen.explain.search import Problem, changes, descend, features, positive_int, prepare, shells
 
 THRESHOLD = 0.5  # a counterfactual is valid when the classifier gives the target more than this
+CONSTRAINT_WEIGHT = 10.0  # a violated rule costs more than any distance the search trades it for
+START_SPREAD = 0.5  # the latent perturbation of the extra starts of n_counterfactuals > 1
+METHODS = ("auto", "gradient", "sampling")
 
 
 @dataclass(frozen=True)
 class CounterfactualResult:
-    """One counterfactual per input.
+    """``n_counterfactuals`` per input, query-major (rows ``i * k`` to ``i * k + k - 1`` for input ``i``).
 
     Attributes:
-        counterfactuals: the decoded records (DataFrame or ImageData, the run's schema).
-        encoded: the same, encoded ``[n, ...]``.
-        valid: the classifier gives the target probability > 0.5.
-        probs_before, probs_after: the classifier's class probabilities ``[n, k]``.
+        counterfactuals: the records (DataFrame or ImageData, the run's schema).
+        encoded: the same, encoded ``[m, ...]``.
+        query: the input each row explains.
+        valid: the classifier gives the target probability > 0.5 (and every hard constraint holds).
+        probs_before, probs_after: the classifier's class probabilities ``[m, k]``.
         changed: features that differ from the input (numbers by more than 1% of their range;
             a categorical column counts once; images: pixels by more than 1% of the range).
         proximity: L1 distance to the input in the scaled units (each number's range is 2).
-        path: the encoded candidate every ``record_every`` steps, ``[t, n, ...]``.
+        path: candidates during the search ``[t, m, ...]`` (every ``record_every`` steps, or
+            per radius and bisection step for a black box).
+        method: "gradient" or "sampling".
     """
 
     counterfactuals: Data
     encoded: torch.Tensor
+    query: np.ndarray
     valid: np.ndarray
     probs_before: np.ndarray
     probs_after: np.ndarray
     changed: np.ndarray
     proximity: np.ndarray
     path: np.ndarray
-
-
-def _features(space: Space, dim: int) -> list[np.ndarray]:
-    """Encoded coordinates of each feature: a number, a category block, or a pixel."""
-    if space.image:
-        return [np.array([i]) for i in range(dim)]
-    feats = [np.array([i]) for i in space.numeric.values()]
-    feats += [np.arange(start, start + len(cats)) for start, cats in space.categorical.values()]
-    return sorted(feats, key=lambda f: f[0])
-
-
-def _immutable_mask(space: Space, immutable: Sequence[str], dim: int) -> torch.Tensor:
-    mask = torch.zeros(dim, dtype=torch.bool)
-    for name in immutable:
-        if space.image:
-            raise ConfigError("immutable columns apply to tables; an image has one column, its pixels")
-        if name in space.numeric:
-            mask[space.numeric[name]] = True
-        elif name in space.categorical:
-            start, cats = space.categorical[name]
-            mask[start:start + len(cats)] = True
-        else:
-            known = sorted([*space.numeric, *space.categorical])
-            raise ConfigError(f"immutable column {name!r} is not a feature of the schema (features: {known})")
-    return mask
+    method: str
 
 
 def _targets(target: Any, n: int, k: int) -> torch.Tensor:
@@ -101,114 +96,121 @@ def _targets(target: Any, n: int, k: int) -> torch.Tensor:
 
 
 def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, labels: Any = None,
-                   immutable: Sequence[str] = (), steps: int = 300, lr: float = 0.05, proximity: float = 0.2,
-                   latent: float = 0.01, sparsify: bool | None = None, record_every: int = 10) -> CounterfactualResult:
+                   immutable: Sequence[str] = (), constraints=None, n_counterfactuals: int = 1,
+                   diversity: float = 1.0, method: Literal["auto", "gradient", "sampling"] = "auto",
+                   steps: int = 300, lr: float = 0.05, proximity: float = 0.2, latent: float = 0.01,
+                   sparsify: bool | None = None, record_every: int = 10, seed: int = 0) -> CounterfactualResult:
     """Counterfactuals of ``inputs`` towards class ``target`` of ``model`` (module docstring).
 
     Args:
-        model: the classifier, a torch module from units ``[n, dim]`` to logits ``[n, k]``.
+        model: the classifier: a torch module from units ``[n, dim]`` to logits ``[n, k]``, or an
+            object with ``predict_proba`` on records (:mod:`trustgen.explain.scorer`).
         inputs: records in the run's schema (a DataFrame with its columns, or ImageData).
         target: the class index to reach, one for all or one per input.
         generator: the trained :class:`~trustgen.run.Run` whose latent space is searched.
         labels: the generator's conditioning labels (None: the inputs' own labels).
         immutable: columns held at their input values.
-        steps, lr: Adam steps on the latent and their size.
+        constraints: a :class:`~trustgen.constraints.language.ConstraintSet` (or a list of
+            constraints) the counterfactuals must satisfy (hard rules) or are pulled towards (soft).
+        n_counterfactuals, diversity: searches per input, and the weight that keeps them apart.
+        method: "gradient" (a torch module), "sampling" (any classifier), or "auto".
+        steps, lr: Adam steps on the latent and their size (gradient path).
         proximity, latent: weights of the L1 distance to the input and of the latent's
             squared distance to its start.
         sparsify: revert changes that the target does not need. None (default): on tables
             only; on images a few changed pixels are an adversarial example, not a realistic
-            image (digits: 6 of 64 pixels, against 45 for the decoded counterfactual).
+            image (digits: 6 of 64 pixels, against 41 for the decoded counterfactual).
+        seed: the extra starts' perturbations and the black-box search's draws.
     """
     run = generator
-    gm = run.model
-    space = Space(run.schema)
-    enc = make_encoder(run.schema)
-    x_np, y_np = enc.transform(inputs)
-    dev = gm.device
-    x = torch.as_tensor(x_np, dtype=torch.float32, device=dev)
-    n = len(x)
-    if n == 0:
-        raise ConfigError("no inputs to explain")
-    if labels is not None:
-        y_np = np.broadcast_to(np.asarray(labels), (n,)).copy()
-    y = None if y_np is None else torch.as_tensor(y_np, dtype=torch.long, device=dev)
+    run.model.eval()
+    k = positive_int("n_counterfactuals", n_counterfactuals)
     for name, v in (("steps", steps), ("record_every", record_every)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-    model = model.to(dev).eval()
-    gm.eval()
-    to_units = lambda e: space.to_units(e.reshape(len(e), -1))  # noqa: E731
+        positive_int(name, v)
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if isinstance(model, nn.Module):
+        model.to(run.model.device)
+    base = prepare(run, inputs, labels=labels, immutable=immutable, constraints=constraints)
+    scorer = make_scorer(model, base.space, seed=seed)
+    if method == "auto":
+        method = "gradient" if scorer.differentiable else "sampling"
+    if method == "gradient" and not scorer.differentiable:
+        raise ConfigError("method 'gradient' needs a torch classifier; a predict_proba black box takes 'sampling'")
     with torch.no_grad():
-        before = torch.softmax(model(to_units(x)), 1)
-    t = _targets(target, n, before.shape[1]).to(dev)
-    fixed = _immutable_mask(space, immutable, x[0].numel()).to(dev)
-    flat_x = x.reshape(n, -1)
-    numbers = torch.zeros(flat_x.shape[1], dtype=torch.bool, device=dev)
-    numbers[list(space.numeric.values())] = True  # the soft decode leaves numbers unclipped
-    if space.image:
-        numbers[:] = True
+        before = scorer.probs(base.x)
+    t = _targets(target, base.n, before.shape[1]).to(base.x.device).repeat_interleave(k)
+    problem = base.repeat(k)
+    query = np.repeat(np.arange(base.n), k)
+    z0 = problem.start()
+    if k > 1:  # the first search of each input starts at its own latent, the others near it
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        spread = START_SPREAD * torch.randn(z0.shape, generator=gen).to(z0)
+        spread[::k] = 0
+        z0 = z0 + spread
+    rows_all = torch.arange(problem.n, device=z0.device)
 
-    def candidate(z):
-        out = gm.generate(z, y, hard=False).reshape(n, -1)
-        out = torch.where(numbers, out.clamp(-1.0, 1.0), out)  # within the schema's bounds
-        return torch.where(fixed, flat_x, out)
-
-    with torch.no_grad():
-        z0 = gm.invert(x, y, sampler=None).detach()
-    z = z0.clone()
-    m, v = torch.zeros_like(z), torch.zeros_like(z)
-    best = flat_x.clone()
-    best_dist = torch.full((n,), float("inf"), device=dev)
-    path = []
-    for step in range(1, steps + 1):
-        with torch.enable_grad():
-            z.requires_grad_(True)
-            c = candidate(z)
-            logits = model(to_units(c))
-            dist = (c - flat_x).abs().sum(1)
-            loss = F.cross_entropy(logits, t, reduction="none") + proximity * dist + latent * (z - z0).pow(2).sum(1)
-            (g,) = torch.autograd.grad(loss.sum(), z)
+    def judge(c, rows):
         with torch.no_grad():
-            ok = torch.softmax(logits, 1).gather(1, t[:, None])[:, 0] > THRESHOLD
-            better = ok & (dist < best_dist)
-            best[better], best_dist[better] = c[better].detach(), dist[better].detach()
-            if step % record_every == 0:
-                path.append(c.detach().cpu().numpy())
-        z = z.detach()
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g * g
-        z = z - lr * (m / (1 - 0.9 ** step)) / ((v / (1 - 0.999 ** step)).sqrt() + 1e-8)
-    found = torch.isfinite(best_dist)
+            p = scorer.probs(c)
+        return p[torch.arange(len(c)), t[rows]] > THRESHOLD, (c - problem.x[rows]).abs().sum(1)
+
+    if method == "gradient":
+        start = z0.clone()
+
+        def loss(c, z):
+            p = scorer.probs(c)
+            out = -torch.log(p[rows_all, t].clamp_min(1e-12)) + proximity * (c - problem.x).abs().sum(1) \
+                + latent * (z - start).pow(2).flatten(1).sum(1)
+            if problem.atoms:
+                out = out + CONSTRAINT_WEIGHT * violation(problem.atoms, c.double(), problem.y).to(c.dtype)
+            if k > 1 and diversity:
+                out = out + diversity * _closeness(c, k)
+            return out
+
+        found = descend(problem, z0, loss, judge, steps=steps, lr=lr, record_every=record_every)
+    else:
+        found = shells(problem, z0, judge, seed=seed)
+    best = found.best
     if sparsify is None:
-        sparsify = not space.image
+        sparsify = not problem.space.image
     if sparsify:
-        best = _sparsify(model, to_units, best, flat_x, t, found, _features(space, flat_x.shape[1]))
+        best = _sparsify(scorer, problem, best, t, found.found, features(problem.space, best.shape[1]))
+    data, released = problem.released(best)
     with torch.no_grad():
-        after = torch.softmax(model(to_units(best)), 1)
-    valid = (after.gather(1, t[:, None])[:, 0] > THRESHOLD).cpu().numpy()
-    encoded = best.reshape(x.shape).cpu()
-    data = space.units_to_data(to_units(best.double()), y_np)
-    feats = _features(space, flat_x.shape[1])
-    if not space.image:  # a feature the counterfactual left alone keeps the input's exact value
+        after = scorer.probs(released)
+    valid = (after.gather(1, t[:, None])[:, 0] > THRESHOLD) & problem.feasible(released, rows_all)
+    flat_x = problem.x
+    if not problem.space.image:  # a feature the counterfactual left alone keeps the input's exact value
+        space = problem.space
         names = {**{i: n for n, i in space.numeric.items()}, **{s: n for n, (s, _) in space.categorical.items()}}
         same = (best == flat_x).cpu().numpy()
-        for f in feats:
+        for f in features(space, flat_x.shape[1]):
             kept = same[:, f].all(1)
             name = names[int(f[0])]
-            data.loc[kept, name] = inputs[name].to_numpy()[kept]
-    diff = (best - flat_x).abs().cpu().numpy()
-    changed = np.array([sum(bool(diff[i, f].max() > 0.02) for f in feats) for i in range(n)])
-    return CounterfactualResult(data, encoded, valid, before.cpu().numpy(), after.cpu().numpy(), changed,
-                                diff.sum(1), np.stack(path) if path else np.zeros((0, n, flat_x.shape[1])))
+            data.loc[kept, name] = inputs[name].to_numpy()[query][kept]
+    changed, distances = changes(problem, released)
+    return CounterfactualResult(data, released.reshape((problem.n,) + problem.shape).cpu(), query,
+                                valid.cpu().numpy(), before.cpu().numpy()[query], after.cpu().numpy(), changed,
+                                distances, found.path, method)
+
+
+def _closeness(c: torch.Tensor, k: int) -> torch.Tensor:
+    """Per candidate, the mean of ``1 / (1 + L1)`` to the other candidates of its input (DiCE's
+    kernel): high when they coincide, falling as they move apart."""
+    g = c.reshape(-1, k, c.shape[1])
+    d = (g[:, :, None] - g[:, None]).abs().sum(-1)
+    near = 1.0 / (1.0 + d) * (1 - torch.eye(k, device=c.device))
+    return (near.sum(-1) / (k - 1)).reshape(-1)
 
 
 @torch.no_grad()
-def _sparsify(model, to_units, best, x, t, found, feats) -> torch.Tensor:
+def _sparsify(scorer: Scorer, problem: Problem, best, t, found, feats) -> torch.Tensor:
     """The fewest of the counterfactual's changes the target needs, greedily: start from the
     input and take, round by round, the one change that raises the target's probability most
-    (all remaining changes tried in one batch), until the target holds. A counterfactual that
-    its changes cannot make valid one by one is kept whole."""
-    best = best.clone()
+    (all remaining changes tried in one batch), until the target holds, with the hard
+    constraints. A counterfactual that its changes cannot make valid one by one is kept whole."""
+    best, x = best.clone(), problem.x
     for i in torch.nonzero(found).flatten().tolist():
         left = [f for f in feats if float((best[i, f] - x[i, f]).abs().sum()) > 0]
         trial = x[i:i + 1].clone()
@@ -216,7 +218,9 @@ def _sparsify(model, to_units, best, x, t, found, feats) -> torch.Tensor:
             tries = trial.repeat(len(left), 1)
             for r, f in enumerate(left):
                 tries[r, f] = best[i, f]
-            p = torch.softmax(model(to_units(tries)), 1)[:, t[i]]
+            p = scorer.probs(tries)[:, t[i]]
+            rows = torch.full((len(tries),), i, device=x.device)
+            p = torch.where(problem.feasible(tries, rows), p, p - 1)  # a rule broken: accepted never, tried last
             r = int(p.argmax())
             trial = tries[r:r + 1]
             left.pop(r)

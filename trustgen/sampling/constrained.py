@@ -143,7 +143,7 @@ class ConstrainedSampler:
         self.run, self.method, self.budget = run, method, budget
         self.search_steps, self.mcmc_steps = search_steps, mcmc_steps
         self.constraints = constraints if isinstance(constraints, ConstraintSet) else ConstraintSet(constraints)
-        _modules_to(self.constraints.constraints, run.model.device)
+        modules_to(self.constraints.constraints, run.model.device)
         self.space = Space(run.schema)
         self.atoms = self.constraints.compile(self.space)
         self.feasibility = check_feasible(self.atoms, self.space)
@@ -484,11 +484,11 @@ def constrained_stream(sampler: ConstrainedSampler, n: int, *, labels: Any = Non
             yield sampler.sample_groups(m, balance, seed=s)
 
 
-def _modules_to(constraints, device) -> None:
+def modules_to(constraints, device) -> None:
     """Users' modules (classifier, function) onto the model's device: they see its samples."""
     for c in constraints:
         if isinstance(c, Implies):
-            _modules_to((c.when, c.then), device)
+            modules_to((c.when, c.then), device)
         for f in (getattr(c, "model", None), getattr(c, "fn", None)):
             if isinstance(f, torch.nn.Module):
                 f.to(device)
