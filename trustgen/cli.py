@@ -394,6 +394,32 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from trustgen.data.loaders import load_data
+    from trustgen.explain.classifier_file import read_classifier
+    from trustgen.explain.report import check_out_directory, explain_records, explain_summary_text
+    from trustgen.run import Run
+
+    check_out_directory(args.out)
+    run = Run.load(args.run, device=args.device)
+    classifier = read_classifier(args.classifier, run.schema, trust_pickle=args.trust_pickle)
+    constraints = None
+    if args.constraints is not None:
+        from trustgen.constraints.language import load_constraints
+
+        constraints = load_constraints(args.constraints)
+    data, _ = load_data(args.input, run.schema, labels_optional=True)  # the label column is not needed
+    if len(data) > args.max_inputs:
+        raise _Fail(f"--input has {len(data)} records; explanations are per record: give at most --max-inputs "
+                    f"{args.max_inputs} (or raise it)")
+    summary = explain_records(run, classifier, data, args.out, target=args.target, clue_mode=args.clue,
+                              immutable=args.immutable or (), constraints=constraints,
+                              n_counterfactuals=args.counterfactuals, steps=args.steps, seed=args.seed,
+                              source=args.input)
+    _emit(args, {"out": args.out, **summary}, explain_summary_text(summary, args.out))
+    return 0
+
+
 def _check_constraint_steps(args: argparse.Namespace, run) -> None:
     """--search-steps and --mcmc-steps only where they act: refused, not ignored."""
     from trustgen.sampling.constraint_hooks import deterministic_decode
@@ -707,6 +733,37 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: %(default)s)")
     so.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     so.set_defaults(func=cmd_score, inputs=("run", "input"), outputs=(("out", "file", True), ("figure", "file", True)))
+
+    ex = sub.add_parser("explain", help="counterfactuals (--target) or explanations of uncertainty (--clue) of "
+                                        "records, on the run's data manifold, with attributions and figures")
+    ex.add_argument("run", help="run directory: the generative model whose latent space is searched")
+    ex.add_argument("--classifier", required=True,
+                    help="required: the classifier to explain: a .pt from SchemaClassifier.save, a .pt2 from "
+                         "torch.export.save (a module on the data's units), or a pickled scikit-learn model with "
+                         "predict_proba (.pkl/.joblib; needs --trust-pickle)")
+    ex.add_argument("--trust-pickle", action="store_true",
+                    help="allow a pickled classifier: loading a pickle runs the code inside it, so only for a file "
+                         "you made or trust")
+    ex.add_argument("--input", required=True, help="required: the records to explain (.csv / .npz in the run's "
+                                                   "schema; the label column may be left out)")
+    ex.add_argument("--out", required=True, help="required: directory for the explanations, figures and summary "
+                                                 "(it shows the inputs: as private as they are)")
+    goal = ex.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--target", help="the class to reach: a class name, an index, or flip (two classes)")
+    goal.add_argument("--clue", action="store_true",
+                      help="explain a Bayesian classifier's uncertainty (CLUE): the nearest record it is sure about")
+    ex.add_argument("--immutable", nargs="+", metavar="COLUMN", help="columns held at their input values")
+    ex.add_argument("--constraints", help="constraints JSON the explanations must satisfy (docs/constraints.md)")
+    ex.add_argument("--counterfactuals", type=COUNT(1, 32), default=1,
+                    help="diverse counterfactuals per input (default: %(default)s)")
+    ex.add_argument("--steps", type=COUNT(1, 100_000), default=300, help="search steps (default: %(default)s)")
+    ex.add_argument("--max-inputs", type=COUNT(1, 10_000_000), default=1000,
+                    help="refuse a larger --input (default: %(default)s)")
+    ex.add_argument("--seed", type=SEED, default=0, help="seed of the search (default: %(default)s)")
+    ex.add_argument("--device", default="cpu", help="cpu | cuda | auto (default: %(default)s)")
+    ex.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    ex.set_defaults(func=cmd_explain, inputs=("run", "input", "classifier", "constraints"),
+                    outputs=(("out", "directory", True),))
 
     d = sub.add_parser("demo", help="train on digits, sample, and write a grid and a summary")
     d.add_argument("--out", default="trustgen-demo", help="directory for the run, the grid and the summary")

@@ -99,6 +99,60 @@ def uncertainty_grid(x: np.ndarray, maps: np.ndarray, scores: np.ndarray, *, low
     return fig
 
 
+def attribution_bars(values: np.ndarray, names: list[str], titles: list[str], *, top: int = 10,
+                     label: str = "attribution"):
+    """One panel per row of ``values`` (``[n, features]``): its ``top`` non-zero features by
+    absolute value as horizontal bars, positive (towards the target) in blue, negative in red."""
+    plt = _pyplot()
+    n = len(values)
+    cols = min(n, 2)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 0.28 * top * rows + 0.9 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        order = np.argsort(-np.abs(values[k]), kind="stable")[:top]
+        order = order[values[k][order] != 0][::-1]  # a feature left alone has nothing to show
+        v = values[k][order]
+        ax.barh(range(len(order)), v, color=np.where(v >= 0, "#3465a4", "#cc3333"))
+        ax.set_yticks(range(len(order)), [names[j] for j in order], fontsize=7)
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.set_title(titles[k], fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_xlabel(label, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def counterfactual_images(x: np.ndarray, cf: np.ndarray, attributions: np.ndarray | None, titles: list[str], *,
+                          low: float = 0.0, high: float = 1.0):
+    """A row per input: the image, its counterfactual, the change (counterfactual - input) and,
+    when given, the attribution heat map (red: the change pushes towards the target). All
+    ``N x C x H x W``."""
+    plt = _pyplot()
+    heads = ["input", "counterfactual", "change"] + (["attribution"] if attributions is not None else [])
+    fig, axes = plt.subplots(len(x), len(heads), figsize=(1.3 * len(heads) + 1.6, 1.35 * len(x) + 0.3), squeeze=False)
+    span = high - low
+    for i in range(len(x)):
+        a, b = (x[i] - low) / span, (cf[i] - low) / span
+        panels = [(a.mean(0), "gray_r", 0, 1), (b.mean(0), "gray_r", 0, 1), ((b - a).mean(0), "RdBu_r", -1, 1)]
+        if attributions is not None:
+            m = attributions[i].mean(0)
+            scale = float(np.abs(m).max()) or 1.0
+            panels.append((m, "RdBu_r", -scale, scale))
+        for j, (img, cmap, vmin, vmax) in enumerate(panels):
+            ax = axes[i, j]
+            ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(heads[j], fontsize=8)
+        axes[i, 0].set_ylabel(titles[i], fontsize=7, rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    return fig
+
+
 def score_histograms(panels: list[tuple[str, dict[str, np.ndarray]]], title: str | None = None):
     """One histogram per score name, each set of ``panels`` (label, {name: values}) overlaid."""
     plt = _pyplot()

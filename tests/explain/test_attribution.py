@@ -56,3 +56,21 @@ def test_bad_arguments_are_refused():
         attribute(m, x, 0, b[:3])
     with pytest.raises(ConfigError, match="n_steps"):
         attribute(m, x, 0, b, n_steps=1)
+
+
+def test_feature_ablation_needs_no_gradient_and_matches_integrated_gradients_on_a_linear_model():
+    """For a linear model both give w_i * (x_i - b_i) per feature; ablation calls the function only."""
+    torch.manual_seed(0)
+    lin = nn.Linear(5, 3)
+    x, b = points()
+    groups = [np.array([0, 1]), np.array([2]), np.array([3, 4])]
+    ig = attribute(lin, x, 1, b, features=groups)
+
+    def black_box(u):  # no gradient flows through numpy
+        return torch.as_tensor(lin(u).detach().numpy())
+
+    fa = attribute(black_box, x, 1, b, method="feature_ablation", features=groups)
+    np.testing.assert_allclose(fa.per_feature, ig.per_feature, atol=1e-5)
+    assert fa.delta is None
+    with pytest.raises(ConfigError, match="needs a torch classifier"):
+        attribute(black_box, x, 1, b)

@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -24,13 +24,15 @@ from torch import nn
 
 from trustgen.errors import ConfigError
 
-Method = Literal["integrated_gradients", "deeplift", "gradient_shap"]
+Method = Literal["integrated_gradients", "deeplift", "gradient_shap", "feature_ablation"]
+METHODS = ("integrated_gradients", "deeplift", "gradient_shap", "feature_ablation")
 
 
 @dataclass(frozen=True)
 class Attribution:
     """``values``: per coordinate ``[n, dim]``; ``per_feature``: per column (``names``);
-    ``delta``: completeness error per input (None for GradientShap, a sampled method)."""
+    ``delta``: completeness error per input (None for GradientShap, a sampled method, and for
+    feature ablation, which promises none)."""
 
     values: np.ndarray
     per_feature: np.ndarray
@@ -39,20 +41,22 @@ class Attribution:
     method: str
 
 
-def attribute(model: nn.Module, inputs: torch.Tensor, target: Any, baselines: torch.Tensor, *,
+def attribute(model: nn.Module | Callable, inputs: torch.Tensor, target: Any, baselines: torch.Tensor, *,
               method: Method = "integrated_gradients", n_steps: int = 64, features: list | None = None,
               names: list[str] | None = None, seed: int = 0) -> Attribution:
     """Attributions of ``model``'s ``target`` logit at ``inputs`` relative to ``baselines``.
 
     Args:
-        model: the classifier on units ``[n, dim]``.
+        model: the classifier on units ``[n, dim]``. ``feature_ablation`` (Captum's
+            FeatureAblation: each feature set to its baseline value, one at a time) needs no
+            gradient: ``model`` may be any function of units, e.g. a black box's probabilities.
         inputs, baselines: units ``[n, dim]`` (e.g. ``Space.to_units`` of the encoded records
             and of their counterfactuals).
         target: class index, one or per input.
         features: coordinate groups summed into one feature each (default: every coordinate).
         names: the features' names.
     """
-    from captum.attr import DeepLift, GradientShap, IntegratedGradients
+    from captum.attr import DeepLift, FeatureAblation, GradientShap, IntegratedGradients
 
     x = torch.as_tensor(inputs, dtype=torch.float32)
     b = torch.as_tensor(baselines, dtype=torch.float32).to(x.device)
@@ -61,8 +65,24 @@ def attribute(model: nn.Module, inputs: torch.Tensor, target: Any, baselines: to
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 2:
         raise ConfigError(f"n_steps must be an integer of at least 2, got {n_steps!r}")
     t = torch.as_tensor(np.broadcast_to(np.asarray(target), (len(x),)).copy()).long().to(x.device)
-    model = model.eval()
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method != "feature_ablation":
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"{method} needs a torch classifier (its gradient); a black box takes feature_ablation")
+        model = model.eval()
+    groups = features if features is not None else [np.array([i]) for i in range(x.shape[1])]
     delta = None
+    if method == "feature_ablation":
+        mask = torch.zeros(1, x.shape[1], dtype=torch.long, device=x.device)
+        for j, g in enumerate(groups):
+            mask[0, torch.as_tensor(np.asarray(g))] = j
+        with torch.no_grad():
+            values = FeatureAblation(model).attribute(x, baselines=b, target=t, feature_mask=mask)
+        values = values.detach().cpu().numpy()
+        per = np.stack([values[:, int(np.asarray(g)[0])] for g in groups], 1)  # a group's value sits on each coordinate
+        return Attribution(values, per, list(names) if names is not None else [str(i) for i in range(len(groups))],
+                           None, method)
     if method == "integrated_gradients":
         values, delta = IntegratedGradients(model).attribute(x, baselines=b, target=t, n_steps=n_steps,
                                                              return_convergence_delta=True)
@@ -79,10 +99,7 @@ def attribute(model: nn.Module, inputs: torch.Tensor, target: Any, baselines: to
                 values = GradientShap(model).attribute(x, baselines=torch.cat([b, x]), target=t, n_samples=n_steps)
         finally:
             np.random.set_state(np_state)
-    else:
-        raise ConfigError(f"method must be integrated_gradients, deeplift or gradient_shap, got {method!r}")
     values = values.detach().cpu().numpy()
-    groups = features if features is not None else [np.array([i]) for i in range(x.shape[1])]
     per = np.stack([values[:, np.asarray(g)].sum(1) for g in groups], 1)
     return Attribution(values, per, list(names) if names is not None else [str(i) for i in range(len(groups))],
                        None if delta is None else delta.detach().cpu().numpy(), method)

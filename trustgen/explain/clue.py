@@ -11,7 +11,8 @@ where ``U`` is the entropy of the classifier's posterior predictive (``uncertain
 or its epistemic part, the mutual information between the label and the weights
 (``"epistemic"``: what more training data would remove), both over ``draws`` posterior weight
 draws that stay the same at every step. Per input, the candidate with the lowest objective is
-kept (judged as released: categories at their argmax).
+kept (judged as released: categories at their argmax); the input itself where no candidate
+beats it (a record the classifier is already sure of is its own explanation).
 
 The classifier is a Bayesian torch module on the data's units (``SchemaClassifier(...,
 bayesian=True)``, or any module with mean-field layers from :mod:`trustgen.models.bayes`); with
@@ -147,7 +148,9 @@ def clue(model: nn.Module | None, inputs: Data, generator, *, draws: int = 16,
     with torch.no_grad():
         total0, epi0, p0 = _uncertainties(scorer, problem.x)
     found = descend(problem, z0, loss, judge, steps=steps, lr=lr, record_every=record_every)
-    data, released = problem.released(found.best)
+    with torch.no_grad():  # an input no decoding improves on (one the classifier is already sure of) stands as is
+        best = torch.where((objective(problem.x) <= objective(found.best))[:, None], problem.x, found.best)
+    data, released = problem.released(best)
     with torch.no_grad():
         total1, epi1, p1 = _uncertainties(scorer, released)
     changed, proximity = changes(problem, released)

@@ -4,8 +4,9 @@
   flattened) is differentiable: the gradient path applies (Adam in latent space, Integrated
   Gradients);
 * any object with ``predict_proba`` (a scikit-learn model or pipeline) is a black box: it is
-  given records as the data file holds them (a DataFrame of the schema's feature columns, or
-  images as an array ``[n, pixels]``), and only its answers are used.
+  given records as the data file holds them (a DataFrame of the schema's feature columns, in
+  the schema's order; an array of them for a scikit-learn model fitted on an array; images as
+  an array ``[n, pixels]``), and only its answers are used.
 
 A Bayesian torch classifier (mean-field layers from :mod:`trustgen.models.bayes`) is averaged
 over ``draws`` posterior weight draws, the same seeded draws at every call, so that the
@@ -78,7 +79,10 @@ class BlackBoxScorer(Scorer):
         if self.space.image:
             return self.space.units_to_data(u, None).x.reshape(len(c), -1)
         placeholder = None if self.space.schema.label is None else np.zeros(len(c), dtype=np.int64)  # dropped
-        return self.space.units_to_data(u, placeholder)[self.features]
+        frame = self.space.units_to_data(u, placeholder)[self.features]
+        if hasattr(self.model, "n_features_in_") and not hasattr(self.model, "feature_names_in_"):
+            return frame.to_numpy()  # a scikit-learn model fitted on an array of the feature columns
+        return frame
 
     @torch.no_grad()
     def probs(self, c: torch.Tensor) -> torch.Tensor:
