@@ -4,8 +4,11 @@
      small torch classifier of the diagnosis;
   2. asks for counterfactuals of 5 records towards the other diagnosis, with "mean texture"
      held fixed, and prints what changed;
-  3. explains each change with Integrated Gradients, the counterfactual as the baseline: the
-     attributions add up to the change in the classifier's output.
+  3. explains each change with Integrated Gradients, the input as the baseline: the
+     attributions add up to the change in the classifier's output;
+  4. the same question to a scikit-learn random forest, a black box (predict_proba only);
+  5. CLUE: for the record a Bayesian classifier is least sure about, the nearest record on the
+     data manifold that it is sure about.
 
     python examples/counterfactuals.py [--smoke]
 """
@@ -55,8 +58,29 @@ for i in range(len(rows)):
           + (" ..." if len(moved) > 4 else ""))
 assert (res.counterfactuals["mean texture"].to_numpy() == rows["mean texture"].to_numpy()).all()
 
-# 3. why: attributions of the difference
-a = attribute(classifier, space.data_units(rows).float(), target, space.data_units(res.counterfactuals).float())
+# 3. why: what each feature's change adds to the target (the input as the baseline)
+a = attribute(classifier, space.data_units(res.counterfactuals).float(), target, space.data_units(rows).float())
 top = np.argsort(-np.abs(a.values[0]))[:3]
 print("record 0, the features that carry the change: " + ", ".join(f"{features[j]} {a.values[0, j]:+.3f}" for j in top)
       + f" (completeness error {abs(a.delta[0]):.1e})")
+
+# 4. a black box: a scikit-learn model the search can only ask for probabilities
+from sklearn.ensemble import RandomForestClassifier  # noqa: E402
+
+forest = RandomForestClassifier(50, random_state=0).fit(df[features], df["diagnosis"])
+bb = counterfactual(forest, rows, target, run, labels=target)
+print(f"random forest (black box, {bb.method}): valid {bb.valid.mean():.0%}, features changed "
+      f"{bb.changed.tolist()}")
+
+# 5. CLUE: why is a Bayesian classifier unsure about a record?
+from trustgen.explain import clue  # noqa: E402
+
+bayes = SchemaClassifier(schema, bayesian=True).fit(df, steps=20 if args.smoke else 300)
+p = bayes.predict_proba(df)
+least = int(np.argmax(-(p * np.log(p + 1e-12)).sum(1)))
+unsure = df.iloc[[least]].reset_index(drop=True)
+c = clue(bayes, unsure, run, labels=p[[least]].argmax(1))
+moved = [f for f in features if abs(c.explanations.loc[0, f] - unsure.loc[0, f]) > 0.01 * (
+    schema.column(f).high - schema.column(f).low)]
+print(f"least certain record: entropy {c.entropy_before[0]:.3f} -> {c.entropy_after[0]:.3f} nats "
+      f"({schema.classes[c.prediction_after[0]]}), changing {len(moved)} features: {', '.join(moved[:5])}")

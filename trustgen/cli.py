@@ -414,7 +414,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                     f"{args.max_inputs} (or raise it)")
     summary = explain_records(run, classifier, data, args.out, target=args.target, clue_mode=args.clue,
                               immutable=args.immutable or (), constraints=constraints,
-                              n_counterfactuals=args.counterfactuals, steps=args.steps, seed=args.seed,
+                              n_counterfactuals=args.counterfactuals, steps=args.steps,
+                              threshold=args.threshold, seed=args.seed,
                               source=args.input)
     _emit(args, {"out": args.out, **summary}, explain_summary_text(summary, args.out))
     return 0
@@ -757,6 +758,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--counterfactuals", type=COUNT(1, 32), default=1,
                     help="diverse counterfactuals per input (default: %(default)s)")
     ex.add_argument("--steps", type=COUNT(1, 100_000), default=300, help="search steps (default: %(default)s)")
+    ex.add_argument("--threshold", type=bounded_number(float, 0, 0.999, low_open=True), default=0.5,
+                    help="target probability a counterfactual must exceed (default: %(default)s)")
     ex.add_argument("--max-inputs", type=COUNT(1, 10_000_000), default=1000,
                     help="refuse a larger --input (default: %(default)s)")
     ex.add_argument("--seed", type=SEED, default=0, help="seed of the search (default: %(default)s)")

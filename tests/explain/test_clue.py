@@ -78,3 +78,13 @@ def test_clue_refuses_what_it_cannot_explain(labelled, bayes):
     with pytest.raises(ConfigError, match="uncertainty must be"):
         clue(bayes, q, run, uncertainty="aleatoric")
     assert isinstance(bayes, nn.Module)
+
+
+def test_a_level_keeps_the_closest_candidate_below_it(labelled, bayes):
+    _, run, _ = labelled
+    free = clue(bayes, between(), run, distance=0.02)
+    level = clue(bayes, between(), run, distance=0.02, below=0.3)
+    assert (level.entropy_after < 0.3).all()
+    assert level.proximity.mean() < free.proximity.mean()  # the first candidate below 0.3, not the deepest
+    with pytest.raises(ConfigError, match="below must be"):
+        clue(bayes, between(2), run, below=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -76,3 +77,18 @@ def test_bad_options_are_refused(labelled, left, pipeline):
             counterfactual(pipeline, left, 1, run, **kwargs)
     with pytest.raises(ConfigError, match="predict_proba"):
         counterfactual(object(), left, 1, run)
+
+
+class Step(torch.nn.Module):
+    """Side R exactly when a > 0: a step, whose gradient is zero everywhere."""
+
+    def forward(self, u):
+        right = (u[:, 0] > 0).float()
+        return torch.stack([4 * (1 - right), 4 * right], 1)
+
+
+def test_where_the_gradient_is_flat_the_black_box_search_takes_over(labelled, left):
+    _, run, _ = labelled
+    res = counterfactual(Step(), left, 1, run, labels=1)
+    assert res.method == "gradient" and res.valid.mean() >= 0.9
+    assert (res.counterfactuals.loc[res.valid, "a"] > 0).all()

@@ -40,6 +40,7 @@ from trustgen.explain.scorer import TorchScorer, entropy
 from trustgen.explain.search import changes, descend, positive_int, prepare
 
 UNCERTAINTIES = ("total", "epistemic")
+UNREACHED = 1e6  # ranks a candidate above the level after every one below it
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ def _uncertainties(scorer: TorchScorer, c: torch.Tensor) -> tuple[torch.Tensor, 
 
 def clue(model: nn.Module | None, inputs: Data, generator, *, draws: int = 16,
          uncertainty: Literal["total", "epistemic"] = "total", labels=None, immutable: Sequence[str] = (),
-         constraints=None, steps: int = 300, lr: float = 0.05, distance: float = 0.2, latent: float = 0.01,
-         record_every: int = 10, seed: int = 0) -> ClueResult:
+         constraints=None, steps: int = 300, lr: float = 0.05, distance: float = 0.05, latent: float = 0.01,
+         below: float | None = None, record_every: int = 10, seed: int = 0) -> ClueResult:
     """CLUEs of ``inputs`` for the Bayesian classifier ``model`` (module docstring).
 
     Args:
@@ -103,6 +104,8 @@ def clue(model: nn.Module | None, inputs: Data, generator, *, draws: int = 16,
         labels, immutable, constraints, steps, lr, latent, record_every: as for
             :func:`~trustgen.explain.counterfactual.counterfactual`.
         distance: the weight of the L1 distance to the input.
+        below: an uncertainty level (nats): keep the closest candidate below it (the objective
+            still steers the search); None: the candidate of lowest objective.
         seed: the posterior draws.
     """
     run = generator
@@ -112,6 +115,8 @@ def clue(model: nn.Module | None, inputs: Data, generator, *, draws: int = 16,
         raise ConfigError("draws must be at least 2: uncertainty is the spread between posterior draws")
     for name, v in (("steps", steps), ("record_every", record_every)):
         positive_int(name, v)
+    if below is not None and (isinstance(below, bool) or not isinstance(below, (int, float)) or not below > 0):
+        raise ConfigError(f"below must be a positive uncertainty level in nats, got {below!r}")
     if uncertainty not in UNCERTAINTIES:
         raise ConfigError(f"uncertainty must be one of {', '.join(UNCERTAINTIES)}, got {uncertainty!r}")
     if model is None:
@@ -142,14 +147,22 @@ def clue(model: nn.Module | None, inputs: Data, generator, *, draws: int = 16,
 
     def judge(c, rows):
         with torch.no_grad():
-            return torch.ones(len(c), dtype=torch.bool, device=c.device), objective(c)
+            rank = objective(c)
+            if below is not None:  # below the level, the closest; above it, the lowest objective, after those
+                rank = torch.where(_uncertainties(scorer, c)[pick] < below, (c - problem.x).abs().sum(1),
+                                   UNREACHED + rank)
+            return torch.ones(len(c), dtype=torch.bool, device=c.device), rank
 
     z0 = problem.start()
     with torch.no_grad():
         total0, epi0, p0 = _uncertainties(scorer, problem.x)
     found = descend(problem, z0, loss, judge, steps=steps, lr=lr, record_every=record_every)
     with torch.no_grad():  # an input no decoding improves on (one the classifier is already sure of) stands as is
-        best = torch.where((objective(problem.x) <= objective(found.best))[:, None], problem.x, found.best)
+        stays = objective(problem.x) <= objective(found.best)
+        if below is not None:
+            u_x, u_best = _uncertainties(scorer, problem.x)[pick], _uncertainties(scorer, found.best)[pick]
+            stays = (u_x < below) | ((u_best >= below) & stays)
+        best = torch.where(stays[:, None], problem.x, found.best)
     data, released = problem.released(best)
     with torch.no_grad():
         total1, epi1, p1 = _uncertainties(scorer, released)

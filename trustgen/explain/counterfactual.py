@@ -12,13 +12,14 @@ For inputs ``x`` and a classifier, the search starts from the run's latent of ``
 
   through the soft decoding;
 * a black box (anything with ``predict_proba``, a scikit-learn model): seeded latents on
-  growing spheres around ``z0``, then bisection towards ``z0``.
+  growing spheres around ``z0``, then bisection towards ``z0``. The gradient path falls back to
+  it for the inputs its descent did not bring to the target.
 
 ``|.|_1`` is taken in the encoder's scaled units (every number spans [-1, 1] of its public
 bounds: a standardisation that reads no data). Immutable columns are held at the input's values
 in every candidate, numbers stay within their bounds, and with ``constraints`` a candidate
 counts only where every hard rule holds. Per input, the closest candidate that the classifier
-gives the target with probability above 0.5 is kept; candidates are judged as released
+gives the target with probability above ``threshold`` (0.5) is kept; candidates are judged as released
 (categories at their argmax, integers rounded). Then (``sparsify``) changes are reverted to the
 input's values where the target does not need them (greedily: the change that helps the target
 most first, until it holds): fewer features change, at the price of a record the model did not
@@ -52,7 +53,7 @@ from trustgen.errors import ConfigError
 from trustgen.explain.scorer import Scorer, make_scorer
 from trustgen.explain.search import Problem, changes, descend, features, positive_int, prepare, shells
 
-THRESHOLD = 0.5  # a counterfactual is valid when the classifier gives the target more than this
+THRESHOLD = 0.5  # by default a counterfactual is valid when the classifier gives the target more than this
 CONSTRAINT_WEIGHT = 10.0  # a violated rule costs more than any distance the search trades it for
 START_SPREAD = 0.5  # the latent perturbation of the extra starts of n_counterfactuals > 1
 METHODS = ("auto", "gradient", "sampling")
@@ -66,7 +67,7 @@ class CounterfactualResult:
         counterfactuals: the records (DataFrame or ImageData, the run's schema).
         encoded: the same, encoded ``[m, ...]``.
         query: the input each row explains.
-        valid: the classifier gives the target probability > 0.5 (and every hard constraint holds).
+        valid: the classifier gives the target probability > ``threshold`` (and every hard constraint holds).
         probs_before, probs_after: the classifier's class probabilities ``[m, k]``.
         changed: features that differ from the input (numbers by more than 1% of their range;
             a categorical column counts once; images: pixels by more than 1% of the range).
@@ -99,7 +100,8 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
                    immutable: Sequence[str] = (), constraints=None, n_counterfactuals: int = 1,
                    diversity: float = 1.0, method: Literal["auto", "gradient", "sampling"] = "auto",
                    steps: int = 300, lr: float = 0.05, proximity: float = 0.2, latent: float = 0.01,
-                   sparsify: bool | None = None, record_every: int = 10, seed: int = 0) -> CounterfactualResult:
+                   sparsify: bool | None = None, threshold: float = THRESHOLD, record_every: int = 10,
+                   seed: int = 0) -> CounterfactualResult:
     """Counterfactuals of ``inputs`` towards class ``target`` of ``model`` (module docstring).
 
     Args:
@@ -120,6 +122,8 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
         sparsify: revert changes that the target does not need. None (default): on tables
             only; on images a few changed pixels are an adversarial example, not a realistic
             image (digits: 6 of 64 pixels, against 41 for the decoded counterfactual).
+        threshold: the target probability a counterfactual must exceed (0.5: it crosses the
+            decision boundary; higher: it goes further into the target class).
         seed: the extra starts' perturbations and the black-box search's draws.
     """
     run = generator
@@ -129,6 +133,8 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
         positive_int(name, v)
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+        raise ConfigError(f"threshold must be a probability in (0, 1), got {threshold!r}")
     if isinstance(model, nn.Module):
         model.to(run.model.device)
     base = prepare(run, inputs, labels=labels, immutable=immutable, constraints=constraints)
@@ -150,10 +156,12 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
         z0 = z0 + spread
     rows_all = torch.arange(problem.n, device=z0.device)
 
-    def judge(c, rows):
-        with torch.no_grad():
-            p = scorer.probs(c)
-        return p[torch.arange(len(c)), t[rows]] > THRESHOLD, (c - problem.x[rows]).abs().sum(1)
+    def judge_for(prob: Problem, tt: torch.Tensor):
+        def judge(c, rows):
+            with torch.no_grad():
+                p = scorer.probs(c)
+            return p[torch.arange(len(c)), tt[rows]] > threshold, (c - prob.x[rows]).abs().sum(1)
+        return judge
 
     if method == "gradient":
         start = z0.clone()
@@ -168,18 +176,23 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
                 out = out + diversity * _closeness(c, k)
             return out
 
-        found = descend(problem, z0, loss, judge, steps=steps, lr=lr, record_every=record_every)
+        found = descend(problem, z0, loss, judge_for(problem, t), steps=steps, lr=lr, record_every=record_every)
+        missed = torch.nonzero(~found.found).flatten()
+        if len(missed):  # where the gradient stalled (a flat or far boundary), the black-box search tries
+            sub = problem.take(missed)
+            again = shells(sub, z0[missed], judge_for(sub, t[missed]), seed=seed)
+            found.best[missed], found.found[missed] = again.best, again.found
     else:
-        found = shells(problem, z0, judge, seed=seed)
+        found = shells(problem, z0, judge_for(problem, t), seed=seed)
     best = found.best
     if sparsify is None:
         sparsify = not problem.space.image
     if sparsify:
-        best = _sparsify(scorer, problem, best, t, found.found, features(problem.space, best.shape[1]))
+        best = _sparsify(scorer, problem, best, t, found.found, features(problem.space, best.shape[1]), threshold)
     data, released = problem.released(best)
     with torch.no_grad():
         after = scorer.probs(released)
-    valid = (after.gather(1, t[:, None])[:, 0] > THRESHOLD) & problem.feasible(released, rows_all)
+    valid = (after.gather(1, t[:, None])[:, 0] > threshold) & problem.feasible(released, rows_all)
     flat_x = problem.x
     if not problem.space.image:  # a feature the counterfactual left alone keeps the input's exact value
         space = problem.space
@@ -205,7 +218,7 @@ def _closeness(c: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _sparsify(scorer: Scorer, problem: Problem, best, t, found, feats) -> torch.Tensor:
+def _sparsify(scorer: Scorer, problem: Problem, best, t, found, feats, threshold: float) -> torch.Tensor:
     """The fewest of the counterfactual's changes the target needs, greedily: start from the
     input and take, round by round, the one change that raises the target's probability most
     (all remaining changes tried in one batch), until the target holds, with the hard
@@ -224,7 +237,7 @@ def _sparsify(scorer: Scorer, problem: Problem, best, t, found, feats) -> torch.
             r = int(p.argmax())
             trial = tries[r:r + 1]
             left.pop(r)
-            if p[r] > THRESHOLD:
+            if p[r] > threshold:
                 best[i:i + 1] = trial
                 break
     return best

@@ -76,7 +76,7 @@ def _generator_labels(names: list[str], schema, classes: np.ndarray):
 
 def explain_records(run, classifier, data: Data, out: str | Path, *, target: str | None = None, clue_mode: bool = False,
                     immutable=(), constraints=None, n_counterfactuals: int = 1, steps: int = 300,
-                    seed: int = 0, source: str = "") -> dict:
+                    threshold: float = 0.5, seed: int = 0, source: str = "") -> dict:
     """Explain ``data`` (records in the run's schema) and write the directory ``out``; returns
     the summary written to ``explanation.json``."""
     from trustgen.io import atomic_write_directory
@@ -110,7 +110,7 @@ def explain_records(run, classifier, data: Data, out: str | Path, *, target: str
         t_in = resolve_target(target, names, predicted)
         res = counterfactual(classifier, data, t_in, run, labels=_generator_labels(names, run.schema, t_in),
                              immutable=immutable, constraints=constraints, n_counterfactuals=n_counterfactuals,
-                             steps=steps, seed=seed)
+                             steps=steps, threshold=threshold, seed=seed)
         explained, query, t = res.counterfactuals, res.query, t_in[res.query]
         rows = np.arange(len(query))
         table = pd.DataFrame({"query": query, "rank": rows - query * n_counterfactuals,
@@ -128,6 +128,7 @@ def explain_records(run, classifier, data: Data, out: str | Path, *, target: str
                      method="integrated_gradients" if scorer.differentiable else "feature_ablation")
     summary = {"format": FORMAT, "input": source, "n_inputs": int(len(predicted)), "rows": int(len(query)),
                "mode": "clue" if clue_mode else "counterfactual", "target": target, "classes": names,
+               "threshold": None if clue_mode else threshold,
                "attribution": attr.method, "immutable": list(immutable), "steps": steps, "seed": seed,
                "classifier": "torch (gradient path)" if scorer.differentiable else "predict_proba (black box)",
                "privacy": "every file here is computed from the input records and discloses them: keep it as "

@@ -89,6 +89,12 @@ class Problem:
             enc = self.space.from_units(self.space.data_units(data)).numpy()
         return data, torch.as_tensor(enc, dtype=c.dtype, device=c.device).reshape(len(c), -1)
 
+    def take(self, rows: torch.Tensor) -> "Problem":
+        """The rows ``rows`` alone."""
+        return Problem(self.run, self.space, self.x[rows], self.shape, None if self.y is None else self.y[rows],
+                       None if self.labels is None else self.labels[rows.cpu().numpy()], self.fixed, self.numbers,
+                       self.blocks, self.atoms, self.hard)
+
     def repeat(self, k: int) -> "Problem":
         """Each row ``k`` times in a row (query-major): ``k`` searches per input."""
         return Problem(self.run, self.space, self.x.repeat_interleave(k, 0), self.shape,
