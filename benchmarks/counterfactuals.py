@@ -143,7 +143,8 @@ def breast_cancer(seed: int) -> list[dict]:
         return row
 
     rows = []
-    for name, kwargs in (("trustgen (gradient + sparsify)", {}), ("trustgen decoded (no sparsify)", {"sparsify": False}),
+    for name, kwargs in (("trustgen (gradient + sparsify)", {}),
+                         ("trustgen decoded (no sparsify)", {"sparsify": False}),
                          ("trustgen threshold 0.9", {"threshold": 0.9}),
                          ("trustgen black box (predict_proba only)", {"model": proba})):
         t0 = time.perf_counter()

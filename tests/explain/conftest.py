@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
+from tests.conftest import DEVICE
 from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 
@@ -27,7 +28,7 @@ def sides(seed: int = 0, n: int = 600) -> pd.DataFrame:
 def labelled():
     """Seed 0: the table, a VAE of it (800 steps) and a VAE with a Bayesian label head."""
     df = sides()
-    cfg = TrainConfig(steps=800, batch_size=64, progress=False, seed=0)
+    cfg = TrainConfig(steps=800, batch_size=64, progress=False, seed=0, device=DEVICE)
     run = train(df, "vae", cfg, schema=SCHEMA)
     headed = train(df, "vae", cfg, schema=SCHEMA, model_options={"label_head": "bayes-mlp"})
     return df, run, headed

@@ -13,6 +13,7 @@ from trustgen.constraints.space import Space
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
 from trustgen.errors import ConfigError
 from trustgen.explain import counterfactual
+from tests.conftest import DEVICE
 from trustgen.pipeline import train
 from trustgen.training import TrainConfig
 
@@ -33,7 +34,7 @@ def clusters():
     df = pd.DataFrame({"a": ab[:, 0], "b": ab[:, 1], "site": rng.choice(["x", "y"], 600)})
     schema = TabularSchema([NumericColumn("a", -6, 6), NumericColumn("b", -6, 6),
                             CategoricalColumn("site", ("x", "y"))])
-    run = train(df, "vae", TrainConfig(steps=800, batch_size=64, progress=False, seed=0), schema=schema)
+    run = train(df, "vae", TrainConfig(steps=800, batch_size=64, progress=False, seed=0, device=DEVICE), schema=schema)
     left = df[side == 0].iloc[:20].reset_index(drop=True)
     return run, schema, left
 
@@ -97,7 +98,7 @@ def test_images_are_searched_whole_by_default_and_stay_in_range():
 
     data, schema = load_digits()
     part = ImageData(data.x[:300], data.y[:300])
-    run = train(part, "vae", TrainConfig(steps=60, batch_size=64, progress=False, seed=0), schema=schema)
+    run = train(part, "vae", TrainConfig(steps=60, batch_size=64, progress=False, seed=0, device=DEVICE), schema=schema)
     clf = SchemaClassifier(schema).fit(part, steps=100)
     q = ImageData(data.x[300:306], data.y[300:306])
     target = (clf.predict_proba(q).argmax(1) + 1) % 10

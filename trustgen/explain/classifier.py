@@ -110,7 +110,8 @@ class SchemaClassifier(nn.Module):
 
         from trustgen.io import atomic_torch_save, json_value
 
-        atomic_torch_save({"format": FORMAT, "schema": json.dumps(json_value(self.schema.to_dict())), "config": self.config,
+        schema = json.dumps(json_value(self.schema.to_dict()))  # text: weights_only reads no numpy scalars
+        atomic_torch_save({"format": FORMAT, "schema": schema, "config": self.config,
                            "state": {k: v.detach().cpu() for k, v in self.state_dict().items()}}, path)
 
 
