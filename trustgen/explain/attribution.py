@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from trustgen.errors import ConfigError
+from trustgen.explain.scorer import evaluation_mode
 
 Method = Literal["integrated_gradients", "deeplift", "gradient_shap", "feature_ablation"]
 METHODS = ("integrated_gradients", "deeplift", "gradient_shap", "feature_ablation")
@@ -70,7 +71,7 @@ def attribute(model: nn.Module | Callable, inputs: torch.Tensor, target: Any, ba
     if method != "feature_ablation":
         if not isinstance(model, nn.Module):
             raise ConfigError(f"{method} needs a torch classifier (its gradient); a black box takes feature_ablation")
-        model = model.eval()
+        model = evaluation_mode(model)
     groups = features if features is not None else [np.array([i]) for i in range(x.shape[1])]
     delta = None
     if method == "feature_ablation":

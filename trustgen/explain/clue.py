@@ -36,7 +36,7 @@ from trustgen.constraints.space import Space
 from trustgen.data.encoders import Data
 from trustgen.errors import ConfigError
 from trustgen.explain.counterfactual import CONSTRAINT_WEIGHT
-from trustgen.explain.scorer import TorchScorer, entropy
+from trustgen.explain.scorer import TorchScorer, entropy, evaluation_mode
 from trustgen.explain.search import changes, descend, positive_int, prepare
 
 UNCERTAINTIES = ("total", "epistemic")
@@ -129,7 +129,7 @@ def clue(model: nn.Module | None, inputs: Data, generator, *, draws: int = 16,
                           f"{type(model).__name__}")
     model.to(run.model.device)
     problem = prepare(run, inputs, labels=labels, immutable=immutable, constraints=constraints)
-    scorer = TorchScorer(model.eval(), problem.space, draws=draws, seed=seed)
+    scorer = TorchScorer(evaluation_mode(model), problem.space, draws=draws, seed=seed)
     if not scorer.bayesian:
         raise ConfigError("CLUE explains a Bayesian classifier's uncertainty, and this one has no posterior "
                           "(no mean-field layers): use SchemaClassifier(..., bayesian=True), or a run with "
@@ -164,6 +164,7 @@ def clue(model: nn.Module | None, inputs: Data, generator, *, draws: int = 16,
             stays = (u_x < below) | ((u_best >= below) & stays)
         best = torch.where(stays[:, None], problem.x, found.best)
     data, released = problem.released(best)
+    data = problem.keep_exact(data, best, inputs, np.arange(problem.n))
     with torch.no_grad():
         total1, epi1, p1 = _uncertainties(scorer, released)
     changed, proximity = changes(problem, released)

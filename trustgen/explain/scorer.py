@@ -86,17 +86,31 @@ class BlackBoxScorer(Scorer):
 
     @torch.no_grad()
     def probs(self, c: torch.Tensor) -> torch.Tensor:
-        p = np.asarray(self.model.predict_proba(self.records(c)), dtype=np.float64)
+        try:
+            p = np.asarray(self.model.predict_proba(self.records(c)), dtype=np.float64)
+        except Exception as e:  # noqa: BLE001 - the model's own code raises anything; its message may quote a record
+            raise ConfigError(f"the classifier's predict_proba failed on records of the run's schema "
+                              f"({type(e).__name__}): is it fitted on these feature columns?") from None
         if p.ndim != 2 or len(p) != len(c) or not np.isfinite(p).all():
             raise ConfigError(f"the classifier's predict_proba returned {p.shape} for {len(c)} records: expected "
                               "one row of class probabilities per record")
         return torch.as_tensor(p, dtype=c.dtype, device=c.device)
 
 
+def evaluation_mode(model: nn.Module) -> nn.Module:
+    """``model`` in evaluation mode. A module loaded from ``torch.export`` has no train/eval
+    switch (its ``eval()`` raises): the graph was exported in the mode it runs in."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        pass
+    return model
+
+
 def make_scorer(model, space: Space, *, draws: int = 16, seed: int = 0) -> Scorer:
     """The scorer of ``model``: a torch module (gradient path) or an object with ``predict_proba``."""
     if isinstance(model, nn.Module):
-        model.eval()
+        evaluation_mode(model)
         return TorchScorer(model, space, draws=draws, seed=seed)
     if callable(getattr(model, "predict_proba", None)):
         return BlackBoxScorer(model, space)
@@ -109,4 +123,4 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
 
 
-__all__ = ["BlackBoxScorer", "Scorer", "TorchScorer", "entropy", "make_scorer"]
+__all__ = ["BlackBoxScorer", "Scorer", "TorchScorer", "entropy", "evaluation_mode", "make_scorer"]
