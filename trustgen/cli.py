@@ -400,7 +400,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from trustgen.explain.report import check_out_directory, explain_records, explain_summary_text
     from trustgen.run import Run
 
-    check_out_directory(args.out)
+    if args.clue and (args.counterfactuals is not None or args.threshold is not None):
+        raise _Fail("--counterfactuals and --threshold shape counterfactuals (--target); --clue takes neither")
+    check_out_directory(args.out, {"run": args.run, "--input": args.input, "--classifier": args.classifier,
+                                   "--constraints": args.constraints})
     run = Run.load(args.run, device=args.device)
     classifier = read_classifier(args.classifier, run.schema, trust_pickle=args.trust_pickle)
     constraints = None
@@ -409,16 +412,26 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
         constraints = load_constraints(args.constraints)
     data, _ = load_data(args.input, run.schema, labels_optional=True)  # the label column is not needed
+    labelled = _has_labels(args.input, run.schema)
     if len(data) > args.max_inputs:
         raise _Fail(f"--input has {len(data)} records; explanations are per record: give at most --max-inputs "
                     f"{args.max_inputs} (or raise it)")
     summary = explain_records(run, classifier, data, args.out, target=args.target, clue_mode=args.clue,
                               immutable=args.immutable or (), constraints=constraints,
-                              n_counterfactuals=args.counterfactuals, steps=args.steps,
-                              threshold=args.threshold, seed=args.seed,
-                              source=args.input)
+                              n_counterfactuals=args.counterfactuals or 1, steps=args.steps,
+                              threshold=0.5 if args.threshold is None else args.threshold, seed=args.seed,
+                              source=args.input, labelled=labelled)
     _emit(args, {"out": args.out, **summary}, explain_summary_text(summary, args.out))
     return 0
+
+
+def _has_labels(path: str, schema) -> bool:
+    """Whether a data file holds the schema's label (a CSV's label column, an .npz's ``y``)."""
+    from trustgen.data.encoders import ImageData
+    from trustgen.data.loaders import read_data_file
+
+    raw = read_data_file(path, nrows=0)
+    return raw.y is not None if isinstance(raw, ImageData) else schema.label in raw.columns
 
 
 def _check_constraint_steps(args: argparse.Namespace, run) -> None:
@@ -740,11 +753,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("run", help="run directory: the generative model whose latent space is searched")
     ex.add_argument("--classifier", required=True,
                     help="required: the classifier to explain: a .pt from SchemaClassifier.save, a .pt2 from "
-                         "torch.export.save (a module on the data's units), or a pickled scikit-learn model with "
-                         "predict_proba (.pkl/.joblib; needs --trust-pickle)")
+                         "torch.export.save (a module on the data's units; needs --trust-pickle), or a pickled "
+                         "scikit-learn model with predict_proba (.pkl/.joblib; needs --trust-pickle)")
     ex.add_argument("--trust-pickle", action="store_true",
-                    help="allow a pickled classifier: loading a pickle runs the code inside it, so only for a file "
-                         "you made or trust")
+                    help="allow a pickled or exported (.pt2) classifier: loading one can run code inside it, so only "
+                         "for a file you made or trust")
     ex.add_argument("--input", required=True, help="required: the records to explain (.csv / .npz in the run's "
                                                    "schema; the label column may be left out)")
     ex.add_argument("--out", required=True, help="required: directory for the explanations, figures and summary "
@@ -755,11 +768,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="explain a Bayesian classifier's uncertainty (CLUE): the nearest record it is sure about")
     ex.add_argument("--immutable", nargs="+", metavar="COLUMN", help="columns held at their input values")
     ex.add_argument("--constraints", help="constraints JSON the explanations must satisfy (docs/constraints.md)")
-    ex.add_argument("--counterfactuals", type=COUNT(1, 32), default=1,
-                    help="diverse counterfactuals per input (default: %(default)s)")
+    ex.add_argument("--counterfactuals", type=COUNT(1, 32),
+                    help="diverse counterfactuals per input (with --target; default: 1)")
     ex.add_argument("--steps", type=COUNT(1, 100_000), default=300, help="search steps (default: %(default)s)")
-    ex.add_argument("--threshold", type=bounded_number(float, 0, 0.999, low_open=True), default=0.5,
-                    help="target probability a counterfactual must exceed (default: %(default)s)")
+    ex.add_argument("--threshold", type=bounded_number(float, 0, 0.999, low_open=True),
+                    help="target probability a counterfactual must exceed (with --target; default: 0.5)")
     ex.add_argument("--max-inputs", type=COUNT(1, 10_000_000), default=1000,
                     help="refuse a larger --input (default: %(default)s)")
     ex.add_argument("--seed", type=SEED, default=0, help="seed of the search (default: %(default)s)")

@@ -20,7 +20,8 @@ bounds: a standardisation that reads no data). Immutable columns are held at the
 in every candidate, numbers stay within their bounds, and with ``constraints`` a candidate
 counts only where every hard rule holds. Per input, the closest candidate that the classifier
 gives the target with probability above ``threshold`` (0.5) is kept; candidates are judged as released
-(categories at their argmax, integers rounded). Then (``sparsify``) changes are reverted to the
+(categories at their argmax, integers rounded). An input the classifier already gives the target
+is its own counterfactual (nothing changes). Then (``sparsify``) changes are reverted to the
 input's values where the target does not need them (greedily: the change that helps the target
 most first, until it holds): fewer features change, at the price of a record the model did not
 decode exactly.
@@ -90,7 +91,11 @@ class CounterfactualResult:
 
 
 def _targets(target: Any, n: int, k: int) -> torch.Tensor:
-    t = torch.as_tensor(np.broadcast_to(np.asarray(target), (n,)).copy())
+    try:
+        t = torch.as_tensor(np.broadcast_to(np.asarray(target), (n,)).copy())
+    except (TypeError, ValueError, RuntimeError):  # a name, or a list of the wrong length
+        raise ConfigError(f"target must be class indices in 0..{k - 1} (one, or one per input), got {target!r}") \
+            from None
     if t.dtype.is_floating_point or t.dtype == torch.bool or (t < 0).any() or (t >= k).any():
         raise ConfigError(f"target must be class indices in 0..{k - 1} (one, or one per input), got {target!r}")
     return t.long()
@@ -184,7 +189,11 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
             found.best[missed], found.found[missed] = again.best, again.found
     else:
         found = shells(problem, z0, judge_for(problem, t), seed=seed)
-    best = found.best
+    with torch.no_grad():  # an input the classifier already gives the target is its own counterfactual
+        already = (before[torch.as_tensor(query, device=before.device), t] > threshold) & \
+            problem.feasible(problem.x, rows_all)
+    best = torch.where(already[:, None], problem.x, found.best)
+    found.found |= already
     if sparsify is None:
         sparsify = not problem.space.image
     if sparsify:
@@ -193,15 +202,7 @@ def counterfactual(model: nn.Module, inputs: Data, target: Any, generator, *, la
     with torch.no_grad():
         after = scorer.probs(released)
     valid = (after.gather(1, t[:, None])[:, 0] > threshold) & problem.feasible(released, rows_all)
-    flat_x = problem.x
-    if not problem.space.image:  # a feature the counterfactual left alone keeps the input's exact value
-        space = problem.space
-        names = {**{i: n for n, i in space.numeric.items()}, **{s: n for n, (s, _) in space.categorical.items()}}
-        same = (best == flat_x).cpu().numpy()
-        for f in features(space, flat_x.shape[1]):
-            kept = same[:, f].all(1)
-            name = names[int(f[0])]
-            data.loc[kept, name] = inputs[name].to_numpy()[query][kept]
+    data = problem.keep_exact(data, best, inputs, query)
     changed, distances = changes(problem, released)
     return CounterfactualResult(data, released.reshape((problem.n,) + problem.shape).cpu(), query,
                                 valid.cpu().numpy(), before.cpu().numpy()[query], after.cpu().numpy(), changed,

@@ -66,19 +66,27 @@ def resolve_target(text: str, names: list[str], predicted: np.ndarray) -> np.nda
     raise ConfigError(f"--target {text!r} is not one of the classifier's classes {names} (or flip)")
 
 
-def _generator_labels(names: list[str], schema, classes: np.ndarray):
-    """Condition the run on the classifier's class when its classes are the schema's label; else
-    on the inputs' own labels (None)."""
-    if schema.n_classes and [str(c) for c in schema.classes] == names:
-        return classes
-    return None
+def _generator_labels(names: list[str], schema, classes: np.ndarray, labelled: bool):
+    """What the run is conditioned on: the classifier's class, when its classes are the
+    schema's label classes (matched by name, in any order); else the inputs' own labels (None),
+    which an input file without the label column does not have."""
+    if not schema.n_classes:
+        return None
+    own = [str(c) for c in schema.classes]
+    if sorted(names) == sorted(own):
+        return np.array([own.index(names[i]) for i in classes], dtype=np.int64)
+    if labelled:
+        return None
+    raise ConfigError(f"the classifier's classes {names} are not the run's label classes {own}, so the run is "
+                      f"conditioned on the inputs' own labels: add the label column {schema.label!r} to --input")
 
 
 def explain_records(run, classifier, data: Data, out: str | Path, *, target: str | None = None, clue_mode: bool = False,
                     immutable=(), constraints=None, n_counterfactuals: int = 1, steps: int = 300,
-                    threshold: float = 0.5, seed: int = 0, source: str = "") -> dict:
+                    threshold: float = 0.5, seed: int = 0, source: str = "", labelled: bool = True) -> dict:
     """Explain ``data`` (records in the run's schema) and write the directory ``out``; returns
-    the summary written to ``explanation.json``."""
+    the summary written to ``explanation.json``. ``labelled``: ``data``'s label column is the
+    inputs' own (False: a placeholder, never used)."""
     from trustgen.io import atomic_write_directory
 
     if (target is None) == (not clue_mode):
@@ -95,8 +103,8 @@ def explain_records(run, classifier, data: Data, out: str | Path, *, target: str
     groups = features(space, space.dim)
     feature_names = _feature_names(space, groups)
     if clue_mode:
-        res = clue(classifier, data, run, labels=_generator_labels(names, run.schema, predicted), immutable=immutable,
-                   constraints=constraints, steps=steps, seed=seed)
+        res = clue(classifier, data, run, labels=_generator_labels(names, run.schema, predicted, labelled),
+                   immutable=immutable, constraints=constraints, steps=steps, seed=seed)
         explained, query, t = res.explanations, np.arange(len(predicted)), res.prediction_after
         table = pd.DataFrame({"query": query, "prediction_before": [names[i] for i in res.prediction_before],
                               "prediction_after": [names[i] for i in res.prediction_after],
@@ -108,7 +116,7 @@ def explain_records(run, classifier, data: Data, out: str | Path, *, target: str
         stem = "clues"
     else:
         t_in = resolve_target(target, names, predicted)
-        res = counterfactual(classifier, data, t_in, run, labels=_generator_labels(names, run.schema, t_in),
+        res = counterfactual(classifier, data, t_in, run, labels=_generator_labels(names, run.schema, t_in, labelled),
                              immutable=immutable, constraints=constraints, n_counterfactuals=n_counterfactuals,
                              steps=steps, threshold=threshold, seed=seed)
         explained, query, t = res.counterfactuals, res.query, t_in[res.query]
@@ -142,14 +150,23 @@ def explain_records(run, classifier, data: Data, out: str | Path, *, target: str
                      **{c: _plain_array(table[c]) for c in table.columns})
             _image_figure(d / f"{stem}.png", data, explained, attr, query, table, run.schema, clue_mode)
         else:
-            table.join(explained.reset_index(drop=True)).to_csv(d / f"{stem}.csv", index=False)
-            pd.DataFrame(attr.per_feature, columns=feature_names).assign(query=query).to_csv(
+            records = explained.reset_index(drop=True)
+            _apart(table, records.columns).join(records).to_csv(d / f"{stem}.csv", index=False)
+            attributions = pd.DataFrame(attr.per_feature, columns=feature_names)
+            _apart(pd.DataFrame({"query": query}), attributions.columns).join(attributions).to_csv(
                 d / "attributions.csv", index=False)
             _bar_figure(d / "attributions.png", attr, table, clue_mode)
         (d / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
 
     atomic_write_directory(out, fill)
     return summary
+
+
+def _apart(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """``table``'s columns renamed ``explain.NAME`` where a record's column has the same name
+    (a feature called ``distance`` or ``query``), so no column shadows another."""
+    taken = set(map(str, columns))
+    return table.rename(columns={c: f"explain.{c}" for c in table.columns if c in taken})
 
 
 def _plain_array(column: pd.Series) -> np.ndarray:
@@ -193,10 +210,15 @@ def _image_figure(path: Path, data: ImageData, explained: ImageData, attr, query
                                       low=schema.low, high=schema.high), path)
 
 
-def check_out_directory(out: str | Path) -> None:
+def check_out_directory(out: str | Path, reads: dict[str, str | None] | None = None) -> None:
     """``--out`` is new, empty, or a previous explanation (never a directory of other files,
-    which writing it whole would replace)."""
+    which writing it whole would replace), and holds none of the files the command reads
+    (``reads``: option -> path), which replacing it would delete."""
     p = Path(out)
+    for option, path in (reads or {}).items():
+        if path is not None and Path(path).resolve().is_relative_to(p.resolve()):
+            raise ConfigError(f"{option} {str(path)!r} is inside --out {str(out)!r}, which is replaced whole: move it "
+                              "or write the explanations elsewhere")
     if p.is_dir() and any(p.iterdir()) and not (p / MARKER).is_file():
         raise ConfigError(f"--out {str(out)!r} is a directory of other files; writing the explanations replaces the "
                           "whole directory: give a new or empty one")

@@ -64,10 +64,19 @@ class Problem:
         return torch.where(self.fixed, x, out)
 
     def harden(self, c: torch.Tensor) -> torch.Tensor:
-        """Categories one-hot at their argmax: the record a candidate would be released as."""
-        if not self.blocks:
+        """The record a candidate would be released as: categories one-hot at their argmax,
+        integer columns rounded (in the data's units), so what is judged is what is released."""
+        integer = torch.as_tensor(self.space.integer, device=c.device) if not self.space.image else None
+        if not self.blocks and (integer is None or not bool(integer.any())):
             return c
         c = c.clone()
+        if integer is not None and bool(integer.any()):
+            u = self.space.to_units(c.double())
+            low, high = (torch.as_tensor(b, dtype=u.dtype, device=u.device) for b in (self.space.low, self.space.high))
+            whole = torch.minimum(torch.maximum(u, low), high).round()
+            # a coordinate already on a whole number (an input's own value) keeps its bits
+            moved = integer & ((u - whole).abs() > 1e-3)
+            c = torch.where(moved, self.space.from_units(whole).to(c.dtype), c)
         for start, k in self.blocks:
             block = c[:, start:start + k]
             c[:, start:start + k] = torch.nn.functional.one_hot(block.argmax(1), k).to(c.dtype)
@@ -88,6 +97,22 @@ class Problem:
         if not self.space.image:  # the numbers exactly as released
             enc = self.space.from_units(self.space.data_units(data)).numpy()
         return data, torch.as_tensor(enc, dtype=c.dtype, device=c.device).reshape(len(c), -1)
+
+    def keep_exact(self, data: Data, best: torch.Tensor, inputs: Data, query: np.ndarray) -> Data:
+        """``data`` (the released ``best``) with every feature that ``best`` left at the input's
+        value set to the input's exact value: encoding and decoding through float32 would move
+        a number by a rounding error, and an unchanged feature must read unchanged."""
+        if self.space.image:
+            return data
+        names = {**{i: n for n, i in self.space.numeric.items()},
+                 **{s: n for n, (s, _) in self.space.categorical.items()}}
+        same = (best == self.x).cpu().numpy()
+        data = data.copy()
+        for f in features(self.space, self.x.shape[1]):
+            kept = same[:, f].all(1)
+            name = names[int(f[0])]
+            data.loc[kept, name] = inputs[name].to_numpy()[query][kept]
+        return data
 
     def take(self, rows: torch.Tensor) -> "Problem":
         """The rows ``rows`` alone."""
