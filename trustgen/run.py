@@ -39,6 +39,7 @@ from trustgen.io import atomic_torch_save, atomic_write_directory, atomic_write_
 from trustgen.json_fields import Fields, finite_number
 from trustgen.models import GenerativeModel, build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
+from trustgen.privacy.marginal_histogram import marginal_layout
 from trustgen.privacy.report import PrivacyReport
 from trustgen.runtime import resolve_device
 
@@ -108,6 +109,10 @@ class Run:
         sampling: default sampler settings (SamplerConfig fields) for this run.
         data: what the run was trained on (:class:`TrainingData`; a plain string, as older
             run.json files hold, is read as a name without hash).
+        marginals: 1-way marginals of the feature columns that sampling corrects towards
+            (:mod:`trustgen.privacy.marginal_histogram`: a DP release under DP, whose cost the
+            privacy report states; the empirical ones for a run without DP); None: no
+            correction.
     """
 
     model: GenerativeModel
@@ -120,6 +125,7 @@ class Run:
     data: TrainingData = TrainingData("in-memory")
     path: Path | None = None
     sampling: dict = field(default_factory=dict)
+    marginals: list | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, TrainingData):  # run.json's field as read: checked here, for every reader
@@ -144,6 +150,7 @@ class Run:
             "model_options": self.model.config_dict(), "sampling": dict(self.sampling),
             "data_spec": self.model.spec.to_dict(), "train_config": dict(self.train_config),
             "label_prior": self.label_prior, "caveats": list(self.caveats), "data": self.data.to_dict(),
+            **({} if self.marginals is None else {"marginals": self.marginals}),
         }
 
     def save(self, path: str | Path, keep: tuple[str, ...] = ()) -> Path:
@@ -197,6 +204,7 @@ class Run:
         if spec != DataSpec.from_encoder(make_encoder(schema)):
             raise RunError(f"schema.json in {str(p)!r} does not match the model's data layout")
         _check_label_prior(p, meta.get("label_prior"), schema.n_classes or 0)
+        _check_marginals(p, meta.get("marginals"), schema)
         options, legacy_sampling = split_sampling_options(meta["family"], meta["model_options"])
         try:
             model = build_model(meta["family"], spec, options)
@@ -219,7 +227,8 @@ class Run:
                           "that training's secret noise key. Do not share the directory until it is gone (resume "
                           "the training, or delete .private/).", stacklevel=2)
         return cls(model, schema, dict(meta["train_config"]), meta.get("label_prior"), history, privacy,
-                   meta.get("caveats", []), meta.get("data", ""), p, {**legacy_sampling, **meta.get("sampling", {})})
+                   meta.get("caveats", []), meta.get("data", ""), p, {**legacy_sampling, **meta.get("sampling", {})},
+                   meta.get("marginals"))
 
 
 RUN_JSON_HINT = "re-create the run with `trustgen train`, or restore the directory from a copy"
@@ -227,7 +236,8 @@ RUN_JSON_HINT = "re-create the run with `trustgen train`, or restore the directo
 #: The fields of run.json a load reads, and their JSON types ("data" is read as it is).
 RUN_JSON_FIELDS = {"family": "string", "model_options": "object", "data_spec": "object",
                    "train_config": "object"}
-RUN_JSON_OPTIONAL = {"sampling": "object", "caveats": "list", "label_prior": "list", "files": "object"}
+RUN_JSON_OPTIONAL = {"sampling": "object", "caveats": "list", "label_prior": "list", "files": "object",
+                     "marginals": "object"}
 
 
 def _check_run_json(p: Path, meta: dict) -> None:
@@ -241,7 +251,25 @@ def _check_run_json(p: Path, meta: dict) -> None:
     for key, kind in RUN_JSON_FIELDS.items():
         f.get(key, kind)
     for key, kind in RUN_JSON_OPTIONAL.items():
-        f.get(key, kind, None, nullable=key == "label_prior")
+        f.get(key, kind, None, nullable=key in ("label_prior", "marginals"))
+
+
+def _check_marginals(p: Path, marginals: object, schema: Schema) -> None:
+    """None, or per counted column of the schema one finite count per bin, and the counts'
+    noise (finite, >= 0): :func:`trustgen.privacy.marginal_histogram.marginals_record`."""
+    if marginals is None:
+        return
+    layout = marginal_layout(schema)
+    where = f"run.json in {str(p)!r}: marginals"
+    f = Fields(marginals, where, RunError, RUN_JSON_HINT)
+    counts, std, records = f.get("counts", "list"), f.get("noise_std", "number"), f.get("records", "integer")
+    if len(counts) != len(layout) or not std >= 0 or not records >= 1:
+        raise RunError(f"{where} must hold counts of {len(layout)} feature columns, a noise_std >= 0 and records "
+                       f">= 1; {RUN_JSON_HINT}")
+    for c, m in zip(layout, counts):
+        if not isinstance(m, list) or len(m) != c.bins or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) for v in m):
+            raise RunError(f"{where}: column {c.name!r} must hold {c.bins} finite counts; {RUN_JSON_HINT}")
 
 
 def _check_label_prior(p: Path, prior: object, n_classes: int) -> None:

@@ -56,7 +56,8 @@ def test_plan_is_what_the_trainer_computed():
     plan = plan_privacy(cfg, n=2_000, batch_size=50, steps=400, model=StubModel())
     q, d = 50 / 2_000, default_delta(2_000)
     assert plan.to_dict() == {"sample_rate": q, "delta": d, "noise_multiplier": calibrate_noise(3.0, d, q, 400, "rdp"),
-                              "steps": 400, "mode": "ghost", "label_noise_multiplier": None}  # no labels: no histogram
+                              "steps": 400, "mode": "ghost", "label_noise_multiplier": None,
+                              "marginal_noise_multiplier": None}  # no labels, no marginals: no histogram
     assert 0.995 * 3.0 <= epsilon_for(plan.noise_multiplier, q, 400, d, "rdp") <= 3.0
 
 
@@ -134,8 +135,9 @@ def test_bad_config(cfg, error, fragment):
 def test_plan_round_trips_through_a_weights_only_checkpoint():
     plan = PrivacyPlan(np.float64(0.01), np.float64(1e-5), np.float64(1.3), np.int64(200), "hooks")
     d = plan.to_dict()
-    assert list(d) == ["sample_rate", "delta", "noise_multiplier", "steps", "mode", "label_noise_multiplier"]
-    assert [type(v) for v in d.values()] == [float, float, float, int, str, type(None)]
+    assert list(d) == ["sample_rate", "delta", "noise_multiplier", "steps", "mode", "label_noise_multiplier",
+                       "marginal_noise_multiplier"]
+    assert [type(v) for v in d.values()] == [float, float, float, int, str, type(None), type(None)]
     buf = io.BytesIO()
     torch.save({"plan": d}, buf)
     buf.seek(0)
@@ -154,6 +156,7 @@ def test_plan_round_trips_through_a_weights_only_checkpoint():
     (lambda d: d.update(sample_rate=1.5), PrivacyError, "sample_rate"),
     (lambda d: d.update(delta=1.0), PrivacyError, "delta"),
     (lambda d: d.update(label_noise_multiplier=0.0), PrivacyError, "noise_multiplier"),
+    (lambda d: d.update(marginal_noise_multiplier=-1.0), PrivacyError, "noise_multiplier"),
 ])
 def test_from_dict_refuses_a_bad_plan(mutate, error, fragment):
     d = PrivacyPlan(0.01, 1e-5, 1.0, 10, "ghost").to_dict()

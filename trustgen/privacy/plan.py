@@ -42,6 +42,7 @@ from trustgen.privacy.accounting import (
 )
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.dp_sgd import ClippingMode, choose_mode
+from trustgen.privacy.marginal_histogram import worth_releasing
 
 CLIPPING_MODES: tuple[str, ...] = ("ghost", "hooks")
 
@@ -59,6 +60,10 @@ class PrivacyPlan:
         label_noise_multiplier: sigma of the Gaussian label histogram (L2 sensitivity 1), the
             accountant segment ``(label_noise_multiplier, 1.0, 1)`` recorded before the first
             step; None when no histogram is released (no labels, or ``label_budget = 0``).
+        marginal_noise_multiplier: sigma of the Gaussian histogram of the feature columns'
+            1-way marginals (:mod:`trustgen.privacy.marginal_histogram`), the segment
+            ``(marginal_noise_multiplier, 1.0, 1)`` recorded after the label histogram; None
+            when none is released.
     """
 
     sample_rate: float
@@ -67,6 +72,7 @@ class PrivacyPlan:
     steps: int
     mode: ClippingMode
     label_noise_multiplier: float | None = None
+    marginal_noise_multiplier: float | None = None
 
     def __post_init__(self) -> None:
         # Normalise to plain Python (a checkpoint loaded with weights_only refuses numpy scalars).
@@ -80,11 +86,24 @@ class PrivacyPlan:
             raise ConfigError(f"PrivacyPlan.mode must be one of {CLIPPING_MODES}, got {self.mode!r}.")
         if self.label_noise_multiplier is not None:
             object.__setattr__(self, "label_noise_multiplier", check_noise_multiplier(self.label_noise_multiplier))
+        if self.marginal_noise_multiplier is not None:
+            object.__setattr__(self, "marginal_noise_multiplier",
+                               check_noise_multiplier(self.marginal_noise_multiplier))
 
     @property
     def label_segment(self) -> Segment | None:
         """The accountant segment of the label histogram (one full-data Gaussian release), or None."""
         return None if self.label_noise_multiplier is None else (self.label_noise_multiplier, 1.0, 1)
+
+    @property
+    def marginal_segment(self) -> Segment | None:
+        """The accountant segment of the marginal histogram, or None."""
+        return None if self.marginal_noise_multiplier is None else (self.marginal_noise_multiplier, 1.0, 1)
+
+    @property
+    def histogram_segments(self) -> list[Segment]:
+        """The releases made before the first step, in the order the accountant records them."""
+        return [s for s in (self.label_segment, self.marginal_segment) if s is not None]
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as plain Python values.
@@ -103,7 +122,9 @@ class PrivacyPlan:
             raise PrivacyError(f"a privacy plan must be a dict from PrivacyPlan.to_dict(), got {type(data).__name__}.")
         names = [f.name for f in dataclasses.fields(cls)]
         # A checkpoint written before the label histogram existed had no label noise.
-        missing = [k for k in names if k not in data and k != "label_noise_multiplier"]
+        # ... and one written before the marginal histogram, no marginal noise.
+        missing = [k for k in names if k not in data and k not in ("label_noise_multiplier",
+                                                                    "marginal_noise_multiplier")]
         unknown = sorted(set(data) - set(names))
         if missing or unknown:
             raise PrivacyError(
@@ -114,7 +135,8 @@ class PrivacyPlan:
 
 
 def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
-                 model: GenerativeModel | nn.Module, n_classes: int = 0) -> PrivacyPlan:
+                 model: GenerativeModel | nn.Module, n_classes: int = 0,
+                 marginal_bins: tuple[int, ...] = ()) -> PrivacyPlan:
     """Validate ``config`` for this run and calibrate its noise.
 
     Args:
@@ -129,6 +151,11 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
             :func:`trustgen.privacy.dp_sgd.choose_mode`.
         n_classes: number of label classes of the data (public, from the schema); with two or
             more and ``config.label_budget > 0`` the plan includes the DP label histogram.
+        marginal_bins: the bins of every feature column whose 1-way marginal is counted (public,
+            from the schema). With ``config.marginal_budget > 0`` the plan includes the DP
+            marginal histogram, unless its noise would leave no column worth correcting
+            (:func:`~trustgen.privacy.marginal_histogram.worth_releasing`: few records, many
+            columns); then its share goes back to training, and the report says none was released.
 
     Returns:
         The :class:`PrivacyPlan`; its epsilon after ``steps`` steps (and the label histogram, if
@@ -180,10 +207,18 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
         # at the target, which is more than (1 - share) * epsilon: PRV/RDP compose Gaussians
         # much better than adding their epsilons.
         label_sigma = calibrate_noise(config.label_budget * config.epsilon, delta, 1.0, 1, config.accountant)
-    prior = () if label_sigma is None else ((label_sigma, 1.0, 1),)
+    bins = list(marginal_bins)
+    if any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in bins):
+        raise ConfigError(f"marginal_bins must be positive integers, got {marginal_bins!r}")
+    marginal_sigma = None
+    if bins and config.marginal_budget > 0:
+        marginal_sigma = calibrate_noise(config.marginal_budget * config.epsilon, delta, 1.0, 1, config.accountant)
+        if not worth_releasing(bins, marginal_sigma, n):
+            marginal_sigma = None
+    prior = tuple((s, 1.0, 1) for s in (label_sigma, marginal_sigma) if s is not None)
     sigma = calibrate_noise(config.epsilon, delta, q, steps, config.accountant, prior=prior)
     return PrivacyPlan(sample_rate=q, delta=delta, noise_multiplier=sigma, steps=steps, mode=mode,
-                       label_noise_multiplier=label_sigma)
+                       label_noise_multiplier=label_sigma, marginal_noise_multiplier=marginal_sigma)
 
 
 def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:

@@ -57,11 +57,15 @@ _FLOAT_FIELDS = (
     "label_budget",
     "label_epsilon",
     "label_noise_multiplier",
+    "marginal_budget",
+    "marginal_epsilon",
+    "marginal_noise_multiplier",
 )
 _OPTIONAL_FIELDS = ("target_epsilon", "max_grad_norm")
 #: Fields added after version 1 was first written: a privacy.json without them (an older run) reads
 #: with their defaults (no label histogram).
-_LATER_FIELDS = ("label_budget", "label_epsilon", "label_noise_multiplier")
+_LATER_FIELDS = ("label_budget", "label_epsilon", "label_noise_multiplier", "marginal_budget", "marginal_epsilon",
+                 "marginal_noise_multiplier")
 
 
 @dataclass(kw_only=True)
@@ -93,6 +97,10 @@ class PrivacyReport:
         label_noise_multiplier: sigma of the label histogram's Gaussian (sensitivity 1); 0.0 when
             no histogram was released. ``steps``, ``noise_multiplier``, ``sample_rate`` and
             ``epochs`` describe the DP-SGD steps only.
+        marginal_budget, marginal_epsilon, marginal_noise_multiplier: the same for the DP
+            histogram of the feature columns' 1-way marginals
+            (:mod:`trustgen.privacy.marginal_histogram`; noise ``sigma * sqrt(d)`` on each count
+            of ``d`` columns, L2 sensitivity ``sqrt(d)``); 0.0 when none was released.
     """
 
     mechanism: str = "DP-SGD"
@@ -113,6 +121,9 @@ class PrivacyReport:
     label_budget: float = 0.0
     label_epsilon: float = 0.0
     label_noise_multiplier: float = 0.0
+    marginal_budget: float = 0.0
+    marginal_epsilon: float = 0.0
+    marginal_noise_multiplier: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -174,6 +185,8 @@ class PrivacyReport:
         caveats: list[str] | None = None,
         label_noise_multiplier: float | None = None,
         label_budget: float = 0.0,
+        marginal_noise_multiplier: float | None = None,
+        marginal_budget: float = 0.0,
     ) -> PrivacyReport:
         """Report from a :class:`trustgen.privacy.accountant.Accountant` at the end of training.
 
@@ -182,7 +195,8 @@ class PrivacyReport:
 
         With ``label_noise_multiplier``, the history must begin with the label histogram's
         segment ``(label_noise_multiplier, 1.0, 1)``: epsilon is that of the whole history, and
-        the DP-SGD fields (steps, sigma, q, epochs) describe the rest.
+        the DP-SGD fields (steps, sigma, q, epochs) describe the rest. With
+        ``marginal_noise_multiplier`` its segment follows (after the label histogram's, if any).
 
         Example:
             >>> from trustgen.privacy.accountant import Accountant
@@ -195,18 +209,21 @@ class PrivacyReport:
             >>> r.steps, round(r.label_epsilon, 3), round(r.epsilon, 3)  # composed: 0.05 alone adds < 0.001
             (10000, 0.05, 6.713)
         """
-        history = accountant.history
-        label_epsilon = 0.0
-        if label_noise_multiplier is not None:
-            from trustgen.privacy.accounting import epsilon_of_history
+        from trustgen.privacy.accounting import epsilon_of_history
 
-            label = (float(label_noise_multiplier), 1.0, 1)
-            if not history or tuple(history[0][:2]) != label[:2]:
+        history = list(accountant.history)
+        alone = {}
+        for name, sigma in (("label histogram", label_noise_multiplier),
+                            ("marginal histogram", marginal_noise_multiplier)):
+            if sigma is None:
+                continue
+            segment = (float(sigma), 1.0, 1)
+            if not history or tuple(history[0][:2]) != segment[:2]:
                 raise PrivacyError(
-                    f"the accountant's history {history[:1]} does not begin with the label histogram "
-                    f"{label}: its epsilon would be missing from the report.")
-            label_epsilon = epsilon_of_history([label], delta, accountant.kind)
-            # The DP-SGD steps are the rest (a merged first segment keeps its remaining steps).
+                    f"the accountant's history {history[:1]} does not begin with the {name} "
+                    f"{segment}: its epsilon would be missing from the report.")
+            alone[name] = epsilon_of_history([segment], delta, accountant.kind)
+            # The rest follows (a merged first segment keeps its remaining steps).
             first = (history[0][0], history[0][1], history[0][2] - 1)
             history = ([first] if first[2] > 0 else []) + list(history[1:])
         if not history:
@@ -241,8 +258,11 @@ class PrivacyReport:
             private_modules=list(private_modules or []),
             caveats=notes,
             label_budget=label_budget,
-            label_epsilon=label_epsilon,
+            label_epsilon=alone.get("label histogram", 0.0),
             label_noise_multiplier=0.0 if label_noise_multiplier is None else label_noise_multiplier,
+            marginal_budget=marginal_budget,
+            marginal_epsilon=alone.get("marginal histogram", 0.0),
+            marginal_noise_multiplier=0.0 if marginal_noise_multiplier is None else marginal_noise_multiplier,
         )
 
     # -- derived ------------------------------------------------------------------------------
@@ -300,17 +320,19 @@ class PrivacyReport:
                 f"PrivacyReport.preprocessing_epsilon must be >= 0 (inf if preprocessing was not "
                 f"private), got {self.preprocessing_epsilon!r}."
             )
-        if not (0.0 <= self.label_budget < 1.0):
-            raise PrivacyError(f"PrivacyReport.label_budget must be in [0, 1), got {self.label_budget!r}.")
-        for name in ("label_epsilon", "label_noise_multiplier"):
-            if not (0.0 <= getattr(self, name) < math.inf):
-                raise PrivacyError(f"PrivacyReport.{name} must be finite and >= 0, got {getattr(self, name)!r}.")
-        if (self.label_noise_multiplier > 0) != (self.label_epsilon > 0):
-            raise PrivacyError("PrivacyReport.label_epsilon and label_noise_multiplier must both be 0 (no label "
-                               "histogram) or both > 0.")
-        if self.label_epsilon > self.epsilon:
-            raise PrivacyError(f"PrivacyReport.label_epsilon {self.label_epsilon!r} exceeds epsilon {self.epsilon!r}, "
-                               "which composes it with training: the report is inconsistent.")
+        for part in ("label", "marginal"):
+            budget, eps, sigma = (getattr(self, f"{part}_{f}") for f in ("budget", "epsilon", "noise_multiplier"))
+            if not (0.0 <= budget < 1.0):
+                raise PrivacyError(f"PrivacyReport.{part}_budget must be in [0, 1), got {budget!r}.")
+            for name, value in ((f"{part}_epsilon", eps), (f"{part}_noise_multiplier", sigma)):
+                if not (0.0 <= value < math.inf):
+                    raise PrivacyError(f"PrivacyReport.{name} must be finite and >= 0, got {value!r}.")
+            if (sigma > 0) != (eps > 0):
+                raise PrivacyError(f"PrivacyReport.{part}_epsilon and {part}_noise_multiplier must both be 0 (no "
+                                   f"{part} histogram) or both > 0.")
+            if eps > self.epsilon:
+                raise PrivacyError(f"PrivacyReport.{part}_epsilon {eps!r} exceeds epsilon {self.epsilon!r}, which "
+                                   "composes it with training: the report is inconsistent.")
         if self.target_epsilon is not None and not (0.0 < self.target_epsilon < math.inf):
             raise PrivacyError(
                 f"PrivacyReport.target_epsilon must be a finite number > 0 or None, got {self.target_epsilon!r}."
@@ -470,6 +492,12 @@ class PrivacyReport:
                 f"{self.label_noise_multiplier:.4g}) spends epsilon {self.label_epsilon:.4g} alone "
                 f"({self.label_budget:.3g} of the target); the training epsilon {self.epsilon:.4g} is the "
                 f"{self.accountant.upper()} composition of it with the DP-SGD steps (not a sum).")
+        if self.marginal_noise_multiplier > 0:
+            lines.append(
+                f"Column marginals: a Gaussian histogram of every feature column's bins (noise multiplier "
+                f"{self.marginal_noise_multiplier:.4g}) spends epsilon {self.marginal_epsilon:.4g} alone "
+                f"({self.marginal_budget:.3g} of the target), composed in the same accountant; sampling corrects "
+                "the samples towards it (post-processing).")
         lines.append(
             f"Training: {self.steps} steps of DP-SGD, sample rate {self.sample_rate:g} "
             f"({self.sampling_scheme} sampling), noise multiplier {self.noise_multiplier:.4g}, "

@@ -32,6 +32,7 @@ from trustgen.privacy.accountant import Accountant
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
 from trustgen.privacy.label_histogram import private_label_prior
+from trustgen.privacy.marginal_histogram import marginal_counts, noisy_marginals
 from trustgen.privacy.plan import PrivacyPlan, plan_privacy
 from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
@@ -44,12 +45,15 @@ from trustgen.training.objectives import make_optimizers, train_step
 @dataclass
 class TrainResult:
     """``label_prior``: the class probabilities training used (and sampling should use): the
-    caller's, or under DP with a label budget the DP label histogram; None if neither."""
+    caller's, or under DP with a label budget the DP label histogram; None if neither.
+    ``marginals``: under DP with a marginal budget, the DP 1-way marginals of the feature
+    columns (:mod:`trustgen.privacy.marginal_histogram`, in the order of its layout); else None."""
 
     steps: int
     history: list = field(default_factory=list)
     privacy: PrivacyReport | None = None
     label_prior: list[float] | None = None
+    marginals: list[list[float]] | None = None
 
 
 Callback = Callable[["Trainer", int, dict], None]
@@ -70,12 +74,13 @@ class Trainer:
         self.make_optimizers = optimizers or (lambda m: make_optimizers(m, self.config.learning_rate(m.family)))
 
     # ------------------------------------------------------------------ privacy plan
-    def plan_privacy(self, n: int, n_classes: int = 0) -> PrivacyPlan:
+    def plan_privacy(self, n: int, n_classes: int = 0, marginal_bins: tuple[int, ...] = ()) -> PrivacyPlan:
         """Sample rate, delta and the noise multiplier calibrated so that the planned steps
-        (with the label histogram when ``n_classes >= 2``) reach the target epsilon exactly
-        (never more)."""
+        (with the label histogram when ``n_classes >= 2`` and the marginal histogram of columns
+        of ``marginal_bins``) reach the target epsilon exactly (never more)."""
         return plan_privacy(self.privacy, n=n, batch_size=self.config.batch_size,
-                            steps=self.config.total_steps(n), model=self.model, n_classes=n_classes)
+                            steps=self.config.total_steps(n), model=self.model, n_classes=n_classes,
+                            marginal_bins=marginal_bins)
 
     def _autocast(self, device: torch.device):
         # No autocast under DP: per-example gradient hooks are verified in float32 only.
@@ -86,7 +91,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
             checkpoint: str | Path | None = None, resume: bool = False,
-            label_prior: torch.Tensor | None = None) -> TrainResult:
+            label_prior: torch.Tensor | None = None, marginal_layout: list | None = None) -> TrainResult:
         """Train on encoded data ``x`` (``[N, ...]``) with labels ``y`` (``[N]``) if conditional.
 
         Args:
@@ -96,6 +101,10 @@ class Trainer:
                 Under DP with ``label_budget > 0`` and labels, leave it None: the trainer then
                 releases the DP label histogram (:mod:`trustgen.privacy.label_histogram`) and
                 uses that (returned as ``TrainResult.label_prior``).
+            marginal_layout: the feature columns whose 1-way marginals are released under DP
+                with ``marginal_budget > 0``
+                (:func:`trustgen.privacy.marginal_histogram.marginal_layout`; public, from the
+                schema); returned as ``TrainResult.marginals``.
         """
         c = self.config
         c.validate()
@@ -121,7 +130,8 @@ class Trainer:
         total = c.total_steps(n)
         self.dp = self.accountant = self.plan = None
         if self.privacy is not None:
-            self.plan = self.plan_privacy(n, 0 if y is None else self.model.spec.n_classes)
+            self.plan = self.plan_privacy(n, 0 if y is None else self.model.spec.n_classes,
+                                          tuple(c.bins for c in marginal_layout or ()))
             if self.plan.label_segment is not None and label_prior is not None:
                 raise ConfigError("under DP with label_budget > 0 the label prior is the DP label histogram: "
                                   "pass label_prior=None, or set label_budget=0 to use your own prior")
@@ -150,6 +160,7 @@ class Trainer:
                 self.rng = self.dp.noise = SecureRandom(bytes(saved_privacy["key"].tolist()))
                 self.dp.step = state.step
         try:
+            self.marginal_layout = marginal_layout
             return self._loop(model, opts, x, y, label_prior, data_gen, noise_gen, state, total, ckpt, device, n)
         finally:
             if self.dp is not None:
@@ -198,8 +209,14 @@ class Trainer:
         ys = None if y is None else y[shard].to(device)
         n_local = len(shard)
         probs = None if label_prior is None else [float(p) for p in label_prior.tolist()]
-        if self.plan is not None and self.plan.label_segment is not None:
-            probs = self._release_label_prior(ys)
+        marginals = None
+        if self.plan is not None:
+            self._account_histograms()
+            if self.plan.label_segment is not None:
+                probs = private_label_prior(ys, self.model.spec.n_classes, self.plan.label_noise_multiplier, self.rng)
+            if self.plan.marginal_segment is not None:
+                marginals = noisy_marginals(marginal_counts(xs, self.marginal_layout),
+                                            self.plan.marginal_noise_multiplier, self.rng, n)
         prior = None if probs is None else torch.tensor(probs, dtype=torch.float32)
         bar = tqdm(total=total, initial=state.step, disable=not c.progress or rank > 0, desc=f"train {model.family}",
                    unit="step", dynamic_ncols=True)
@@ -239,20 +256,24 @@ class Trainer:
             # complete nothing needs it, and it must not ship with the released run.
             ckpt.unlink()
         model.eval()
-        return TrainResult(state.step, state.history, self._report(), probs)
+        return TrainResult(state.step, state.history, self._report(), probs, marginals)
 
-    def _release_label_prior(self, ys: torch.Tensor) -> list[float]:
-        """The DP label histogram, accounted once: a fresh run records its segment before the
-        release; a resumed run's saved history already holds it (checked), and the same key
-        and data give back exactly the prior released before, so it costs nothing more."""
-        segment = self.plan.label_segment
+    def _account_histograms(self) -> None:
+        """The histograms (labels, marginals) released before the first step, accounted once: a
+        fresh run records their segments before releasing them; a resumed run's saved history
+        already holds them (checked), and the same key and data give back exactly what was
+        released before, so it costs nothing more."""
+        segments = self.plan.histogram_segments
         history = self.accountant.history
         if not history:
-            self.accountant.step(*segment)
-        elif tuple(history[0][:2]) != segment[:2]:
-            raise RunError(f"the checkpoint's accountant history {history[:1]} does not begin with the label "
-                           f"histogram {segment}: it was not written by this plan; train again")
-        return private_label_prior(ys, self.model.spec.n_classes, segment[0], self.rng)
+            for segment in segments:
+                self.accountant.step(*segment)
+            return
+        # the accountant merges equal consecutive segments: compare the unmerged records
+        flat = [tuple(h[:2]) for h in history for _ in range(int(h[2]))][:len(segments)]
+        if flat != [s[:2] for s in segments]:
+            raise RunError(f"the checkpoint's accountant history {history[:2]} does not begin with the "
+                           f"histograms {segments}: it was not written by this plan; train again")
 
     def _report(self) -> PrivacyReport | None:
         if self.accountant is None or self.accountant.steps == 0:
@@ -262,6 +283,8 @@ class Trainer:
             self.accountant, delta=self.plan.delta, max_grad_norm=p.max_grad_norm, target_epsilon=p.epsilon,
             label_noise_multiplier=self.plan.label_noise_multiplier,
             label_budget=0.0 if self.plan.label_segment is None else p.label_budget,
+            marginal_noise_multiplier=self.plan.marginal_noise_multiplier,
+            marginal_budget=0.0 if self.plan.marginal_segment is None else p.marginal_budget,
             sampling_scheme="poisson", private_modules=[type(self.model.private_module()).__name__],
             caveats=dp_sgd_caveats(mode=self.plan.mode, max_grad_norm=p.max_grad_norm,
                                    fixed_secret_seed=p.secret_seed is not None) + [

@@ -1,0 +1,134 @@
+"""The DP histogram of the feature columns' 1-way marginals: public bins, the sensitivity the
+accountant assumes, the noise it is calibrated for, one composed guarantee, and what a run
+stores."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trustgen.data.encoders import make_encoder
+from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
+from trustgen.errors import PrivacyError, RunError
+from trustgen.pipeline import train
+from trustgen.privacy.accounting import epsilon_of_history
+from trustgen.privacy.config import PrivacyConfig
+from trustgen.privacy.marginal_histogram import (
+    BINS, NOISE_LIMIT, expected_noise_tv, marginal_counts, marginal_layout, noisy_marginals,
+)
+from trustgen.privacy.secure_random import SecureRandom, key_from_seed
+from trustgen.run import Run
+from trustgen.training import TrainConfig
+
+SCHEMA = TabularSchema([NumericColumn("age", 0, 100), NumericColumn("kids", 0, 5, integer=True),
+                        NumericColumn("visits", 0, 500, integer=True), CategoricalColumn("site", ("a", "b", "c")),
+                        CategoricalColumn("y", ("n", "p"))], label="y")
+
+
+def table(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"age": rng.uniform(0, 100, n), "kids": rng.integers(0, 6, n),
+                         "visits": rng.integers(0, 501, n), "site": rng.choice(["a", "b", "c"], n, p=[0.8, 0.15, 0.05]),
+                         "y": rng.choice(["n", "p"], n, p=[0.9, 0.1])})
+
+
+def test_the_bins_come_from_the_schema_alone():
+    layout = marginal_layout(SCHEMA)
+    assert [(c.name, c.bins, c.whole) for c in layout] == [("age", BINS, False), ("kids", 6, True),
+                                                          ("visits", BINS, False), ("site", 3, False)]
+    x = torch.as_tensor(make_encoder(SCHEMA).transform(pd.DataFrame(
+        {"age": [0.0, 49.99, 100.0], "kids": [0, 3, 5], "visits": [0, 250, 500], "site": ["a", "b", "c"],
+         "y": ["n", "n", "p"]}))[0])
+    assert [c.codes(x).tolist() for c in layout] == [[0, 4, 9], [0, 3, 5], [0, 5, 9], [0, 1, 2]]
+
+
+def test_one_record_moves_one_bin_per_column_so_the_l2_sensitivity_is_sqrt_d():
+    """The accountant's assumption, checked on every record of a table as the one removed."""
+    layout = marginal_layout(SCHEMA)
+    x = torch.as_tensor(make_encoder(SCHEMA).transform(table(60))[0])
+    full = torch.cat(marginal_counts(x, layout))
+    for i in range(len(x)):
+        diff = full - torch.cat(marginal_counts(torch.cat([x[:i], x[i + 1:]]), layout))
+        assert sorted(diff.tolist(), reverse=True)[:len(layout)] == [1.0] * len(layout)
+        assert float(diff.norm()) == pytest.approx(math.sqrt(len(layout)))
+
+
+def test_the_noise_has_the_calibrated_spread():
+    """key_from_seed(0); 2,000 counts: the sample std within 6% of sigma * sqrt(d) (a chi-square
+    tail of about 1e-6, the false-failure rate)."""
+    counts = [torch.zeros(500, dtype=torch.float64) for _ in range(4)]
+    rec = noisy_marginals(counts, 3.0, SecureRandom(key_from_seed(0)), records=10)
+    noise = np.concatenate(rec["counts"])
+    assert rec["noise_std"] == pytest.approx(3.0 * 2.0) and rec["records"] == 10
+    assert np.std(noise) == pytest.approx(6.0, rel=0.06) and abs(np.mean(noise)) < 0.6
+    again = noisy_marginals(counts, 3.0, SecureRandom(key_from_seed(0)), records=10)
+    assert again == rec  # one address in the keystream: a resumed run releases the same
+
+
+def test_a_dp_run_composes_labels_marginals_and_steps_into_one_epsilon(tmp_path):
+    cfg = PrivacyConfig(epsilon=2.0, marginal_budget=0.2, secret_seed=1, accountant="rdp")
+    run = train(table(3000), "vae", TrainConfig(steps=20, batch_size=32, progress=False), schema=SCHEMA, privacy=cfg,
+                out=tmp_path / "run")
+    r = run.privacy
+    assert r.epsilon <= 2.0 and r.marginal_budget == 0.2 and r.label_budget == 0.05
+    assert r.marginal_epsilon == pytest.approx(epsilon_of_history([(r.marginal_noise_multiplier, 1.0, 1)], r.delta,
+                                                                  "rdp"))
+    assert 0.19 * 2.0 <= r.marginal_epsilon <= 0.2 * 2.0
+    # the whole history: the two histograms, then the steps; its epsilon is the report's
+    history = [(r.label_noise_multiplier, 1.0, 1), (r.marginal_noise_multiplier, 1.0, 1),
+               (r.noise_multiplier, r.sample_rate, r.steps)]
+    assert epsilon_of_history(history, r.delta, "rdp") == pytest.approx(r.epsilon, rel=1e-9)
+    assert "Column marginals" in r.summary()
+    loaded = Run.load(tmp_path / "run")
+    assert loaded.marginals == run.marginals and loaded.marginals["noise_std"] == pytest.approx(
+        r.marginal_noise_multiplier * math.sqrt(4))
+    assert any("DP histogram of the feature columns" in c for c in loaded.caveats)
+
+
+def test_a_release_too_noisy_to_correct_anything_gives_its_share_back_to_training():
+    """300 records, 4 columns, 0.4 of epsilon: the expected noise (about 0.08 of a 3-bin column)
+    exceeds NOISE_LIMIT everywhere, so nothing is released and DP-SGD gets the whole budget."""
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.plan import plan_privacy
+
+    bins = tuple(c.bins for c in marginal_layout(SCHEMA))
+    asked = plan_privacy(PrivacyConfig(2.0, marginal_budget=0.2, accountant="rdp"), n=300, batch_size=30,
+                         steps=50, model=StubModel(), marginal_bins=bins)
+    plain = plan_privacy(PrivacyConfig(2.0, accountant="rdp"), n=300, batch_size=30, steps=50, model=StubModel())
+    assert asked.marginal_noise_multiplier is None and asked.noise_multiplier == plain.noise_multiplier
+    many = plan_privacy(PrivacyConfig(2.0, marginal_budget=0.2, accountant="rdp"), n=30_000, batch_size=300,
+                        steps=50, model=StubModel(), marginal_bins=bins)
+    plain_many = plan_privacy(PrivacyConfig(2.0, accountant="rdp"), n=30_000, batch_size=300, steps=50,
+                              model=StubModel())
+    # released: training's noise grows, as the composition keeps the total at 2
+    assert many.marginal_noise_multiplier is not None and many.noise_multiplier > plain_many.noise_multiplier
+    assert expected_noise_tv(3, many.marginal_noise_multiplier * 2, 30_000) <= NOISE_LIMIT
+
+
+def test_without_a_marginal_budget_nothing_is_released_under_dp():
+    cfg = PrivacyConfig(epsilon=2.0, secret_seed=1, accountant="rdp", marginal_budget=0.0)
+    run = train(table(3000), "vae", TrainConfig(steps=5, batch_size=32, progress=False), schema=SCHEMA, privacy=cfg)
+    assert run.marginals is None and run.privacy.marginal_noise_multiplier == 0.0
+
+
+@pytest.mark.parametrize("label, marginal", [(0.5, 0.5), (0.0, 1.0), (0.0, -0.1), (0.0, float("nan"))])
+def test_budgets_that_leave_nothing_for_training_are_refused(label, marginal):
+    with pytest.raises(PrivacyError, match="budget"):
+        PrivacyConfig(epsilon=1.0, label_budget=label, marginal_budget=marginal).validate()
+
+
+def test_a_damaged_marginals_field_is_refused_on_load(tmp_path):
+    import json
+
+    train(table(), "vae", TrainConfig(steps=5, batch_size=32, progress=False), schema=SCHEMA, out=tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert len(meta["marginals"]["counts"]) == 4 and meta["marginals"]["noise_std"] == 0.0  # exact, without DP
+    meta["marginals"]["counts"][1] = [1.0, 2.0]
+    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="column 'kids' must hold 6 finite counts"):
+        Run.load(tmp_path / "run")
