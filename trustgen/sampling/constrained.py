@@ -132,7 +132,8 @@ class ConstrainedSampler:
 
     def __init__(self, run, constraints, *, method: Method = "auto", budget: int | None = None, config=None,
                  noise_hooks: Sequence = (), batch_size: int = 1000, progress=None,
-                 search_steps: int = SEARCH_STEPS, mcmc_steps: int = MCMC_STEPS) -> None:
+                 search_steps: int = SEARCH_STEPS, mcmc_steps: int = MCMC_STEPS,
+                 marginal_fit: bool | None = None) -> None:
         if method not in METHODS:
             raise ConfigError(f"unknown constraint method {method!r} (known: {', '.join(METHODS)})")
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
@@ -141,6 +142,7 @@ class ConstrainedSampler:
             if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100_000:
                 raise ConfigError(f"{name} must be an integer from 0 to 100,000, got {v!r}")
         self.run, self.method, self.budget = run, method, budget
+        self.marginal_fit = marginal_fit  # passed to every Sampler (trustgen.sampling.marginal_fit)
         self.search_steps, self.mcmc_steps = search_steps, mcmc_steps
         self.constraints = constraints if isinstance(constraints, ConstraintSet) else ConstraintSet(constraints)
         modules_to(self.constraints.constraints, run.model.device)
@@ -194,7 +196,7 @@ class ConstrainedSampler:
                     noise = noise + (EllipticalSlice(model, self.space, self.hard, self.config,
                                                      steps=self.mcmc_steps),)
         return Sampler(self.run, config=self.config, noise_hooks=noise, step_hooks=steps, output_hooks=(hook,),
-                       batch_size=self.batch_size)
+                       batch_size=self.batch_size, marginal_fit=self.marginal_fit)
 
     def _labels_for(self, labels: Any, n: int, gen: torch.Generator, weights: np.ndarray | None = None,
                     ) -> np.ndarray | None:

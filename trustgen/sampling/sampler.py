@@ -31,6 +31,7 @@ from trustgen.sampling.hooks import (
     NoiseHook, OutputHook, StepHook, apply_noise_hooks, apply_output_hooks, checked_step_hook,
 )
 from trustgen.sampling.labels import LabelTake, fixed, label_source
+from trustgen.sampling.marginal_fit import OVERSAMPLE, MarginalFit
 from trustgen.sampling.schedulers import reverse_step_count
 
 DIFFUSION_ONLY = ("kind", "steps", "eta", "guidance", "clip")
@@ -94,13 +95,24 @@ class Sampler:
         batch_size: samples generated per forward pass.
         progress: called as ``progress(done, total)`` after every network pass (a batch, or a
             reverse step of a batch for diffusion), for a progress bar; None (default): silent.
+        marginal_fit: correct samples towards the run's 1-way marginals
+            (:mod:`trustgen.sampling.marginal_fit`: a pool of ``OVERSAMPLE`` times as many, of
+            which the kept ones match the marginals). None (default): when the run has
+            marginals and the labels are drawn from its prior; False: never; True: required.
     """
 
     def __init__(self, run: Run, *, config: SamplerConfig | None = None, noise_hooks: Sequence[NoiseHook] = (),
                  step_hooks: Sequence[StepHook] = (), output_hooks: Sequence[OutputHook] = (),
-                 batch_size: int = 1000, progress: Callable[[int, int], None] | None = None) -> None:
+                 batch_size: int = 1000, progress: Callable[[int, int], None] | None = None,
+                 marginal_fit: bool | None = None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if marginal_fit not in (None, True, False):
+            raise ConfigError(f"marginal_fit must be None, True or False, got {marginal_fit!r}")
+        if marginal_fit and run.marginals is None:
+            raise ConfigError("marginal_fit=True needs a run with marginals: train it without DP, or with DP and "
+                              "marginal_budget > 0 (--marginal-budget)")
+        self.marginal_fit = MarginalFit(run) if marginal_fit is not False and run.marginals is not None else None
         self.run = run
         self.config = config if config is not None else SamplerConfig.from_dict(run.sampling)
         self.noise_hooks = tuple(noise_hooks)
@@ -131,6 +143,11 @@ class Sampler:
             gen.manual_seed(seed)
         return gen
 
+    def _oversample(self, labels: Any) -> int:
+        """How many samples the pool holds per kept one: the marginal fit's, when it applies
+        (labels drawn from the prior), else 1."""
+        return OVERSAMPLE if self.marginal_fit is not None and labels is None else 1
+
     def _passes(self, n: int) -> int:
         """Network passes to generate ``n`` samples: one per batch, or one per reverse step per
         batch for diffusion (the unit of ``progress``)."""
@@ -141,14 +158,16 @@ class Sampler:
         return batches * reverse_step_count(cfg.kind, cfg.steps, self.run.model.config.timesteps)
 
     @torch.no_grad()
-    def _chunks(self, n: int, take: LabelTake, gen: torch.Generator) -> Iterator[_Chunk]:
+    def _chunks(self, n: int, take: LabelTake, gen: torch.Generator, oversample: int = 1) -> Iterator[_Chunk]:
         """Noise, hooks and generation for ``n`` samples, one batch at a time, in one fixed order
-        of draws from ``gen`` (labels from ``take``): what :meth:`sample` and :meth:`stream` share."""
+        of draws from ``gen`` (labels from ``take``): what :meth:`sample` and :meth:`stream` share.
+        With ``oversample > 1`` each batch is chosen by the marginal fit from a pool that many
+        times as large (``take`` then hands out the pool's labels)."""
         model = self.run.model
         model.eval()
         dev = model.device
         key_id = None
-        total, done = self._passes(n), 0
+        total, done = self._passes(n) * oversample, 0
 
         def tick(state=None):
             nonlocal done
@@ -160,7 +179,8 @@ class Sampler:
         if self.progress is not None and self.run.family == "diffusion":
             step_hooks = step_hooks + (tick,)
         for s in range(0, n, self.batch_size):
-            m = min(self.batch_size, n - s)
+            keep = min(self.batch_size, n - s)
+            m = keep * oversample
             y = take(m)
             yb = None if y is None else y.to(dev)
             z = model.sample_noise(m, gen)
@@ -171,7 +191,14 @@ class Sampler:
             x = model.generate(z, yb, generator=gen, sampler=self.config, step_hooks=step_hooks)
             x, ok = apply_output_hooks(self.output_hooks, x, yb)
             if self.progress is not None and self.run.family != "diffusion":
-                tick()
+                for _ in range(oversample):
+                    tick()
+            if oversample > 1:
+                # values move only where no hook has read them (a constraint's flag, a watermark's key)
+                move = not self.output_hooks and not self.noise_hooks
+                rows, kept = self.marginal_fit.keep(x.float().cpu(), None if y is None else y.cpu(), keep, gen, move)
+                x, z, y = kept.to(x.device), z[rows.to(z.device)], None if y is None else y[rows.to(y.device)]
+                ok = None if ok is None else ok[rows.to(ok.device)]
             yield _Chunk(x.float().cpu(), z.float().cpu(), None if y is None else y.cpu(), key_id,
                          None if ok is None else ok.cpu())
 
@@ -184,13 +211,14 @@ class Sampler:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ConfigError(f"the number of samples must be a positive integer, got {n!r}")
         gen = self._generator(seed)
-        return int(n), label_source(int(n), labels, self.run.schema.classes, self.run.label_prior, gen), gen
+        pool = int(n) * self._oversample(labels)
+        return int(n), label_source(pool, labels, self.run.schema.classes, self.run.label_prior, gen), gen
 
     def sample(self, n: int, *, labels: Any = None, seed: int | None = None) -> SampleBatch:
         """Draw ``n`` samples (labels: None draws from the run's prior; a class; or one per sample),
         held in memory together; :meth:`stream` hands out the same samples batch by batch."""
         n, take, gen = self._start(n, labels, seed)
-        chunks = list(self._chunks(n, take, gen))
+        chunks = list(self._chunks(n, take, gen, self._oversample(labels)))
         x, z = torch.cat([c.x for c in chunks]), torch.cat([c.z for c in chunks])
         y = None if chunks[0].y is None else torch.cat([c.y for c in chunks]).numpy()
         ok = None if chunks[0].ok is None else torch.cat([c.ok for c in chunks]).numpy()
@@ -214,7 +242,8 @@ class Sampler:
         """
         n, take, gen = self._start(n, labels, seed)
         return (self._batch(c.x, c.z, None if c.y is None else c.y.numpy(), seed, c.key_id,
-                            None if c.ok is None else c.ok.numpy()) for c in self._chunks(n, take, gen))
+                            None if c.ok is None else c.ok.numpy())
+                for c in self._chunks(n, take, gen, self._oversample(labels)))
 
     @torch.no_grad()
     def redraw(self, batch: SampleBatch, rows: Any, *, seed: int | None = None) -> SampleBatch:
