@@ -23,6 +23,9 @@ from trustgen.limits import (MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SAMPL
 FAMILIES = ("vae", "gan", "diffusion")
 LABEL_BUDGET_HELP = ("share of epsilon in [0, 1) for DP label frequencies (a Gaussian histogram, composed with "
                      "DP-SGD; default 0.05 on labelled data; 0: uniform labels)")
+MARGINAL_BUDGET_HELP = ("share of epsilon in [0, 1) for the DP 1-way marginals of the feature columns, which "
+                        "sampling corrects the samples towards (composed with DP-SGD; default 0.1 on tables; 0: none; "
+                        "nothing is spent where the noise would correct no column)")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -78,8 +81,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       device=args.device, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       progress=not args.no_progress)
-    if args.epsilon is None and (args.delta is not None or args.label_budget is not None):
-        raise _Fail("--delta and --label-budget need --epsilon (without --epsilon training is not private)")
+    if args.epsilon is None and (args.delta is not None or args.label_budget is not None
+                                 or args.marginal_budget is not None):
+        raise _Fail("--delta, --label-budget and --marginal-budget need --epsilon (without --epsilon training is "
+                    "not private)")
     privacy = _privacy_config(args)
     if args.distributed:
         cfg.device = _init_distributed(args.device)
@@ -115,13 +120,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _privacy_config(args: argparse.Namespace):
     """The PrivacyConfig of the DP flags (None without --epsilon), validated before any work."""
-    from trustgen.privacy.config import DEFAULT_LABEL_BUDGET, PrivacyConfig
+    from trustgen.privacy.config import DEFAULT_LABEL_BUDGET, DEFAULT_MARGINAL_BUDGET, PrivacyConfig
 
     if args.epsilon is None:
         return None
     label_budget = DEFAULT_LABEL_BUDGET if args.label_budget is None else args.label_budget
+    marginal_budget = DEFAULT_MARGINAL_BUDGET if args.marginal_budget is None else args.marginal_budget
     privacy = PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm, args.accountant, args.clipping,
-                            label_budget=label_budget)
+                            label_budget=label_budget, marginal_budget=marginal_budget)
     privacy.validate()
     return privacy
 
@@ -158,9 +164,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from trustgen.training import TrainConfig
 
     if args.epsilon is None and (args.delta is not None or args.accountant != "prv" or args.clipping != "auto"
-                                 or args.label_budget is not None):
-        raise _Fail("--delta, --accountant, --clipping and --label-budget need --epsilon (without it the audited "
-                    "run is not private)")
+                                 or args.label_budget is not None or args.marginal_budget is not None):
+        raise _Fail("--delta, --accountant, --clipping, --label-budget and --marginal-budget need --epsilon (without "
+                    "it the audited run is not private)")
     if args.white_box and args.epsilon is None:
         raise _Fail("--white-box audits the DP-SGD mechanism: it needs --epsilon")
     if args.canaries is not None and args.canaries < (100 if args.white_box else 2):
@@ -306,20 +312,22 @@ def cmd_sample(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         config = sampler_config(args, run)
+        fit = False if args.no_marginal_fit else None
         noise_hooks = ()
         if key is not None:
             from trustgen.watermark.release import watermark_batch, watermarked_sampler
 
             noise_hooks = watermarked_sampler(run, key).noise_hooks  # refuses a run that cannot carry the mark
         if constraints is None:
-            batches = Sampler(run, config=config, noise_hooks=noise_hooks, progress=progress).stream(
-                args.n, labels=args.label, seed=args.seed)
+            batches = Sampler(run, config=config, noise_hooks=noise_hooks, progress=progress,
+                              marginal_fit=fit).stream(args.n, labels=args.label, seed=args.seed)
         else:
             from trustgen.sampling.constrained import ConstrainedSampler, constrained_stream
 
             steps = {k: getattr(args, k) for k in ("search_steps", "mcmc_steps") if getattr(args, k) is not None}
             csampler = ConstrainedSampler(run, constraints, method=args.constraint_method, budget=args.budget,
-                                          config=config, noise_hooks=noise_hooks, progress=progress, **steps)
+                                          config=config, noise_hooks=noise_hooks, progress=progress,
+                                          marginal_fit=fit, **steps)
             batches = constrained_stream(csampler, args.n, labels=args.label, seed=args.seed, balance=args.balance)
         if key is not None:
             batches = (watermark_batch(b, key, run.schema) if constraints is None else
@@ -630,6 +638,8 @@ def _add_privacy_arguments(parser: argparse.ArgumentParser, audited: bool = Fals
     parser.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
     parser.add_argument("--label-budget", type=bounded_number(float, 0, 1), metavar="SHARE",
                         help=LABEL_BUDGET_HELP)
+    parser.add_argument("--marginal-budget", type=bounded_number(float, 0, 1), metavar="SHARE",
+                        help=MARGINAL_BUDGET_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -669,6 +679,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=_sample_count, required=True,
                    help="required: the number of samples, at least 1; at most 10^9 per .csv/.npz (written as "
                         "they are drawn, in flat memory), 400 images or 10,000 rows per .png")
+    s.add_argument("--no-marginal-fit", action="store_true",
+                   help="sample as the model does, without correcting towards the run's 1-way marginals "
+                        "(docs/fidelity.md)")
     s.add_argument("--label", help="class to condition on: a class name, or an index 0..k-1 when no class has that "
                                    "name (default: drawn from the run's label prior)")
     s.add_argument("--seed", type=SEED,
