@@ -134,7 +134,10 @@ def test_help_imports_no_torch_or_sklearn():
 def test_demo_smoke_writes_grid_and_summary(tmp_path, capsys):
     code, out, _ = cli("demo", "--smoke", "--out", tmp_path / "demo", "--json", "--no-progress", capsys=capsys)
     summary = json.loads(out)
-    assert code == 0 and 0 <= summary["tstr_accuracy_on_holdout"] <= 1
+    assert code == 0 and 0 <= summary["tstr_accuracy_on_holdout"] <= 1 and 0 <= summary["label_coverage"] <= 10
+    assert 0 < summary["epsilon"] <= 10.0 and "differential privacy" in summary["text"]  # the demo is private
+    report = json.loads((tmp_path / "demo" / "run" / "privacy.json").read_text())
+    assert report["epsilon"] == pytest.approx(summary["epsilon"], abs=1e-4)
     assert (tmp_path / "demo" / "samples.png").is_file() and (tmp_path / "demo" / "summary.json").is_file()
 
 
