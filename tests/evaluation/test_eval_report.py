@@ -87,7 +87,8 @@ SECTION_KEYS = ["private_data_used", "notice", "data", "tested_on_training_data"
 
 def test_report_layout_is_unchanged(run_and_data):
     # The layout of report.json as it was before the sections moved into one module each (issue 14
-    # added "real_matches_training_data", and "data_sha256" under "run").
+    # added "real_matches_training_data", and "data_sha256" under "run"; issue 19 the binned marginal
+    # distances and the label-rate gap).
     run, real, holdout, samples = run_and_data
     report = evaluate(run, samples, real=real, holdout=holdout, sensitive="label")
     assert list(report) == REPORT_KEYS
@@ -96,7 +97,8 @@ def test_report_layout_is_unchanged(run_and_data):
         assert list(report[key]) == SECTION_KEYS + extras.get(key, []), key
     assert list(report["fidelity"]["metrics"]) == ["column_distances", "column_distance_mean", "column_distance_max",
                                                    "worst_column", "correlation_difference",
-                                                   "classifier_two_sample_auc"]
+                                                   "one_way_marginal_distance", "two_way_marginal_distance",
+                                                   "label_rate_gap", "classifier_two_sample_auc"]
     assert list(report["utility"]["metrics"]) == ["task", "models", "test_data", "tstr", "trtr", "gap"]
     assert list(report["fairness"]["metrics"]) == ["sensitive", "group_representation", "max_abs_representation_diff",
                                                    "positive_labels", "test_data", "parity_gaps"]

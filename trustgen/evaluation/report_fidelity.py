@@ -1,6 +1,7 @@
 """The ``fidelity`` section of the evaluation report: how closely the samples match the real data.
 
-Tables: per-column KS / TV distance, correlation difference and the classifier two-sample AUC.
+Tables: per-column KS / TV distance, binned 1-way and 2-way marginal distances and the label-rate
+gap, correlation difference and the classifier two-sample AUC.
 Images: Frechet distance and PRDC in the feature space of
 :meth:`~trustgen.evaluation.report_inputs.EvaluationInputs.image_features`.
 """
@@ -11,6 +12,7 @@ import numpy as np
 
 from trustgen.evaluation.fidelity_image import frechet_distance, prdc
 from trustgen.evaluation.fidelity_tabular import classifier_two_sample_auc, column_distances
+from trustgen.evaluation.marginal_distances import BINS, marginal_distances
 from trustgen.evaluation.report_inputs import MAX_ROWS, EvaluationInputs, subsample
 from trustgen.evaluation.report_section import Section
 
@@ -71,6 +73,17 @@ def _tables(inputs: EvaluationInputs, s: Section) -> None:
                       s.data)
     else:
         s.skipped["correlation_difference"] = "the table has a single column"
+    md = s.try_metric("marginal_distances", lambda: marginal_distances(inputs.real_t, inputs.synth_t, inputs.schema))
+    if md is not None:
+        m["one_way_marginal_distance"], m["two_way_marginal_distance"] = md["one_way_mean"], md["two_way_mean"]
+        s.add_row(f"Mean 1-way marginal distance (TV, numbers in {BINS} bins of their declared range)",
+                  md["one_way_mean"], "lower is better", "[0, 1]", s.data)
+        s.add_row("Mean 2-way marginal distance (TV over every pair of columns)", md["two_way_mean"],
+                  "lower is better", "[0, 1]", s.data)
+        if "label_rate_gap" in md:
+            m["label_rate_gap"] = md["label_rate_gap"]
+            s.add_row("Largest label-rate gap (real vs synthetic class share)", md["label_rate_gap"],
+                      "lower is better", "[0, 1]", s.data)
     ir = subsample(len(inputs.real_t), MAX_ROWS, rng)
     is_ = subsample(len(inputs.synth_t), MAX_ROWS, rng)
     auc = s.try_metric("classifier_two_sample_auc", lambda: classifier_two_sample_auc(
