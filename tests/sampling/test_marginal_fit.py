@@ -68,6 +68,15 @@ def test_quantile_mapping_meets_the_target_and_keeps_the_order():
     assert torch.equal(torch.argsort(out, stable=True), torch.argsort(v, stable=True))
 
 
+def test_values_the_model_puts_on_a_few_points_stay_on_them():
+    """A column the model generates at 2.5 and 7.5 only (encoded -0.5, 0.5), in the proportions
+    70/30, moved onto 40/60: every value still one of the two points."""
+    c = marginal_layout(TABLE)[0]
+    v = torch.tensor([-0.5] * 700 + [0.5] * 300)
+    out = quantile_map(v, torch.tensor(A, dtype=torch.float64) / 100, c)
+    assert set(out.tolist()) == {-0.5, 0.5} and int((out == 0.5).sum()) == 600
+
+
 @pytest.mark.parametrize("family", ["vae", "gan"])
 def test_the_sampler_moves_samples_onto_the_run_marginals(family):
     run = with_marginals(family)

@@ -84,9 +84,11 @@ def pick(weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Ten
 
 def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalColumn) -> torch.Tensor:
     """Encoded values of one numeric column moved, in rank order, onto the ``target`` bin
-    probabilities: the ``i``-th smallest of ``m`` goes to the target's quantile ``(i + 0.5) / m``
-    (linear within a bin of a continuous column; the bin's value for a whole-valued one). The
-    order of the samples is kept, so the column's relations to the others stay the model's."""
+    probabilities: the ``i``-th smallest of ``m`` goes to the target's quantile ``(i + 0.5) / m``.
+    Within a bin of a continuous column a value takes the same quantile of the model's own values
+    in that bin (so values the model puts on a few points stay on them), linearly where the model
+    put none; a whole-valued column's bin is its value. The order of the samples is kept, so the
+    column's relations to the others stay the model's."""
     m = len(values)
     order = torch.argsort(values, stable=True)
     u = (torch.arange(m, dtype=torch.float64) + 0.5) / m
@@ -98,6 +100,13 @@ def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalCol
     if column.whole:
         pos = b.double() / (column.bins - 1)  # the bin's whole value, 0..1 over the range
     else:
+        own = (values.double().clamp(-1.0, 1.0) + 1.0) / 2.0 * column.bins
+        own_bin = own.floor().clamp(max=column.bins - 1)
+        for k in torch.unique(b).tolist():
+            there = own[own_bin == k] - k
+            if len(there):
+                rows = b == k
+                inside[rows] = torch.quantile(there, inside[rows])
         pos = (b.double() + inside) / column.bins
     out = torch.empty(m, dtype=torch.float64)
     out[order] = 2.0 * pos - 1.0
