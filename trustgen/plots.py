@@ -213,20 +213,51 @@ def marginals(real, synth, columns: list[str], max_columns: int = 12, title: str
     return fig
 
 
+def marginal_distance_figure(one_way: dict, two_way: dict, names: list[str], *, title: str = ""):
+    """1-way distances per column as bars (largest first) and the 2-way distance of every pair
+    of columns as a heat map (``two_way`` keyed ``"a & b"``, as
+    :func:`trustgen.evaluation.marginal_distances.marginal_distances` returns it)."""
+    import pandas as pd
+
+    n = len(names)
+    mat = pd.DataFrame(np.zeros((n, n)), index=names, columns=names)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            mat.loc[a, b] = mat.loc[b, a] = two_way.get(f"{a} & {b}", 0.0)
+    for a in names:
+        mat.loc[a, a] = one_way.get(a, 0.0)
+    heat = association_heatmap([(mat, "2-way distance of each pair (diagonal: 1-way)", False)])
+    plt = _pyplot()
+    order = sorted(one_way, key=lambda c: -one_way[c])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * len(order) + 2.0), 3.6))
+    ax.bar(range(len(order)), [one_way[c] for c in order], color="#c0392b")
+    ax.set_xticks(range(len(order)), [str(c)[:21] for c in order], rotation=90, fontsize=8)
+    ax.set_ylabel("total variation (0: identical)")
+    ax.set_ylim(0, max(0.05, max(one_way.values(), default=0) * 1.15))
+    ax.set_title(title or "1-way marginal distance per column", fontsize=10)
+    fig.tight_layout()
+    return fig, heat
+
+
 def association_heatmap(panels: list[tuple[pd.DataFrame, str, bool]]):
     """Heat maps of association matrices: signed ones on a diverging scale, differences in [0, 1]."""
     plt = _pyplot()
     cols = list(panels[0][0].columns)
     n = len(cols)
     labels = [str(c) if len(str(c)) <= 22 else str(c)[:21] + "…" for c in cols]
-    size = min(max(3.2, 0.19 * n + 1.8), 7.5)
-    fontsize = 8 if n <= 12 else 6 if n <= 35 else 4
-    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * (size + 0.9), size), squeeze=False)
-    for i, (ax, (mat, title, signed)) in enumerate(zip(axes[0], panels)):
+    # Readable on a 1280 px page: every cell at least 0.28 in (a label of 8 pt fits), and past 12
+    # columns one panel per row, so a panel gets the page's whole width rather than half of it.
+    size = min(max(3.2, 0.28 * n + 2.2), 13.0)
+    fontsize = 8 if n <= 40 else 6
+    stacked = n > 12 and len(panels) > 1
+    shape = (len(panels), 1) if stacked else (1, len(panels))
+    figsize = (size + 0.9, len(panels) * size) if stacked else (len(panels) * (size + 0.9), size)
+    fig, axes = plt.subplots(*shape, figsize=figsize, squeeze=False)
+    for i, (ax, (mat, title, signed)) in enumerate(zip(axes.flatten(), panels)):
         im = ax.imshow(mat.to_numpy(), cmap="RdBu_r" if signed else "Reds", vmin=-1 if signed else 0, vmax=1)
         ax.set_title(title, fontsize=10)
         ax.set_xticks(range(n), labels, rotation=90, fontsize=fontsize)
-        ax.set_yticks(range(n), labels if i == 0 else [""] * n, fontsize=fontsize)
+        ax.set_yticks(range(n), labels if i == 0 or stacked else [""] * n, fontsize=fontsize)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig

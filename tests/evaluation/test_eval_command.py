@@ -118,8 +118,8 @@ def test_tabular_end_to_end_with_holdout_and_sensitive(tabular, tmp_path, capsys
     assert set(fair["parity_gaps"]) == {"logistic", "random_forest"}
     assert isinstance(report["diversity"]["metrics"]["collapsed"], bool)
     assert _plain_types(report)
-    assert {f["file"] for f in report["figures"]} == {"marginals.png", "correlation.png",
-                                                      "correlation_difference.png"}
+    assert {f["file"] for f in report["figures"]} == {"marginals.png", "marginal_distances.png", "pair_distances.png",
+                                                      "correlation.png", "correlation_difference.png"}
     assert all(row["direction"] for row in report["metric_table"])
     page = _check_files(out, report)
     _check_private_labels(report, page)

@@ -61,7 +61,9 @@ def test_every_table_section_returns_a_section(tables, tmp_path):
     div = diversity_section(tables)
     assert isinstance(_check(div, "diversity")["metrics"]["collapsed"], bool)
     figs = write_figures(tmp_path, tables, fid)
-    assert [f["file"] for f in figs] == ["marginals.png", "correlation.png", "correlation_difference.png"]
+    assert [f["file"] for f in figs] == ["marginals.png", "marginal_distances.png", "pair_distances.png",
+                                         "correlation.png", "correlation_difference.png"]
+    assert all((tmp_path / f["file"]).read_bytes()[:4] == b"\x89PNG" for f in figs)
 
 
 def test_sections_without_holdout_or_sensitive_say_so(tables):

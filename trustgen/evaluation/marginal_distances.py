@@ -5,7 +5,8 @@ range in :data:`BINS` equal bins, a categorical column (the label too) into its 
 Then, as total-variation distances ``0.5 * sum |p - q|`` in [0, 1] (0: identical):
 
 * the 1-way distance of each column, and their mean;
-* the 2-way distance of every pair of columns (their joint bins), and the mean over pairs;
+* the 2-way distance of every pair of columns (their joint bins; keyed ``"a & b"``), and the
+  mean over pairs;
 * the label rate of every class, real and synthetic.
 
 This is the measure marginal methods (MST, AIM) are judged by, and what a user who reads a
@@ -62,12 +63,12 @@ def marginal_distances(real: pd.DataFrame, synth: pd.DataFrame, schema: TabularS
     r, s = binned(real, schema), binned(synth, schema)
     names = [c.name for c in schema.columns]
     one = {n: _tv(r[n][0], s[n][0], r[n][1]) for n in names}
-    two = []
+    two = {}
     for a, b in combinations(names, 2):
-        ka, kb = r[a][1], r[b][1]
-        two.append(_tv(r[a][0] * kb + r[b][0], s[a][0] * kb + s[b][0], ka * kb))
-    out = {"one_way_mean": float(np.mean(list(one.values()))), "two_way_mean": float(np.mean(two)) if two else 0.0,
-           "one_way": one}
+        kb = r[b][1]
+        two[f"{a} & {b}"] = _tv(r[a][0] * kb + r[b][0], s[a][0] * kb + s[b][0], r[a][1] * kb)
+    out = {"one_way_mean": float(np.mean(list(one.values()))),
+           "two_way_mean": float(np.mean(list(two.values()))) if two else 0.0, "one_way": one, "two_way": two}
     if schema.label is not None:
         codes, k = r[schema.label]
         classes = [str(c) for c in schema.label_column.categories]

@@ -2,7 +2,8 @@
 
 Images: a grid of synthetic samples and one of real training images. Tables: per-column
 marginals (the columns with the largest fidelity distance first) and, when the fidelity section
-computed the correlation difference, the association matrices and their difference.
+computed them, the binned 1-way / 2-way marginal distances, the association matrices and their
+difference.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import numpy as np
 
 from trustgen.evaluation.report_inputs import EvaluationInputs
 from trustgen.evaluation.report_section import Section
-from trustgen.plots import association_heatmap, image_grid, marginals, save_figure
+from trustgen.evaluation.marginal_distances import BINS, marginal_distances
+from trustgen.plots import association_heatmap, image_grid, marginal_distance_figure, marginals, save_figure
 
 MAX_MARGINAL_PLOTS = 12
 
@@ -50,6 +52,17 @@ def _table_figures(out: Path, inputs: EvaluationInputs, fidelity: Section) -> li
     more = f" (the {len(shown)} with the largest distance of {len(cols)})" if len(cols) > len(shown) else ""
     figs.append({"file": "marginals.png", "width": "full",
                  "caption": f"Per-column marginals, real vs synthetic{more}. Private data."})
+    if "one_way_marginal_distance" in fidelity.metrics:
+        md = marginal_distances(inputs.real_t, inputs.synth_t, inputs.schema)
+        bars, heat = marginal_distance_figure(md["one_way"], md["two_way"], list(inputs.real_t.columns))
+        save_figure(bars, out / "marginal_distances.png")
+        save_figure(heat, out / "pair_distances.png")
+        figs.append({"file": "marginal_distances.png", "width": "full",
+                     "caption": f"1-way marginal distance per column (total variation; numbers in {BINS} bins of "
+                                f"their declared range), largest first: mean {md['one_way_mean']:.3f}. Private data."})
+        figs.append({"file": "pair_distances.png", "width": "full",
+                     "caption": f"2-way marginal distance of every pair of columns (their joint bins), the 1-way "
+                                f"distance on the diagonal: mean over pairs {md['two_way_mean']:.3f}. Private data."})
     if "correlation_difference" not in fidelity.metrics:  # the association matrices failed or were skipped
         return figs
     real_a, synth_a = inputs.associations()
