@@ -46,14 +46,14 @@ from trustgen.training.objectives import make_optimizers, train_step
 class TrainResult:
     """``label_prior``: the class probabilities training used (and sampling should use): the
     caller's, or under DP with a label budget the DP label histogram; None if neither.
-    ``marginals``: under DP with a marginal budget, the DP 1-way marginals of the feature
-    columns (:mod:`trustgen.privacy.marginal_histogram`, in the order of its layout); else None."""
+    ``marginals``: under DP with a marginal budget, the release of the feature columns' 1-way
+    marginals (:func:`trustgen.privacy.marginal_histogram.marginals_record`); else None."""
 
     steps: int
     history: list = field(default_factory=list)
     privacy: PrivacyReport | None = None
     label_prior: list[float] | None = None
-    marginals: list[list[float]] | None = None
+    marginals: dict | None = None
 
 
 Callback = Callable[["Trainer", int, dict], None]
@@ -131,7 +131,7 @@ class Trainer:
         self.dp = self.accountant = self.plan = None
         if self.privacy is not None:
             self.plan = self.plan_privacy(n, 0 if y is None else self.model.spec.n_classes,
-                                          tuple(c.bins for c in marginal_layout or ()))
+                                          tuple(col.bins for col in marginal_layout or ()))
             if self.plan.label_segment is not None and label_prior is not None:
                 raise ConfigError("under DP with label_budget > 0 the label prior is the DP label histogram: "
                                   "pass label_prior=None, or set label_budget=0 to use your own prior")
