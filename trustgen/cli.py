@@ -200,16 +200,19 @@ def _white_box_audit(args: argparse.Namespace, data, schema, cfg, privacy) -> tu
     from trustgen.models import build_model
     from trustgen.models.nets import DataSpec
     from trustgen.privacy.audit_dp_sgd import audit_dp_sgd
+    from trustgen.privacy.marginal_histogram import marginal_layout
     from trustgen.privacy.plan import plan_privacy
 
     n = len(data)
     model = build_model(args.model, DataSpec.from_encoder(make_encoder(schema)), _parse_options(args.option),
                         private=True)
     steps = cfg.total_steps(n)
-    # n_classes: with labels, training spends a share on the label histogram, and DP-SGD's sigma is
-    # calibrated for the rest; the audit takes that sigma (the claim is then DP-SGD's part alone).
+    # n_classes, marginal_bins: training spends shares on the label and marginal histograms, and
+    # DP-SGD's sigma is calibrated for the rest; the audit takes that sigma (the claim is then
+    # DP-SGD's part alone).
     plan = plan_privacy(privacy, n=n, batch_size=cfg.batch_size, steps=steps, model=model,
-                        n_classes=schema.n_classes or 0)
+                        n_classes=schema.n_classes or 0,
+                        marginal_bins=tuple(c.bins for c in marginal_layout(schema)))
     r = audit_dp_sgd(noise_multiplier=plan.noise_multiplier, delta=plan.delta, sample_rate=plan.sample_rate,
                      steps=steps, canaries=args.canaries or 10_000, runs=args.runs, accountant=privacy.accountant,
                      clipping=plan.mode, max_grad_norm=privacy.max_grad_norm, seed=args.seed,

@@ -254,6 +254,9 @@ def _check_run_json(p: Path, meta: dict) -> None:
         f.get(key, kind, None, nullable=key in ("label_prior", "marginals"))
 
 
+MAX_COUNT = 1e12  # a (noisy) count of records: beyond this, a damaged file (sums would overflow)
+
+
 def _check_marginals(p: Path, marginals: object, schema: Schema) -> None:
     """None, or per counted column of the schema one finite count per bin, and the counts'
     noise (finite, >= 0): :func:`trustgen.privacy.marginal_histogram.marginals_record`."""
@@ -266,10 +269,15 @@ def _check_marginals(p: Path, marginals: object, schema: Schema) -> None:
     if len(counts) != len(layout) or not std >= 0 or not records >= 1:
         raise RunError(f"{where} must hold counts of {len(layout)} feature columns, a noise_std >= 0 and records "
                        f">= 1; {RUN_JSON_HINT}")
+    if not layout:
+        raise RunError(f"{where}: this run's schema has no feature columns to count (images): remove the field; "
+                       f"{RUN_JSON_HINT}")
     for c, m in zip(layout, counts):
         if not isinstance(m, list) or len(m) != c.bins or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) for v in m):
-            raise RunError(f"{where}: column {c.name!r} must hold {c.bins} finite counts; {RUN_JSON_HINT}")
+                isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) and abs(v) <= MAX_COUNT
+                for v in m):
+            raise RunError(f"{where}: column {c.name!r} must hold {c.bins} finite counts of at most {MAX_COUNT:g} in "
+                           f"size; {RUN_JSON_HINT}")
 
 
 def _check_label_prior(p: Path, prior: object, n_classes: int) -> None:

@@ -116,10 +116,34 @@ def test_without_a_marginal_budget_nothing_is_released_under_dp():
     assert run.marginals is None and run.privacy.marginal_noise_multiplier == 0.0
 
 
-@pytest.mark.parametrize("label, marginal", [(0.5, 0.5), (0.0, 1.0), (0.0, -0.1), (0.0, float("nan"))])
-def test_budgets_that_leave_nothing_for_training_are_refused(label, marginal):
-    with pytest.raises(PrivacyError, match="budget"):
-        PrivacyConfig(epsilon=1.0, label_budget=label, marginal_budget=marginal).validate()
+@pytest.mark.parametrize("marginal", [1.0, -0.1, float("nan"), True])
+def test_a_marginal_budget_outside_0_1_is_refused(marginal):
+    with pytest.raises(PrivacyError, match="marginal_budget"):
+        PrivacyConfig(epsilon=1.0, marginal_budget=marginal).validate()
+
+
+def test_shares_that_leave_nothing_for_training_are_refused_where_both_are_spent():
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.plan import plan_privacy
+
+    cfg = PrivacyConfig(2.0, label_budget=0.5, marginal_budget=0.5, accountant="rdp")
+    cfg.validate()  # each share alone is fine, and images (no marginals) spend one of them only
+    with pytest.raises(PrivacyError, match="leave nothing of epsilon"):
+        plan_privacy(cfg, n=30_000, batch_size=300, steps=10, model=StubModel(), n_classes=2,
+                     marginal_bins=(10, 10))
+    assert plan_privacy(cfg, n=30_000, batch_size=300, steps=10, model=StubModel(), n_classes=2).steps == 10
+
+
+def test_exact_marginals_count_all_the_rows_a_process_holds_without_summing_over_ranks(monkeypatch):
+    """Without DP every process holds every row: summing over ranks would multiply the counts."""
+    import trustgen.privacy.label_histogram as lh
+    from trustgen.privacy.marginal_histogram import exact_marginals
+
+    monkeypatch.setattr(lh, "dist_info", lambda: (0, 2))  # as under torchrun with two processes
+    x = torch.as_tensor(make_encoder(SCHEMA).transform(table(50))[0])
+    rec = exact_marginals(x, marginal_layout(SCHEMA))
+    assert [sum(c) for c in rec["counts"]] == [50.0] * 4 and rec["records"] == 50
 
 
 def test_a_damaged_marginals_field_is_refused_on_load(tmp_path):
@@ -131,4 +155,8 @@ def test_a_damaged_marginals_field_is_refused_on_load(tmp_path):
     meta["marginals"]["counts"][1] = [1.0, 2.0]
     (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
     with pytest.raises(RunError, match="column 'kids' must hold 6 finite counts"):
+        Run.load(tmp_path / "run")
+    meta["marginals"]["counts"][1] = [1e308] * 6  # finite, but its sums overflow
+    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="at most 1e\\+12"):
         Run.load(tmp_path / "run")

@@ -54,6 +54,34 @@ def test_pick_draws_distinct_rows_in_proportion_to_their_weights():
     assert len(set(rows.tolist())) == 20 and rows.tolist() == sorted(rows.tolist())
 
 
+def test_raking_and_pick_never_fall_back_to_a_fixed_choice():
+    """A target that keeps no bin the pool occupies leaves the weights as they were; weights
+    that are all 0 or NaN are picked as if equal (seeded draws still differ)."""
+    codes = torch.zeros(6, dtype=torch.long)
+    w = rake([codes], [torch.tensor([0.0, 1.0], dtype=torch.float64)])
+    assert torch.isfinite(w).all() and torch.allclose(w, torch.full((6,), 1 / 6, dtype=torch.float64))
+    bad = torch.full((20,), float("nan"), dtype=torch.float64)
+    picks = {tuple(pick(bad, 2, torch.Generator().manual_seed(s)).tolist()) for s in range(10)}
+    assert len(picks) > 1
+
+
+def test_a_single_sample_is_a_draw_from_the_target_not_its_median():
+    """Seeds 0..199, sample(1) each: the bins of a uniform-over-10-bins target all appear (the
+    chance that one of 10 equally likely bins never appears in 200 draws is < 1e-8)."""
+    run = make_run("vae")
+    run.marginals = marginals_record([torch.full((10,), 10.0, dtype=torch.float64),
+                                      torch.tensor(C, dtype=torch.float64)], 0.0, 100)
+    bins = {int(shares(Sampler(run).sample(1, seed=s), 0).argmax()) for s in range(200)}
+    assert bins == set(range(10))
+
+
+def test_progress_reaches_its_total_with_the_fit(family):
+    run = with_marginals(family)
+    seen = []
+    Sampler(run, batch_size=16, progress=lambda done, total: seen.append((done, total))).sample(40, seed=0)
+    assert seen[-1][0] == seen[-1][1]
+
+
 def test_simplex_projection_of_noisy_counts():
     np.testing.assert_allclose(simplex(torch.tensor([10.0, -5.0, 1.0]), 10), [0.95, 0.0, 0.05])
     np.testing.assert_allclose(simplex(torch.tensor([3.0, 1.0]), 4), [0.75, 0.25])  # exact counts stay

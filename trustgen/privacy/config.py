@@ -91,9 +91,6 @@ class PrivacyConfig:
         if isinstance(m, bool) or not isinstance(m, numbers.Real) or not (math.isfinite(m) and 0 <= m < 1):
             raise PrivacyError(f"marginal_budget must be a share of epsilon in [0, 1) (e.g. 0.1; 0: no marginals), "
                                f"got {m!r}")
-        if b + m >= 1:
-            raise PrivacyError(f"label_budget {b:g} and marginal_budget {m:g} leave nothing of epsilon for "
-                               "training: together they must stay below 1")
         if self.clipping not in CLIPPING_CHOICES:
             raise ConfigError(f"unknown clipping mode {self.clipping!r} (known: auto, ghost, hooks)")
 

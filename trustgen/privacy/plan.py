@@ -212,6 +212,9 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
         raise ConfigError(f"marginal_bins must be positive integers, got {marginal_bins!r}")
     marginal_sigma = None
     if bins and config.marginal_budget > 0:
+        if label_sigma is not None and config.label_budget + config.marginal_budget >= 1:
+            raise PrivacyError(f"label_budget {config.label_budget:g} and marginal_budget {config.marginal_budget:g} "
+                               "leave nothing of epsilon for training: together they must stay below 1")
         marginal_sigma = calibrate_noise(config.marginal_budget * config.epsilon, delta, 1.0, 1, config.accountant)
         if not worth_releasing(bins, marginal_sigma, n):
             marginal_sigma = None

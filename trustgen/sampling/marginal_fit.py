@@ -69,8 +69,10 @@ def rake(codes: list[torch.Tensor], targets: list[torch.Tensor], rounds: int = R
             mass = torch.zeros(len(t), dtype=torch.float64).index_add_(0, cols, w)
             share = mass / mass.sum()
             factor = torch.where(share > 0, t / share.clamp(min=1e-300), torch.ones_like(t))
-            w = w * factor[cols]
-            w = (w / w.mean()).clamp(max=cap)
+            moved = w * factor[cols]
+            if not moved.sum() > 0:  # the pool has no row in any bin the target keeps: leave this column
+                continue
+            w = (moved / moved.mean()).clamp(max=cap)
     return w / w.sum()
 
 
@@ -78,20 +80,28 @@ def pick(weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Ten
     """``k`` distinct indices drawn in proportion to ``weights`` (the exponential-keys method:
     the ``k`` smallest ``E_i / w_i``), in increasing order."""
     e = -torch.log(torch.rand(len(weights), generator=generator, dtype=torch.float64).clamp(min=1e-300))
+    if not bool(torch.isfinite(weights).all()) or not weights.sum() > 0:
+        weights = torch.ones_like(weights)  # never a fixed choice: equal weights instead
     keys = torch.where(weights > 0, e / weights.clamp(min=1e-300), torch.full_like(e, float("inf")))
     return torch.sort(torch.topk(keys, k, largest=False).indices).values
 
 
-def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalColumn) -> torch.Tensor:
+def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalColumn,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Encoded values of one numeric column moved, in rank order, onto the ``target`` bin
-    probabilities: the ``i``-th smallest of ``m`` goes to the target's quantile ``(i + 0.5) / m``.
+    probabilities: the ``i``-th smallest of ``m`` goes to the target's quantile ``(i + U_i) / m``
+    (``U_i`` uniform from ``generator``; 0.5 without one): stratified, so a batch matches the
+    target to within one sample per bin, and random, so a small batch (one sample) is still a
+    draw from the target rather than its median.
     Within a bin of a continuous column a value takes the same quantile of the model's own values
     in that bin (so values the model puts on a few points stay on them), linearly where the model
     put none; a whole-valued column's bin is its value. The order of the samples is kept, so the
     column's relations to the others stay the model's."""
     m = len(values)
     order = torch.argsort(values, stable=True)
-    u = (torch.arange(m, dtype=torch.float64) + 0.5) / m
+    jitter = torch.full((m,), 0.5, dtype=torch.float64) if generator is None else \
+        torch.rand(m, generator=generator, dtype=torch.float64)
+    u = (torch.arange(m, dtype=torch.float64) + jitter) / m
     cdf = torch.cumsum(target, 0)
     cdf = cdf / cdf[-1]
     b = torch.searchsorted(cdf, u).clamp(max=column.bins - 1)
@@ -149,7 +159,7 @@ class MarginalFit:
             for i in self.reliable:
                 c, t = self.layout[i], targets[i]
                 if c.numeric:
-                    kept[:, c.start] = quantile_map(kept[:, c.start], t, c)
+                    kept[:, c.start] = quantile_map(kept[:, c.start], t, c, generator)
         return rows, kept.reshape((m,) + tuple(x.shape[1:]))
 
 

@@ -31,6 +31,7 @@ from trustgen.sampling.hooks import (
     NoiseHook, OutputHook, StepHook, apply_noise_hooks, apply_output_hooks, checked_step_hook,
 )
 from trustgen.sampling.labels import LabelTake, fixed, label_source
+from trustgen.privacy.marginal_histogram import marginal_layout
 from trustgen.sampling.marginal_fit import OVERSAMPLE, MarginalFit
 from trustgen.sampling.schedulers import reverse_step_count
 
@@ -97,8 +98,9 @@ class Sampler:
             reverse step of a batch for diffusion), for a progress bar; None (default): silent.
         marginal_fit: correct samples towards the run's 1-way marginals
             (:mod:`trustgen.sampling.marginal_fit`: a pool of ``OVERSAMPLE`` times as many, of
-            which the kept ones match the marginals). None (default): when the run has
-            marginals and the labels are drawn from its prior; False: never; True: required.
+            which the kept ones match the marginals). None (default) and True: when the run
+            has marginals and the labels are drawn from its prior (explicit labels switch it
+            off); True also refuses a run without marginals; False: never.
     """
 
     def __init__(self, run: Run, *, config: SamplerConfig | None = None, noise_hooks: Sequence[NoiseHook] = (),
@@ -112,7 +114,8 @@ class Sampler:
         if marginal_fit and run.marginals is None:
             raise ConfigError("marginal_fit=True needs a run with marginals: train it without DP, or with DP and "
                               "marginal_budget > 0 (--marginal-budget)")
-        self.marginal_fit = MarginalFit(run) if marginal_fit is not False and run.marginals is not None else None
+        self.marginal_fit = MarginalFit(run) if marginal_fit is not False and run.marginals is not None \
+            and marginal_layout(run.schema) else None
         self.run = run
         self.config = config if config is not None else SamplerConfig.from_dict(run.sampling)
         self.noise_hooks = tuple(noise_hooks)
@@ -167,7 +170,7 @@ class Sampler:
         model.eval()
         dev = model.device
         key_id = None
-        total, done = self._passes(n) * oversample, 0
+        total, done = self._passes(n), 0  # a pool is one (larger) pass per batch
 
         def tick(state=None):
             nonlocal done
@@ -191,8 +194,7 @@ class Sampler:
             x = model.generate(z, yb, generator=gen, sampler=self.config, step_hooks=step_hooks)
             x, ok = apply_output_hooks(self.output_hooks, x, yb)
             if self.progress is not None and self.run.family != "diffusion":
-                for _ in range(oversample):
-                    tick()
+                tick()
             if oversample > 1:
                 # values move only where no hook has read them (a constraint's flag, a watermark's key)
                 move = not self.output_hooks and not self.noise_hooks

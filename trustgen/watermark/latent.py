@@ -117,7 +117,8 @@ def latent_center(sampler, n: int = CALIBRATION_SAMPLES) -> torch.Tensor:
     makes its sign a coin instead of a fixed bias that one key would always (dis)agree with."""
     from trustgen.sampling.sampler import Sampler
 
-    plain = Sampler(sampler.run, config=sampler.config)
+    # the model's own samples (no marginal fit): what inverting a sample can recover
+    plain = Sampler(sampler.run, config=sampler.config, marginal_fit=False)
     batch = plain.sample(n, seed=CALIBRATION_SEED)
     z = plain.invert(batch.encoded, batch.labels)
     return z.reshape(n, -1).median(0).values
