@@ -31,7 +31,7 @@ if args.smoke:
 train_rows, holdout = train_test_split(data, test_size=0.3, random_state=0, stratify=data[schema.label])
 steps = 20 if args.smoke else 1500
 run = train(train_rows, "vae", TrainConfig(steps=steps, batch_size=256, seed=0, progress=False), schema=schema,
-            privacy=PrivacyConfig(epsilon=1.0, marginal_budget=0.1))
+            privacy=PrivacyConfig(epsilon=1.0, marginal_budget=0.25))
 print([line for line in run.privacy.summary().splitlines() if "marginals" in line.lower()] or
       ["no marginals released: the noise would have corrected no column (a small table)"])
 

@@ -24,7 +24,7 @@ FAMILIES = ("vae", "gan", "diffusion")
 LABEL_BUDGET_HELP = ("share of epsilon in [0, 1) for DP label frequencies (a Gaussian histogram, composed with "
                      "DP-SGD; default 0.05 on labelled data; 0: uniform labels)")
 MARGINAL_BUDGET_HELP = ("share of epsilon in [0, 1) for the DP 1-way marginals of the feature columns, which "
-                        "sampling corrects the samples towards (composed with DP-SGD; default 0.1 on tables; 0: none; "
+                        "sampling corrects the samples towards (composed with DP-SGD; default 0.25 on tables; 0: none; "
                         "nothing is spent where the noise would correct no column)")
 
 
