@@ -127,7 +127,7 @@ def peer(python: str, synth: str, tr: pd.DataFrame, schema, eps: float, n: int, 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tables", nargs="+", default=["rare", "randhie", "breast_cancer"])
-    ap.add_argument("--families", nargs="+", default=["vae", "gan", "diffusion"])
+    ap.add_argument("--families", nargs="*", default=["vae", "gan", "diffusion"], help="none: the peers alone")
     ap.add_argument("--epsilons", nargs="+", type=float, default=[1.0, 10.0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--marginal-budget", type=float, default=None, help="default: PrivacyConfig's")

@@ -82,6 +82,16 @@ def test_a_dp_run_composes_labels_marginals_and_steps_into_one_epsilon(tmp_path)
     history = [(r.label_noise_multiplier, 1.0, 1), (r.marginal_noise_multiplier, 1.0, 1),
                (r.noise_multiplier, r.sample_rate, r.steps)]
     assert epsilon_of_history(history, r.delta, "rdp") == pytest.approx(r.epsilon, rel=1e-9)
+    # and re-derived by another code base (Google's dp_accounting, RDP at the same orders)
+    dp_accounting = pytest.importorskip("dp_accounting")
+    from trustgen.privacy.accounting import RDP_ORDERS
+
+    a = dp_accounting.rdp.RdpAccountant(orders=list(RDP_ORDERS))
+    a.compose(dp_accounting.GaussianDpEvent(r.label_noise_multiplier))
+    a.compose(dp_accounting.GaussianDpEvent(r.marginal_noise_multiplier))
+    a.compose(dp_accounting.PoissonSampledDpEvent(r.sample_rate, dp_accounting.GaussianDpEvent(r.noise_multiplier)),
+              r.steps)
+    assert r.epsilon == pytest.approx(a.get_epsilon(r.delta), rel=1e-6)
     assert "Column marginals" in r.summary()
     loaded = Run.load(tmp_path / "run")
     assert loaded.marginals == run.marginals and loaded.marginals["noise_std"] == pytest.approx(
