@@ -213,6 +213,27 @@ def marginals(real, synth, columns: list[str], max_columns: int = 12, title: str
     return fig
 
 
+def utility_bars(tstr: dict, trtr: dict | None, *, test_data: str = "holdout"):
+    """TSTR beside TRTR per model and score (``{model: {score: value}}``, as
+    :func:`trustgen.evaluation.utility.tstr` returns them)."""
+    plt = _pyplot()
+    bars = [(m, k) for m in tstr for k in tstr[m]]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(bars) + 1.5), 3.4))
+    x = np.arange(len(bars))
+    width = 0.38 if trtr else 0.6
+    ax.bar(x - (width / 2 if trtr else 0), [tstr[m][k] for m, k in bars], width, color="#c0392b",
+           label="TSTR: trained on synthetic")
+    if trtr:
+        ax.bar(x + width / 2, [trtr[m][k] for m, k in bars], width, color="#7f8c8d", label="TRTR: trained on real")
+    ax.set_xticks(x, [f"{m}\n{k.replace('_', ' ')}" for m, k in bars], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"score on the {test_data}")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("utility: models trained on synthetic vs real data", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def marginal_distance_figure(one_way: dict, two_way: dict, names: list[str], *, title: str = ""):
     """1-way distances per column as bars (largest first) and the 2-way distance of every pair
     of columns as a heat map (``two_way`` keyed ``"a & b"``, as

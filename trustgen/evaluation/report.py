@@ -188,7 +188,7 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        report["figures"] = write_figures(out, inputs, sections["fidelity"])
+        report["figures"] = write_figures(out, inputs, sections["fidelity"], sections.get("utility"))
         report["files"] = {"dir": str(out), "json": "report.json", "html": "report.html"}
         log(f"{len(report['figures'])} figures written")
     report["seconds"] = round(time.time() - t_start, 2)

@@ -3,7 +3,7 @@
 Images: a grid of synthetic samples and one of real training images. Tables: per-column
 marginals (the columns with the largest fidelity distance first) and, when the fidelity section
 computed them, the binned 1-way / 2-way marginal distances, the association matrices and their
-difference.
+difference. Both: TSTR beside TRTR per model, when the utility section computed them.
 """
 
 from __future__ import annotations
@@ -15,16 +15,24 @@ import numpy as np
 from trustgen.evaluation.report_inputs import EvaluationInputs
 from trustgen.evaluation.report_section import Section
 from trustgen.evaluation.marginal_distances import BINS, marginal_distances
-from trustgen.plots import association_heatmap, image_grid, marginal_distance_figure, marginals, save_figure
+from trustgen.plots import (
+    association_heatmap, image_grid, marginal_distance_figure, marginals, save_figure, utility_bars,
+)
 
 MAX_MARGINAL_PLOTS = 12
 
 
-def write_figures(out: Path, inputs: EvaluationInputs, fidelity: Section) -> list[dict]:
+def write_figures(out: Path, inputs: EvaluationInputs, fidelity: Section, utility: Section | None = None) -> list[dict]:
     """Write the figures into ``out``; returns ``[{"file", "width", "caption"}]`` in page order."""
-    if inputs.is_image:
-        return _image_figures(out, inputs)
-    return _table_figures(out, inputs, fidelity)
+    figs = _image_figures(out, inputs) if inputs.is_image else _table_figures(out, inputs, fidelity)
+    if utility is not None and "tstr" in utility.metrics:
+        m = utility.metrics
+        test = "holdout" if inputs.has_holdout else "training data"
+        save_figure(utility_bars(m["tstr"], m.get("trtr"), test_data=test), out / "utility.png")
+        figs.append({"file": "utility.png", "width": "half",
+                     "caption": f"TSTR beside TRTR per model, scored on the {test}"
+                                + ("" if "trtr" in m else " (TRTR needs a holdout)") + ". Private data."})
+    return figs
 
 
 def _image_figures(out: Path, inputs: EvaluationInputs) -> list[dict]:
