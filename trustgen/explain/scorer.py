@@ -15,6 +15,8 @@ search's objective does not move under it.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 import torch
 from torch import nn
@@ -24,13 +26,14 @@ from trustgen.errors import ConfigError
 from trustgen.models.bayes import bayesian_layers, resample_weights, use_posterior_mean
 
 
-class Scorer:
+class Scorer(ABC):
     """``probs(c)``: ``[m, k]`` class probabilities of encoded candidates ``c`` ``[m, dim]``."""
 
     differentiable = False
 
+    @abstractmethod
     def probs(self, c: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The class probabilities of ``c``."""
 
     def draws(self, c: torch.Tensor) -> torch.Tensor:
         """``[draws, m, k]`` per posterior draw (one draw for a deterministic classifier)."""
