@@ -1,13 +1,19 @@
 """DP-SGD step time divided by non-private step time, measured side by side in one run.
 
 For each family on tabular data (breast_cancer's 30 numbers + label) and image data (digits,
-1x8x8), times trustgen's own training step (``trustgen.training.objectives.train_step``) without DP, with DP in the
-clipping mode trustgen chooses, and with DP in plain Opacus ``hooks`` mode. It also times the
-chosen DP step with its noise drawn the old way (torch's Mersenne Twister ``randn``, not secure:
-a stand-in for comparison only) against trustgen's secure source (ChaCha20), so
-``ratio_secure_vs_mt_noise`` is the cost of secure noise on a whole DP step. Modes are
-interleaved round-robin so machine load affects them alike; the median of the rounds is used.
-Absolute times are only meaningful on a GPU; the ratios are the claim.
+1x8x8), times trustgen's own training step (``trustgen.training.objectives.train_step``) without
+DP and with DP:
+
+* ``ratio_trustgen``: the clipping mode trustgen chooses (book-keeping), with the next step's
+  noise drawn ahead on a second thread (the default);
+* ``ratio_trustgen_one_thread``: the same with the noise drawn in the step (what one core costs);
+* ``ratio_opacus_ghost`` (one row per example only) and ``ratio_opacus_hooks``: plain Opacus;
+* ``ratio_secure_vs_mt_noise``: the chosen step with trustgen's secure noise (ChaCha20) against
+  the same step with torch's Mersenne Twister ``randn`` (not secure: a stand-in for comparison
+  only), both drawn in the step.
+
+Modes are interleaved round-robin so machine load affects them alike; the median of the rounds
+is used. Absolute times are only meaningful on a GPU; the ratios are the claim.
 
     python benchmarks/dp_overhead.py [--batch-size 256] [--rounds 5] [--steps 10] [--device cpu]
 """
@@ -45,7 +51,7 @@ class MersenneNoise(SecureRandom):
         return torch.randn(shape, generator=self.gen)
 
 
-def setup(family: str, dataset: str, mode: str | None, batch: int, device, noise=None):
+def setup(family: str, dataset: str, mode: str | None, batch: int, device, noise=None, prefetch: bool = True):
     data, schema = load_data(dataset)
     x, y = encode_tensors(data, schema)
     torch.manual_seed(0)
@@ -55,7 +61,7 @@ def setup(family: str, dataset: str, mode: str | None, batch: int, device, noise
     if mode:
         dp = PrivateGradients(model.private_module(), max_grad_norm=1.0, noise_multiplier=1.0,
                               expected_batch_size=batch, mode=mode, rows_per_example=model.private_rows_per_example(),
-                              noise=noise or SecureRandom(new_key()))
+                              noise=noise or SecureRandom(new_key()), prefetch_noise=prefetch)
     opts = make_optimizers(model, TrainConfig().learning_rate(family))
     idx = torch.arange(batch) % len(x)
     return model, dp, opts, x[idx].to(device), y[idx].to(device), batch
@@ -88,10 +94,13 @@ def main(argv=None) -> int:
         for family in args.families:
             probe = build_model(family, DataSpec.from_encoder(make_encoder(load_data(dataset)[1])))
             chosen = choose_mode(probe)
-            variants = {"non_private": None, f"trustgen_{chosen}": chosen, "opacus_hooks": "hooks",
-                        "mt_noise": chosen}
+            variants = {"non_private": None, "trustgen": chosen, "trustgen_one_thread": chosen,
+                        "opacus_hooks": "hooks", "mt_noise": chosen}
+            if probe.private_rows_per_example() == 1:
+                variants["opacus_ghost"] = "ghost"
             states = {k: setup(family, dataset, m, args.batch_size, device,
-                               MersenneNoise() if k == "mt_noise" else None) for k, m in variants.items()}
+                               MersenneNoise() if k == "mt_noise" else None,
+                               prefetch=k == "trustgen") for k, m in variants.items()}
             for s in states.values():
                 time_steps(s, 2, device)  # warm-up
             times = {k: [] for k in variants}
@@ -102,9 +111,11 @@ def main(argv=None) -> int:
             base = med["non_private"]
             row = {"dataset": dataset, "family": family, "device": str(device), "batch_size": args.batch_size,
                    "chosen_mode": chosen, "non_private_ms": round(1000 * base, 2),
-                   "ratio_trustgen": round(med[f"trustgen_{chosen}"] / base, 2),
+                   "ratio_trustgen": round(med["trustgen"] / base, 2),
+                   "ratio_trustgen_one_thread": round(med["trustgen_one_thread"] / base, 2),
+                   "ratio_opacus_ghost": round(med["opacus_ghost"] / base, 2) if "opacus_ghost" in med else None,
                    "ratio_opacus_hooks": round(med["opacus_hooks"] / base, 2),
-                   "ratio_secure_vs_mt_noise": round(med[f"trustgen_{chosen}"] / med["mt_noise"], 3),
+                   "ratio_secure_vs_mt_noise": round(med["trustgen_one_thread"] / med["mt_noise"], 3),
                    "noise_params": sum(p.numel() for p in states["mt_noise"][1].params)}
             print(json.dumps(row), flush=True)
             for s in states.values():

@@ -638,7 +638,8 @@ def _add_privacy_arguments(parser: argparse.ArgumentParser, audited: bool = Fals
     parser.add_argument("--max-grad-norm", type=bounded_number(float, 0, 1e6, low_open=True), default=1.0,
                         help="per-example clipping norm C")
     parser.add_argument("--accountant", choices=("prv", "rdp"), default="prv", help="privacy accountant")
-    parser.add_argument("--clipping", choices=("auto", "ghost", "hooks"), default="auto", help="Opacus clipping mode")
+    parser.add_argument("--clipping", choices=("auto", "bookkeeping", "ghost", "hooks"), default="auto",
+                        help="per-example clipping: auto (book-keeping for trustgen models), or one by name")
     parser.add_argument("--label-budget", type=bounded_number(float, 0, 1), metavar="SHARE",
                         help=LABEL_BUDGET_HELP)
     parser.add_argument("--marginal-budget", type=bounded_number(float, 0, 1), metavar="SHARE",

@@ -55,6 +55,9 @@ CASES = [("vae", "tab", "ghost", 1), ("vae", "tab", "hooks", 1), ("vae", "img", 
          ("gan", "tab", "ghost", 1), ("gan", "tab", "hooks", 1), ("gan", "img", "hooks", 1),
          ("diffusion", "tab", "ghost", 1), ("diffusion", "img", "hooks", 1),
          ("diffusion", "tab", "ghost", 3), ("diffusion", "img", "hooks", 3)]  # K noise draws per example
+# Book-keeping on every family and kind, with several rows per example (K draws, real/fake pairs).
+CASES += [(family, kind, "bookkeeping", k) for family in ("vae", "gan", "diffusion") for kind in ("tab", "img")
+          for k in ((1, 3) if family == "diffusion" else (1,))]
 
 
 @pytest.mark.parametrize("family, spec_name, mode, k", CASES)

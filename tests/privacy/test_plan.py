@@ -56,7 +56,7 @@ def test_plan_is_what_the_trainer_computed():
     plan = plan_privacy(cfg, n=2_000, batch_size=50, steps=400, model=StubModel())
     q, d = 50 / 2_000, default_delta(2_000)
     assert plan.to_dict() == {"sample_rate": q, "delta": d, "noise_multiplier": calibrate_noise(3.0, d, q, 400, "rdp"),
-                              "steps": 400, "mode": "ghost", "label_noise_multiplier": None,
+                              "steps": 400, "mode": "bookkeeping", "label_noise_multiplier": None,
                               "marginal_noise_multiplier": None}  # no labels, no marginals: no histogram
     assert 0.995 * 3.0 <= epsilon_for(plan.noise_multiplier, q, 400, d, "rdp") <= 3.0
 
@@ -68,9 +68,10 @@ def test_explicit_delta_and_clipping_are_kept():
 
 
 @pytest.mark.parametrize("model, mode", [
-    (StubModel(TAB), "ghost"),
-    (StubModel(TAB, rows=2), "hooks"),  # an example spans two rows
-    (StubModel(IMG), "hooks"),
+    # trustgen models: book-keeping, also where an example spans two rows, and on images
+    (StubModel(TAB), "bookkeeping"),
+    (StubModel(TAB, rows=2), "bookkeeping"),
+    (StubModel(IMG), "bookkeeping"),
     (nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1)), "ghost"),
     (nn.Sequential(nn.Conv2d(1, 2, 3), nn.GroupNorm(1, 2), nn.Flatten(), nn.Linear(2, 1)), "hooks"),
     (nn.Sequential(nn.Embedding(5, 3), nn.Linear(3, 1)), "hooks"),
@@ -78,6 +79,13 @@ def test_explicit_delta_and_clipping_are_kept():
 ])
 def test_auto_clipping_mode(model, mode):
     assert plan_privacy(PrivacyConfig(5.0, accountant="rdp"), n=100, batch_size=10, steps=10, model=model).mode == mode
+
+
+def test_bookkeeping_refuses_layers_it_cannot_clip_before_any_work():
+    """A layer outside Linear/Conv2d/GroupNorm would silently get no gradient: refused in the plan."""
+    with pytest.raises(ConfigError, match="LayerNorm.*not a layer book-keeping clipping supports"):
+        plan_privacy(PrivacyConfig(5.0, accountant="rdp", clipping="bookkeeping"), n=100, batch_size=10, steps=10,
+                     model=nn.Sequential(nn.LayerNorm(3), nn.Linear(3, 1)))
 
 
 def test_model_issues_are_refused_with_their_reasons():

@@ -133,7 +133,7 @@ def _one_run(included: np.ndarray, *, sigma: float, q: float, steps: int, C: flo
 
 def audit_dp_sgd(epsilon: float | None = None, *, noise_multiplier: float | None = None, delta: float = 1e-5, sample_rate: float = 0.1, steps: int = 100,
                  canaries: int = 10_000, runs: int = 2, accountant: str = "prv",
-                 clipping: Literal["ghost", "hooks"] = "ghost", max_grad_norm: float = 1.0,
+                 clipping: Literal["bookkeeping", "ghost", "hooks"] = "bookkeeping", max_grad_norm: float = 1.0,
                  canary_norm: float = 4.0, confidence: float = 0.95, seed: int | None = None,
                  mechanism: MechanismFactory = PrivateGradients, batch_sampler: BatchSampler = poisson_batch,
                  progress: bool = False) -> MechanismAuditResult:
@@ -147,7 +147,8 @@ def audit_dp_sgd(epsilon: float | None = None, *, noise_multiplier: float | None
         sample_rate, steps: the Poisson rate and number of steps the claim accounts for.
         canaries: canaries per run, each included by a fair coin (trials per run).
         runs: independent runs pooled for the tight bound (the one-run bound uses the first).
-        clipping: the Opacus mode under audit (``"ghost"``: the tables' mode, ``"hooks"``).
+        clipping: the clipping mode under audit (``"bookkeeping"``: trustgen's choice for its
+            models, ``"ghost"``, ``"hooks"``).
         canary_norm: the canary gradient's norm before clipping, in units of ``max_grad_norm``
             (above 1, so that clipping has work to do).
         seed: seeds the coins and the noise key, for a reproducible audit; None draws a fresh key.
@@ -165,8 +166,8 @@ def audit_dp_sgd(epsilon: float | None = None, *, noise_multiplier: float | None
     else:
         eps = check_target_epsilon(epsilon)
         sigma = calibrate_noise(eps, d, q, steps, accountant=kind)
-    if clipping not in ("ghost", "hooks"):
-        raise PrivacyError(f"clipping must be 'ghost' or 'hooks', got {clipping!r}")
+    if clipping not in ("bookkeeping", "ghost", "hooks"):
+        raise PrivacyError(f"clipping must be 'bookkeeping', 'ghost' or 'hooks', got {clipping!r}")
     if not (isinstance(canaries, int) and canaries >= 100) or not (isinstance(runs, int) and runs >= 1):
         raise PrivacyError(f"need canaries >= 100 and runs >= 1, got canaries={canaries!r}, runs={runs!r}")
     step_bytes = 12 * sample_rate * canaries ** 2 / 2  # the batch, its per-example gradients and their sum

@@ -21,8 +21,8 @@ from typing import Literal
 
 from trustgen.errors import ConfigError, PrivacyError
 
-ClippingChoice = Literal["auto", "ghost", "hooks"]
-CLIPPING_CHOICES: tuple[str, ...] = ("auto", "ghost", "hooks")
+ClippingChoice = Literal["auto", "bookkeeping", "ghost", "hooks"]
+CLIPPING_CHOICES: tuple[str, ...] = ("auto", "bookkeeping", "ghost", "hooks")
 
 #: Default share of epsilon for the DP label frequencies. At epsilon 1 (PRV, default delta) 5% is
 #: a histogram noise of 71-75 records per class: a 5% class lands within one percentage point on
@@ -91,7 +91,7 @@ class PrivacyConfig:
             raise PrivacyError(f"marginal_budget must be a share of epsilon in [0, 1) (e.g. 0.1; 0: no marginals), "
                                f"got {m!r}")
         if self.clipping not in CLIPPING_CHOICES:
-            raise ConfigError(f"unknown clipping mode {self.clipping!r} (known: auto, ghost, hooks)")
+            raise ConfigError(f"unknown clipping mode {self.clipping!r} (known: auto, bookkeeping, ghost, hooks)")
 
 
 __all__ = ["CLIPPING_CHOICES", "ClippingChoice", "DEFAULT_LABEL_BUDGET", "DEFAULT_MARGINAL_BUDGET", "PrivacyConfig"]

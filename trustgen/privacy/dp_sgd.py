@@ -1,9 +1,10 @@
 """DP-SGD for trustgen models: per-example clipping through Opacus, noise and sampling here.
 
-What Opacus does: per-example gradients (``hooks`` mode, for conv/GroupNorm image models)
-or per-example clipped gradient sums without materialising per-example gradients (``ghost``
-fast gradient clipping, for the MLP models on tables: the fastest mode there, see
-benchmarks/dp_overhead.py).
+Per-example clipping, three ways: trustgen's own book-keeping (``bookkeeping``,
+:mod:`trustgen.privacy.book_keeping`: one backward pass, the fastest for every trustgen model,
+see benchmarks/dp_overhead.py), or Opacus, with per-example gradients (``hooks``: every layer
+Opacus supports, Bayesian layers) or ghost clipping (``ghost``: a second backward pass, for a
+user's all-Linear network).
 
 What this module does itself, so that it is checkpointable and testable:
 
@@ -44,27 +45,31 @@ import torch
 from torch import nn
 
 from trustgen.errors import ConfigError
+from trustgen.privacy.book_keeping import BookKeeping, unsupported_layers
 from trustgen.privacy.secure_random import SecureRandom
 from trustgen.runtime import dist_info
 from trustgen.models.base import GenerativeModel
 
-ClippingMode = Literal["ghost", "hooks"]
+ClippingMode = Literal["bookkeeping", "ghost", "hooks"]
 
 
 def choose_mode(model: GenerativeModel | nn.Module) -> ClippingMode:
-    """The fastest correct Opacus mode for ``model`` (what ``clipping="auto"`` means).
+    """The fastest correct clipping mode for ``model`` (what ``clipping="auto"`` means).
 
-    Ghost clipping costs 2-3x a non-private step on MLPs, where per-example gradients (hooks)
-    cost 60-80x; on small conv nets every mode costs about 2-3x and hooks is not slower
-    (STACK-NOTES, benchmarks/dp_overhead.py). So:
+    Book-keeping (:mod:`trustgen.privacy.book_keeping`: one backward, no second pass, no
+    non-private weight gradients) costs 1.1-1.3x a non-private step on the table models and
+    1.3-2x on the conv image models, where Opacus ghost clipping costs 1.3-2.4x and hooks 4-10x
+    (benchmarks/dp_overhead.py). So:
 
-    * a trustgen model: ghost for the MLP models on tables, hooks for conv image models,
-      wherever one example spans several rows of a layer's batch, and for Bayesian layers
-      (their grad sampler is checked against a per-example loop in hooks mode) and for models
-      that clip parts of their gradient apart (:meth:`GenerativeModel.clipping_groups`);
+    * a trustgen model: book-keeping whenever every layer with parameters is one it supports
+      (Linear, Conv2d, GroupNorm), which covers every family on tables and images, several rows
+      per example and per-group clipping; hooks for Bayesian layers (their grad sampler is
+      checked against a per-example loop in hooks mode) and other layers;
     * any other ``nn.Module`` (a user's own network): ghost when every layer with parameters is
       an ``nn.Linear`` (the measured, exact case), hooks otherwise (conv, norm, embedding and
       recurrent layers: hooks handles every layer Opacus supports, empty batches included).
+      Book-keeping is not chosen for them because it refuses a layer output modified in place
+      (``nn.ReLU(inplace=True)``), which is common in users' networks; ask for it by name.
 
     Example:
         >>> choose_mode(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1)))
@@ -73,9 +78,7 @@ def choose_mode(model: GenerativeModel | nn.Module) -> ClippingMode:
         'hooks'
     """
     if isinstance(model, GenerativeModel):
-        ghost = (model.spec.kind == "tabular" and model.private_rows_per_example() == 1 and not model.bayesian
-                 and model.clipping_groups() is None)
-        return "ghost" if ghost else "hooks"
+        return "hooks" if model.bayesian or unsupported_layers(model.private_module()) else "bookkeeping"
     return "ghost" if all(isinstance(m, nn.Linear) for m in _layers_with_parameters(model)) else "hooks"
 
 
@@ -121,11 +124,13 @@ class PrivateGradients:
 
     def __init__(self, module: nn.Module, *, max_grad_norm: float, noise_multiplier: float,
                  expected_batch_size: float, mode: ClippingMode, rows_per_example: int = 1,
-                 noise: SecureRandom, step: int = 0, clip_groups=None) -> None:
+                 noise: SecureRandom, step: int = 0, clip_groups=None, prefetch_noise: bool = True) -> None:
         from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 
         from trustgen.privacy import bayes_grad_sampler  # noqa: F401 - registers the Bayesian layers' sampler
 
+        if mode not in ("bookkeeping", "ghost", "hooks"):
+            raise ConfigError(f"unknown clipping mode {mode!r} (known: bookkeeping, ghost, hooks)")
         if mode == "ghost" and rows_per_example != 1:
             raise ConfigError("ghost clipping needs one row per example; use mode='hooks'")
         _quiet_full_backward_hook_warning()
@@ -139,9 +144,15 @@ class PrivateGradients:
             raise ConfigError("DP noise must come from a trustgen.privacy.secure_random.SecureRandom")
         self.noise = noise
         self.step = int(step)
+        self.prefetch_noise = bool(prefetch_noise)
+        self._pending = None  # (source, step, future) of the next step's noise, drawn ahead
+        self._pool = None
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.group_of, self.group_norms = self._check_groups(clip_groups, mode)
-        if mode == "ghost":
+        self.gsm = self.book = None
+        if mode == "bookkeeping":
+            self.book = BookKeeping(module, rows_per_example)
+        elif mode == "ghost":
             self.gsm = GradSampleModuleFastGradientClipping(module, loss_reduction="mean", max_grad_norm=self.C,
                                                             use_ghost_clipping=True)
         else:
@@ -157,13 +168,15 @@ class PrivateGradients:
         if loss_per_example.dim() != 1:
             raise ConfigError(f"DP-SGD needs one loss per example (shape [B]), got {tuple(loss_per_example.shape)}")
         if b == 0:
-            if loss_per_example.requires_grad:
-                # The caller ran a forward on the empty batch: Opacus recorded it, and only a
-                # backward consumes that record (left behind, it breaks the next step).
-                loss_per_example.sum().backward()
+            self.discard(loss_per_example)
             self.noise_only_step()
             return None
-        if self.mode == "ghost":
+        if self.mode == "bookkeeping":
+            sq, summer = self.book.per_example(loss_per_example, self.params)
+            each = sq.clamp(min=0).sqrt()
+            norms = each.norm(dim=1)
+            summer(self._coefficients(norms, each))
+        elif self.mode == "ghost":
             from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
             # Two backward passes: per-example norms (hooks), then the loss reweighted by
@@ -175,25 +188,29 @@ class PrivateGradients:
             per_example = [p.grad_sample.reshape(b, self.rows, *p.shape).sum(1) for p in self.params]
             each = torch.stack([g.flatten(1).norm(dim=1) for g in per_example], 1)  # [B, params]
             norms = each.norm(dim=1)
-            if self.group_of is None:
-                coefs = [self.clip_coefficients(norms)] * len(self.params)
-            else:
-                k = len(self.group_norms)
-                by_group = torch.stack([each[:, self.group_of == j].norm(dim=1) for j in range(k)], 0)
-                per_group = (self.group_norms[:, None].to(by_group) / (by_group + 1e-6)).clamp(max=1.0)
-                coefs = [per_group[j] for j in self.group_of.tolist()]
-            for p, g, coef in zip(self.params, per_example, coefs):
+            for p, g, coef in zip(self.params, per_example, self._coefficients(norms, each)):
                 p.grad = torch.einsum("b,b...->...", coef, g)
                 p.grad_sample = None
         self._add_noise_and_scale()
         return norms.detach()
 
+    def _coefficients(self, norms: torch.Tensor, each: torch.Tensor) -> list[torch.Tensor]:
+        """Each parameter's per-example clipping factors, from the whole norms ``[B]`` and the
+        norms per parameter ``[B, params]`` (per-group clipping)."""
+        if self.group_of is None:
+            return [self.clip_coefficients(norms)] * len(self.params)
+        k = len(self.group_norms)
+        by_group = torch.stack([each[:, self.group_of == j].norm(dim=1) for j in range(k)], 0)
+        per_group = (self.group_norms[:, None].to(by_group) / (by_group + 1e-6)).clamp(max=1.0)
+        return [per_group[j] for j in self.group_of.tolist()]
+
     def _check_groups(self, groups, mode):
         """``(group index per parameter, clipping norm per group)``, or ``(None, None)``."""
         if groups is None:
             return None, None
-        if mode != "hooks":
-            raise ConfigError("per-group clipping needs clipping mode 'hooks' (ghost clipping clips whole gradients)")
+        if mode == "ghost":
+            raise ConfigError("per-group clipping needs clipping mode 'hooks' or 'bookkeeping' "
+                              "(ghost clipping clips whole gradients)")
         index = {id(p): j for j, (params, _) in enumerate(groups) for p in params if p.requires_grad}
         shares = [float(share) for _, share in groups]
         if any(not 0 < s <= 1 for s in shares) or abs(sum(shares) - 1.0) > 1e-9:
@@ -205,7 +222,7 @@ class PrivateGradients:
         return group_of, self.C * torch.tensor(shares, dtype=torch.float64).sqrt()
 
     def clip_coefficients(self, norms: torch.Tensor) -> torch.Tensor:
-        """``min(1, C / norm_i)`` per example (hooks mode; ghost mode has Opacus's own, the same)."""
+        """``min(1, C / norm_i)`` per example (hooks and book-keeping; ghost mode has Opacus's own, the same)."""
         return (self.C / (norms + 1e-6)).clamp(max=1.0)
 
     def discard(self, loss: torch.Tensor) -> None:
@@ -214,7 +231,9 @@ class PrivateGradients:
         Opacus records every forward through the module; a record left behind breaks (ghost) or
         corrupts (hooks) the next step, and only a backward consumes it.
         """
-        if loss.requires_grad:
+        if self.book is not None:
+            self.book.clear()  # its records hold the graph; dropping them drops the forward
+        elif loss.requires_grad:
             loss.sum().backward()
         for p in self.params:
             p.grad = None
@@ -250,22 +269,54 @@ class PrivateGradients:
         """The standard normal noise of step ``step``, one tensor per parameter (drawn in one
         go from the secure source: the same on every rank, whatever earlier steps drew)."""
         sizes = [p.numel() for p in self.params]
-        flat = self.noise.normal((sum(sizes),), "dp-noise", step)
+        flat = self._drawn(step, sum(sizes))
+        if self.prefetch_noise:
+            # The next step's noise depends on the key and the step number only, so it can be
+            # drawn now, on a second thread, while this step's clipping and the next forward
+            # run (it was 20-35% of a DP step on the table models, benchmarks/dp_overhead.py).
+            # It stays in this process's memory, like the key itself.
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustgen-dp-noise")
+            self._pending = (self.noise, step + 1,
+                             self._pool.submit(self.noise.normal, (sum(sizes),), "dp-noise", step + 1))
         return [z.view(p.shape) for z, p in zip(flat.split(sizes), self.params)]
+
+    def _drawn(self, step: int, n: int) -> torch.Tensor:
+        """Step ``step``'s flat noise: the one drawn ahead if it is for this source and step
+        (a resumed run replaces both), else drawn now."""
+        pending, self._pending = self._pending, None
+        if pending is not None and pending[0] is self.noise and pending[1] == step:
+            return pending[2].result()
+        return self.noise.normal((n,), "dp-noise", step)
 
     @contextlib.contextmanager
     def hooks_disabled(self) -> Iterator[None]:
         """For backwards through the module that are not private steps (the GAN generator's
         step): without this Opacus would record per-example gradients from them."""
-        self.gsm.disable_hooks()
+        if self.book is not None:
+            self.book.enabled = False
+        else:
+            self.gsm.disable_hooks()
         try:
             yield
         finally:
-            self.gsm.enable_hooks()
+            if self.book is not None:
+                self.book.enabled = True
+            else:
+                self.gsm.enable_hooks()
 
     def close(self) -> None:
-        """Remove Opacus's hooks and per-example state from the module."""
-        self.gsm._close()
+        """Remove the clipping hooks and per-example state from the module; stop the noise thread."""
+        self._pending = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self.book is not None:
+            self.book.close()
+        else:
+            self.gsm._close()
 
 
 __all__ = ["ClippingMode", "PrivateGradients", "choose_mode", "poisson_batch"]

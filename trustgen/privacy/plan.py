@@ -4,7 +4,7 @@
 none, clipping choice) and the public facts of a run (number of records, expected batch size,
 number of steps, the model) into a :class:`PrivacyPlan`: the Poisson sample rate, the delta, the
 noise multiplier calibrated so that the planned steps reach the target epsilon exactly (never
-more), the number of steps, the Opacus clipping mode and, for labelled data, the noise of the DP
+more), the number of steps, the clipping mode and, for labelled data, the noise of the DP
 label histogram (whose epsilon alone is ``label_budget * epsilon``; DP-SGD's noise is calibrated
 so that histogram and steps *composed* reach the target). A plan is frozen plain data:
 checkpoints store :meth:`PrivacyPlan.to_dict`, and a resumed run compares plans for equality.
@@ -41,10 +41,11 @@ from trustgen.privacy.accounting import (
     default_delta,
 )
 from trustgen.privacy.config import PrivacyConfig
+from trustgen.privacy.book_keeping import unsupported_layers
 from trustgen.privacy.dp_sgd import ClippingMode, choose_mode
 from trustgen.privacy.marginal_histogram import worth_releasing
 
-CLIPPING_MODES: tuple[str, ...] = ("ghost", "hooks")
+CLIPPING_MODES: tuple[str, ...] = ("bookkeeping", "ghost", "hooks")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class PrivacyPlan:
         delta: the delta of the guarantee.
         noise_multiplier: sigma, calibrated so ``steps`` steps spend the target epsilon.
         steps: the planned number of noisy steps.
-        mode: the Opacus per-example clipping mode, ``"ghost"`` or ``"hooks"``.
+        mode: the per-example clipping mode, ``"bookkeeping"``, ``"ghost"`` or ``"hooks"``.
         label_noise_multiplier: sigma of the Gaussian label histogram (L2 sensitivity 1), the
             accountant segment ``(label_noise_multiplier, 1.0, 1)`` recorded before the first
             step; None when no histogram is released (no labels, or ``label_budget = 0``).
@@ -254,6 +255,8 @@ def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:
     if issues:
         issues.append("opacus.validators.ModuleValidator.fix(module) replaces unsupported layers "
                       "(BatchNorm by GroupNorm, LSTM by DPLSTM); call module.train() before training")
+    if mode == "bookkeeping":
+        issues.extend(unsupported_layers(module))
     if mode == "ghost" and any(isinstance(m, nn.Embedding) for m in module.modules()):
         issues.append("ghost clipping fails on an empty Poisson batch through nn.Embedding; use "
                       "clipping='hooks' (or 'auto')")

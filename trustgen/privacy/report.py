@@ -546,6 +546,10 @@ NOISE_SOURCE_CAVEAT = (
     "owner-only resume checkpoint, which is deleted when training completes.")
 
 
+_CLIPPING_NAMES = {"bookkeeping": "trustgen book-keeping (per-example norms from one backward pass)",
+                   "ghost": "Opacus ghost mode", "hooks": "Opacus hooks mode"}
+
+
 def dp_sgd_caveats(*, mode: str, max_grad_norm: float, fixed_secret_seed: bool) -> list[str]:
     """The caveats of every DP-SGD run: a caller-fixed secret seed, the clipping, the public n.
 
@@ -557,7 +561,7 @@ def dp_sgd_caveats(*, mode: str, max_grad_norm: float, fixed_secret_seed: bool) 
         "The DP noise and sampling seed was fixed by the caller (secret_seed): the guarantee holds only "
         "while that seed stays secret. Use this for tests only."] if fixed_secret_seed else []
     return seed + [
-        f"Per-example clipping: Opacus {mode} mode, C = {max_grad_norm}.",
+        f"Per-example clipping: {_CLIPPING_NAMES.get(mode, mode)}, C = {max_grad_norm}.",
         NOISE_SOURCE_CAVEAT,
         "The sample rate q = batch_size / n uses the number of records n, treated as public "
         "(standard in DP-SGD; under add/remove adjacency n itself is not protected).",

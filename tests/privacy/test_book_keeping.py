@@ -1,0 +1,208 @@
+"""Book-keeping clipping: oracles against a slow per-example loop, on every path it can take.
+
+The family-level oracles (every family, tables and images, K rows per example) are in
+test_dp_sgd.py; here each layer rule is driven down each of its branches (ghost norm,
+per-example gradients, chunked, recomputed sum) on hand-made networks, plus the refusals.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from trustgen.errors import ConfigError
+from trustgen.privacy import book_keeping
+from trustgen.privacy.dp_sgd import PrivateGradients, choose_mode
+from trustgen.privacy.secure_random import SecureRandom, key_from_seed
+
+B, C = 5, 0.3  # C small enough that most examples are clipped
+
+
+class Net(nn.Module):
+    """Conv layers of every kind the rules tell apart, GroupNorm, a Linear on a sequence axis, a
+    layer called twice, a layer that does not reach the loss; ``rows`` rows per example."""
+
+    def __init__(self, rows: int = 1):
+        super().__init__()
+        self.rows = rows
+        self.c1 = nn.Conv2d(2, 4, 3, padding=1)                        # stride 1, small: per-example
+        self.n1 = nn.GroupNorm(2, 4)
+        self.c2 = nn.Conv2d(4, 6, 4, stride=2, padding=1, bias=False)  # strided: ghost norm
+        self.c3 = nn.Conv2d(6, 6, 3, padding=2, dilation=2)            # dilated
+        self.seq = nn.Linear(6, 3)                                     # positions as a sequence
+        self.twice = nn.Linear(3, 3)
+        self.unused = nn.Linear(3, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.n1(self.c1(x)))
+        h = torch.tanh(self.c3(torch.tanh(self.c2(h))))               # [N, 6, 4, 4]
+        s = self.seq(h.flatten(2).transpose(1, 2))                    # [N, 16, 3]
+        s = self.twice(torch.tanh(self.twice(s)))
+        _ = self.unused(s)                                             # computed, never used
+        return s.square().mean((1, 2)).reshape(-1, self.rows).sum(1)  # one loss per example
+
+
+def slow_clipped_sum(net, x):
+    params = [p for p in net.parameters() if p.requires_grad]
+    total = [torch.zeros_like(p) for p in params]
+    r = net.rows
+    for i in range(len(x) // r):
+        g = torch.autograd.grad(net(x[i * r:(i + 1) * r]).sum(), params, allow_unused=True)
+        g = [torch.zeros_like(p) if gi is None else gi for gi, p in zip(g, params)]
+        norm = torch.sqrt(sum(gi.square().sum() for gi in g)).item()
+        for t, gi in zip(total, g):
+            t += gi * min(1.0, C / (norm + 1e-6))
+    return total
+
+
+def run_bookkeeping(net, x, **kw):
+    dp = PrivateGradients(net, max_grad_norm=C, noise_multiplier=0.0, expected_batch_size=1.0, mode="bookkeeping",
+                          rows_per_example=net.rows, noise=SecureRandom(key_from_seed(0)), **kw)
+    norms = dp.backward(net(x), torch.optim.SGD(net.parameters(), lr=0.0))
+    dp.close()
+    return norms, [p.grad for p in net.parameters()]
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("keep_limit", [book_keeping.KEEP_PER_EXAMPLE_LIMIT, 50])  # 50: chunks, recomputed sums
+def test_every_layer_rule_matches_the_slow_loop(rows, keep_limit, monkeypatch):
+    monkeypatch.setattr(book_keeping, "KEEP_PER_EXAMPLE_LIMIT", keep_limit)
+    torch.manual_seed(0)
+    net = Net(rows)
+    x = torch.randn(B * rows, 2, 8, 8)
+    expected = slow_clipped_sum(net, x)
+    norms, got = run_bookkeeping(net, x)
+    assert (norms > C).sum() >= 3, "the test must exercise clipping"
+    for a, e in zip(got, expected):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
+
+
+def test_both_conv_branches_are_taken(monkeypatch):
+    """The oracle above covers the ghost norm and the per-example gradients only if both run."""
+    seen = []
+    real = book_keeping._conv_ghost_norms
+    monkeypatch.setattr(book_keeping, "_conv_ghost_norms", lambda *a: seen.append(a[0]) or real(*a))
+    torch.manual_seed(0)
+    net = Net()
+    run_bookkeeping(net, torch.randn(B, 2, 8, 8))
+    assert net.c2 in seen and net.c1 not in seen
+
+
+@pytest.mark.parametrize("t", [1, 2, 40])  # one row, the ghost norm, per-example gradients
+def test_linear_on_a_sequence_axis(t):
+    torch.manual_seed(1)
+    net = nn.Linear(4, 3)
+    x = torch.randn(B, t, 4)
+    loss = lambda xb: net(xb).square().sum((1, 2))  # noqa: E731
+    params = list(net.parameters())
+    expected = [torch.zeros_like(p) for p in params]
+    for i in range(B):
+        g = torch.autograd.grad(loss(x[i:i + 1]).sum(), params)
+        n = torch.sqrt(sum(gi.square().sum() for gi in g)).item()
+        for e, gi in zip(expected, g):
+            e += gi * min(1.0, C / (n + 1e-6))
+    dp = PrivateGradients(net, max_grad_norm=C, noise_multiplier=0.0, expected_batch_size=1.0, mode="bookkeeping",
+                          noise=SecureRandom(key_from_seed(0)))
+    dp.backward(loss(x), torch.optim.SGD(params, lr=0.0))
+    for p, e in zip(params, expected):
+        torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-6)
+
+
+def test_per_group_clipping_is_the_same_as_in_hooks_mode():
+    torch.manual_seed(2)
+    net = Net()
+    net.unused.requires_grad_(False)  # Opacus hooks mode has no per-example gradient for it
+    x = torch.randn(B, 2, 8, 8)
+    params = [p for p in net.parameters() if p.requires_grad]
+    groups = [(params[:4], 0.3), (params[4:], 0.7)]
+    results = []
+    for mode in ("hooks", "bookkeeping"):
+        for p in params:
+            p.grad = None
+        dp = PrivateGradients(net, max_grad_norm=C, noise_multiplier=0.0, expected_batch_size=1.0, mode=mode,
+                              noise=SecureRandom(key_from_seed(0)), clip_groups=groups)
+        dp.backward(net(x), torch.optim.SGD(params, lr=0.0))
+        dp.close()
+        results.append([p.grad.clone() for p in params])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("layer, name", [(nn.LayerNorm(3), "LayerNorm"), (nn.Embedding(4, 3), "Embedding"),
+                                          (nn.Conv2d(2, 2, 3, padding="same"), "padding"),
+                                          (nn.Conv2d(2, 2, 3, groups=2), "groups 2")])
+def test_unsupported_layers_are_refused_by_name(layer, name):
+    net = nn.Sequential(layer, nn.Flatten(), nn.LazyLinear(1)) if isinstance(layer, nn.Conv2d) else \
+        nn.Sequential(layer, nn.Linear(3, 1))
+    with pytest.raises(ConfigError, match=name):
+        PrivateGradients(net, max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_size=1.0, mode="bookkeeping",
+                         noise=SecureRandom(key_from_seed(0)))
+
+
+def test_trustgen_models_get_bookkeeping_and_bayesian_layers_do_not():
+    from trustgen.models import build_model
+    from trustgen.models.bayes import MeanFieldLinear
+    from trustgen.models.nets import DataSpec
+
+    spec = DataSpec("tabular", 2, 0, (("numeric", 0, 1), ("numeric", 1, 1)))
+    assert choose_mode(build_model("vae", spec, {"hidden": 8})) == "bookkeeping"
+    # Their sampled weights are not a layer's own parameters: hooks mode has their grad sampler.
+    assert "MeanFieldLinear" in book_keeping.unsupported_layers(nn.Sequential(MeanFieldLinear(3, 2)))[0]
+
+
+def test_an_output_changed_in_place_is_refused_not_silently_misread():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(inplace=True), nn.Linear(4, 1))
+    dp = PrivateGradients(net, max_grad_norm=1.0, noise_multiplier=0.0, expected_batch_size=1.0, mode="bookkeeping",
+                          noise=SecureRandom(key_from_seed(0)))
+    with pytest.raises(ConfigError, match="modified in place"):
+        dp.backward(net(torch.randn(B, 3)).squeeze(1), torch.optim.SGD(net.parameters(), lr=0.0))
+
+
+def test_forwards_outside_a_step_are_not_recorded():
+    """The GAN generator's step and a discarded forward must leave no record behind: a record
+    left over would join the next step's sum."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    x = torch.randn(B, 3)
+    dp = PrivateGradients(net, max_grad_norm=C, noise_multiplier=0.0, expected_batch_size=1.0, mode="bookkeeping",
+                          noise=SecureRandom(key_from_seed(0)))
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    dp.backward(net(x).squeeze(1), opt)
+    clean = [p.grad.clone() for p in net.parameters()]
+    with dp.hooks_disabled():
+        net(torch.randn(7, 3)).sum().backward()
+    assert not dp.book.records  # kept, it would hold the graph of a forward that is not a step
+    dp.discard(net(torch.randn(2, 3)).squeeze(1))
+    assert not dp.book.records
+    dp.backward(net(x).squeeze(1), opt)
+    for p, c in zip(net.parameters(), clean):
+        torch.testing.assert_close(p.grad, c)
+
+
+def test_a_layer_batch_that_is_not_the_examples_is_refused():
+    net = nn.Linear(3, 1)
+    dp = PrivateGradients(net, max_grad_norm=1.0, noise_multiplier=0.0, expected_batch_size=1.0, mode="bookkeeping",
+                          noise=SecureRandom(key_from_seed(0)))
+    out = net(torch.randn(6, 3)).reshape(3, 2).sum(1)  # 3 losses from 6 rows, rows_per_example 1
+    with pytest.raises(ConfigError, match="batch of 6 rows"):
+        dp.backward(out, torch.optim.SGD(net.parameters(), lr=0.0))
+
+
+def test_noise_drawn_ahead_is_the_noise_of_its_step():
+    """Prefetching changes no number: the noise of steps 0-3 is the same with and without it,
+    and after the source or step is replaced (a resume) the step's own noise is used."""
+    net = nn.Linear(3, 2)
+    kw = dict(max_grad_norm=1.0, noise_multiplier=1.0, expected_batch_size=1.0, mode="bookkeeping")
+    ahead = PrivateGradients(net, noise=SecureRandom(key_from_seed(1)), **kw)
+    plain = PrivateGradients(nn.Linear(3, 2), noise=SecureRandom(key_from_seed(1)), prefetch_noise=False, **kw)
+    for step in range(4):
+        for a, b in zip(ahead.noise_of_step(step), plain.noise_of_step(step)):
+            assert torch.equal(a, b)
+    ahead.noise = SecureRandom(key_from_seed(2))  # what the trainer does on resume
+    fresh = PrivateGradients(nn.Linear(3, 2), noise=SecureRandom(key_from_seed(2)), prefetch_noise=False, **kw)
+    for step in (4, 9):
+        for a, b in zip(ahead.noise_of_step(step), fresh.noise_of_step(step)):
+            assert torch.equal(a, b)
+    ahead.close()
+    assert ahead._pool is None

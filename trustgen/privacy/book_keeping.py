@@ -1,0 +1,322 @@
+"""Book-keeping per-example clipping: one backward pass, per-example norms from what it already has.
+
+A non-private step runs one backward that computes, for every layer, the gradient of the loss
+with respect to the layer's output (``g``) and from it, and the layer's saved input (``a``), the
+weight gradient ``g^T a``. Per-example clipping needs ``min(1, C / ||G_i||)`` for each example's
+whole gradient ``G_i`` first, and then ``sum_i c_i G_i``. Book-keeping (Bu, Wang, Zha and
+Karypis, "Differentially private optimization on large model at small cost", ICML 2023) gets
+both from the same ``a`` and ``g``:
+
+1. one backward asks autograd for the gradients of the layers' *outputs* only
+   (``torch.autograd.grad(loss, outputs)``): autograd then skips every weight gradient, so the
+   pass costs what a non-private backward costs less its weight products;
+2. each layer's per-example squared norm comes from ``a`` and ``g`` (a linear layer on one row
+   per example: ``||a_i||^2 ||g_i||^2``, no product at all; several rows: the ghost norm
+   ``<a_i a_i^T, g_i g_i^T>`` or the per-example gradient, whichever costs fewer operations;
+   a convolution: its per-example gradient from the unfolded input; a GroupNorm: its
+   per-example gradient, one number per channel);
+3. the clipped sum is the weight product of a non-private step with ``g`` reweighted:
+   ``sum_i c_i g_i^T a_i = (c * g)^T a``, one matrix product (or the per-example gradients
+   already made in step 2, summed with weights).
+
+So nothing is computed twice, unlike ghost clipping (a second backward) or Opacus hooks (the
+non-private weight gradients and then every per-example gradient). Supported layers:
+``nn.Linear``, ``nn.Conv2d`` (zero padding) and ``nn.GroupNorm``. A module with trainable
+parameters anywhere else is refused (:func:`unsupported_layers`), because autograd would never
+be asked for their gradients and they would silently not train. Every forward through a layer
+while gradients are on is recorded, and one ``clipped_sum`` consumes the records; the rows of a
+layer's batch are example-major, ``rows_per_example`` consecutive rows per example (an example's
+several noise draws or its real/fake pair), and they are summed into one example's gradient
+before its norm is taken, exactly like a sequence axis.
+
+tests/privacy/test_dp_sgd.py checks the clipped sum against a slow per-example loop for every
+family, on tables and images, with several rows per example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trustgen.errors import ConfigError
+
+SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.GroupNorm)
+
+#: A convolution's per-example gradients are kept for the weighted sum while they take at most
+#: this many numbers (about 256 MB in float32); above it the sum is recomputed as one ordinary
+#: weight gradient of the reweighted output gradients, which costs time but no memory.
+KEEP_PER_EXAMPLE_LIMIT = 64 * 2**20
+
+
+def unsupported_layers(module: nn.Module) -> list[str]:
+    """Why book-keeping cannot clip ``module`` (empty: it can): the sub-modules that own
+    trainable parameters and are not a supported layer, or a supported layer configured in a way
+    the per-example formulas here do not cover."""
+    issues = []
+    for name, layer in module.named_modules():
+        if not any(p.requires_grad for p in layer.parameters(recurse=False)):
+            continue
+        label = name or type(layer).__name__
+        if type(layer) not in SUPPORTED_LAYERS:
+            issues.append(f"{label} ({type(layer).__name__}) is not a layer book-keeping clipping supports")
+        elif isinstance(layer, nn.Conv2d) and (layer.padding_mode != "zeros" or layer.groups != 1
+                                               or isinstance(layer.padding, str)):  # "same"/"valid"
+            issues.append(f"{label}: a Conv2d with padding {layer.padding!r} ({layer.padding_mode}) and groups "
+                          f"{layer.groups} (book-keeping supports numeric zero padding and groups 1)")
+    return issues
+
+
+@dataclass
+class _Record:
+    """One forward through a layer: its input (detached) and its output (in the graph)."""
+    layer: nn.Module
+    x: torch.Tensor
+    out: torch.Tensor
+    version: int
+
+
+class BookKeeping:
+    """Records forwards through ``module``'s layers and turns one per-example loss into clipped sums.
+
+    Args:
+        module: the private module; every trainable parameter must sit in a supported layer.
+        rows_per_example: consecutive rows of each layer's batch that form one example.
+    """
+
+    def __init__(self, module: nn.Module, rows_per_example: int = 1) -> None:
+        issues = unsupported_layers(module)
+        if issues:
+            raise ConfigError("book-keeping clipping cannot clip this module: " + "; ".join(issues)
+                              + " (use clipping 'hooks')")
+        self.rows = int(rows_per_example)
+        self.enabled = True
+        self.records: list[_Record] = []
+        self.layers = [m for m in module.modules()
+                       if isinstance(m, SUPPORTED_LAYERS) and any(p.requires_grad for p in m.parameters(recurse=False))]
+        self.handles = [layer.register_forward_hook(self._record) for layer in self.layers]
+
+    def _record(self, layer: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        if self.enabled and torch.is_grad_enabled() and out.requires_grad:
+            self.records.append(_Record(layer, inputs[0].detach(), out, out._version))
+
+    def clear(self) -> None:
+        self.records = []
+
+    def per_example(self, loss_per_example: torch.Tensor, params: list[nn.Parameter]):
+        """``(squared norms [B, len(params)], summer)``: each example's squared gradient norm per
+        parameter, and ``summer(coefs)``, which sets ``p.grad = sum_i coefs[j][i] * G_i`` for
+        parameter ``j`` (``coefs``: one ``[B]`` tensor per parameter). Consumes the records."""
+        b = loss_per_example.shape[0]
+        records, self.records = self.records, []
+        for r in records:
+            if r.out._version != r.version:
+                raise ConfigError(f"the output of {type(r.layer).__name__} was modified in place after its forward; "
+                                  "book-keeping clipping needs it unchanged (use clipping 'hooks')")
+        grads = torch.autograd.grad(loss_per_example.sum(), [r.out for r in records], allow_unused=True)
+        by_layer: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        for r, g in zip(records, grads):
+            if g is None:  # this forward did not reach the loss: its gradient is zero
+                continue
+            if r.x.shape[0] != b * self.rows:
+                raise ConfigError(f"a {type(r.layer).__name__} ran on a batch of {r.x.shape[0]} rows; this step's "
+                                  f"{b} examples of {self.rows} row(s) each make {b * self.rows}")
+            by_layer.setdefault(r.layer, []).append((r.x, g))
+        index = {id(p): j for j, p in enumerate(params)}
+        sq = torch.zeros(b, len(params), dtype=torch.float32, device=loss_per_example.device)
+        finishers: list[Callable[[list[torch.Tensor]], None]] = []
+        for layer, calls in by_layer.items():
+            parts = _LAYER_RULES[type(layer)](layer, calls, b, self.rows)
+            for p, (norm2, total) in parts.items():
+                if p.requires_grad:
+                    sq[:, index[id(p)]] += norm2.float()
+                    finishers.append(_finisher(p, index[id(p)], total))
+
+        def summer(coefs: list[torch.Tensor]) -> None:
+            for p in params:
+                p.grad = torch.zeros_like(p)
+            for finish in finishers:
+                finish(coefs)
+
+        return sq, summer
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+        self.records = []
+
+
+def _finisher(p: nn.Parameter, j: int, total: Callable[[torch.Tensor], torch.Tensor]):
+    def finish(coefs: list[torch.Tensor]) -> None:
+        p.grad = p.grad + total(coefs[j]).to(p.grad).view_as(p)
+    return finish
+
+
+def _examples(t: torch.Tensor, b: int, rows: int) -> torch.Tensor:
+    """``[B * rows, *rest]`` -> ``[B, rows, *rest]`` (rows are example-major)."""
+    return t.reshape(b, rows, *t.shape[1:])
+
+
+def _linear(layer: nn.Linear, calls, b: int, rows: int) -> dict:
+    # Every call and every row of one example joins one sequence axis: G_i = sum_t g_it a_it^T.
+    a = _joined([x.reshape(b, -1, x.shape[-1]) for x, _ in calls], 1).to(calls[0][1].dtype)
+    g = _joined([gr.reshape(b, -1, gr.shape[-1]) for _, gr in calls], 1)
+    t, d, p = a.shape[1], a.shape[2], g.shape[2]
+    out = {}
+    if t == 1:
+        a1, g1 = a[:, 0], g[:, 0]
+        norm2 = a1.square().sum(1) * g1.square().sum(1)
+        out[layer.weight] = (norm2, lambda c: (g1 * c[:, None].to(g1)).T @ a1)
+    elif t * (d + p) <= d * p:  # ghost norm: two [B, T, T] Gram matrices
+        norm2 = (torch.bmm(a, a.transpose(1, 2)) * torch.bmm(g, g.transpose(1, 2))).sum((1, 2))
+        out[layer.weight] = (norm2, lambda c: (g * c[:, None, None].to(g)).reshape(-1, p).T @ a.reshape(-1, d))
+    else:  # per-example gradients are the cheaper way to the norm, and then to the sum
+        per = torch.bmm(g.transpose(1, 2), a)  # [B, p, d]
+        out[layer.weight] = (torch.linalg.vector_norm(per, dim=(1, 2)).square(), lambda c: torch.einsum("b,bpd->pd", c.to(per), per))
+    if layer.bias is not None:
+        gb = g.sum(1)
+        out[layer.bias] = (gb.square().sum(1), lambda c: c.to(gb) @ gb)
+    return out
+
+
+def _positions(t: torch.Tensor, b: int, rows: int) -> torch.Tensor:
+    """``[B * rows, F, L]`` -> ``[B, F, rows * L]``: an example's rows join its position axis."""
+    if rows == 1:
+        return t
+    n, f, L = t.shape
+    return t.reshape(b, rows, f, L).transpose(1, 2).reshape(b, f, rows * L)
+
+
+def _per_example_conv(layer: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Every row's own weight gradient, ``[N, p, C, kh, kw]``: one convolution-weight gradient
+    with the batch folded into groups (faster on CPU than a batched product of unfolded patches)."""
+    n, c = x.shape[:2]
+    p = g.shape[1]
+    per = torch.nn.grad.conv2d_weight(x.reshape(1, n * c, *x.shape[2:]), (n * p, c, *layer.kernel_size),
+                                      g.reshape(1, n * p, *g.shape[2:]), layer.stride, layer.padding,
+                                      layer.dilation, groups=n)
+    return per.view(n, p, c, *layer.kernel_size)
+
+
+def _conv_ghost_norms(layer: nn.Conv2d, calls, b: int, rows: int) -> torch.Tensor:
+    """``||G_i||^2 = <cols_i^T cols_i, g_i^T g_i>`` without unfolding: the patches' Gram matrix
+    is the input's own Gram matrix ``A = X^T X`` (every pair of pixels, one batched product)
+    summed along each kernel offset, ``sum_o A[t + o, s + o]``, where a pixel outside the
+    image (zero padding) contributes nothing. A is laid out with the examples last, so that
+    every offset's slice is a run of long contiguous copies (with the examples first the slices
+    cost 30x more, measured). The calls and rows of an example share an axis S. Examples are
+    taken in chunks so that A stays under ``KEEP_PER_EXAMPLE_LIMIT`` numbers."""
+    (ph, pw), (kh, kw), (dh, dw), (sh, sw) = layer.padding, layer.kernel_size, layer.dilation, layer.stride
+    c, hgt, wid = calls[0][0].shape[1:]
+    p, oh, ow = calls[0][1].shape[1:]
+    s = len(calls) * rows
+    x = torch.stack([x.reshape(b, rows, c, hgt * wid) for x, _ in calls], 1).reshape(b, s, c, hgt * wid)
+    g = torch.stack([gr.reshape(b, rows, p, oh * ow) for _, gr in calls], 1).reshape(b, s, p, oh * ow)
+    ys = [_valid(oy * dh - ph, sh, oh, hgt) for oy in range(kh)]
+    xs = [_valid(ox * dw - pw, sw, ow, wid) for ox in range(kw)]
+    chunk = max(1, KEEP_PER_EXAMPLE_LIMIT // (s * hgt * wid) ** 2)
+    norms = []
+    for i in range(0, b, chunk):
+        xi = x[i:i + chunk].transpose(1, 2).reshape(-1, c, s * hgt * wid)  # [n, C, S*H*W]
+        n = xi.shape[0]
+        a = torch.bmm(xi.transpose(1, 2), xi).permute(1, 2, 0).contiguous().view(s, hgt, wid, s, hgt, wid, n)
+        gram_x = torch.zeros(s, oh, ow, s, oh, ow, n, dtype=a.dtype, device=a.device)
+        for (ty, iy) in ys:
+            for (tx, ix) in xs:
+                gram_x[:, ty, tx, :, ty, tx].add_(a[:, iy, ix, :, iy, ix])
+        gi = g[i:i + chunk].transpose(1, 2).reshape(n, p, s * oh * ow)
+        gram_g = torch.bmm(gi.transpose(1, 2), gi).permute(1, 2, 0)
+        norms.append((gram_x.view(s * oh * ow, s * oh * ow, n) * gram_g).sum((0, 1)))
+    return torch.cat(norms)
+
+
+def _valid(shift: int, stride: int, n_out: int, n_in: int) -> tuple[slice, slice]:
+    """For one kernel offset along one axis: the output positions whose input pixel
+    ``t * stride + shift`` lies inside the image, and those pixels, as two slices."""
+    lo = max(0, -(shift // stride)) if shift < 0 else 0
+    while lo < n_out and lo * stride + shift < 0:
+        lo += 1
+    hi = n_out
+    while hi > lo and (hi - 1) * stride + shift > n_in - 1:
+        hi -= 1
+    if hi <= lo:
+        return slice(0, 0), slice(0, 0)
+    return slice(lo, hi), slice(lo * stride + shift, (hi - 1) * stride + shift + 1, stride)
+
+
+def _conv2d(layer: nn.Conv2d, calls, b: int, rows: int) -> dict:
+    # A convolution is a linear layer on its input patches (K = C kh kw numbers at each of T
+    # positions; T counts every row and call of an example): the same choice as for a linear
+    # layer between the ghost norm (two [B, T, T] Gram matrices) and per-example gradients.
+    w = layer.weight
+    dtype = calls[0][1].dtype
+    calls = [(x.to(dtype), gr) for x, gr in calls]
+    p, k = w.shape[0], w[0].numel()
+    t = sum(gr[0].numel() // p for _, gr in calls) * rows
+    out = {}
+
+    def reweighted(c):  # sum_i c_i G_i: an ordinary weight gradient of the reweighted output gradients
+        cr = c.repeat_interleave(rows).to(dtype).view(-1, 1, 1, 1)
+        return sum(torch.nn.grad.conv2d_weight(x, w.shape, gr * cr, layer.stride, layer.padding, layer.dilation,
+                                               layer.groups) for x, gr in calls)
+
+    same_shape = len({tuple(x.shape) for x, _ in calls}) == 1
+    hw = calls[0][0][0, 0].numel()
+    s_rows = rows * len(calls)
+    # Chosen from the shapes alone (so that a resumed run makes the same choices), by a rule
+    # fitted on CPU to 16 layer shapes of the image models (benchmarks/README.md): the ghost
+    # norm's time follows the (S H W)^2 pixel pairs it moves per example; per-example gradients
+    # (one grouped convolution) follow their T p K products and are fast only at stride 1
+    # (strided or on small images they were 5-300x slower).
+    per_example_fast = tuple(layer.stride) == (1, 1) and t * p * k < 100 * (s_rows * hw) ** 2
+    if same_shape and not per_example_fast:
+        norm2 = _conv_ghost_norms(layer, calls, b, rows)
+        out[w] = (norm2, reweighted)
+    else:
+        keep = b * p * k <= KEEP_PER_EXAMPLE_LIMIT
+        chunk = b if keep else max(1, KEEP_PER_EXAMPLE_LIMIT // (p * k))
+        pieces, norms = [], []
+        for i in range(0, b, chunk):
+            rs = slice(i * rows, (i + chunk) * rows)
+            per = sum(_examples(_per_example_conv(layer, x[rs], gr[rs]), -1, rows).sum(1) for x, gr in calls)
+            norms.append(torch.linalg.vector_norm(per, dim=(1, 2, 3, 4)).square())
+            if keep:
+                pieces.append(per)
+        norm2 = torch.cat(norms)
+        if keep:
+            per = pieces[0]
+            out[w] = (norm2, lambda c: torch.einsum("b,b...->...", c.to(per), per))
+        else:
+            out[w] = (norm2, reweighted)
+    if layer.bias is not None:
+        gb = sum(_examples(gr.flatten(2).sum(2), b, rows).sum(1) for _, gr in calls)
+        out[layer.bias] = (gb.square().sum(1), lambda c: c.to(gb) @ gb)
+    return out
+
+
+def _joined(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
+
+
+def _group_norm(layer: nn.GroupNorm, calls, b: int, rows: int) -> dict:
+    gw = gb = 0
+    for x, gr in calls:
+        xhat = F.group_norm(x.to(gr.dtype), layer.num_groups, None, None, layer.eps)
+        dims = tuple(range(2, gr.dim()))
+        gw = gw + _examples((xhat * gr).sum(dims), b, rows).sum(1)
+        gb = gb + _examples(gr.sum(dims), b, rows).sum(1)
+    out = {}
+    if layer.weight is not None:
+        out[layer.weight] = (gw.square().sum(1), lambda c: c.to(gw) @ gw)
+    if layer.bias is not None:
+        out[layer.bias] = (gb.square().sum(1), lambda c: c.to(gb) @ gb)
+    return out
+
+
+_LAYER_RULES = {nn.Linear: _linear, nn.Conv2d: _conv2d, nn.GroupNorm: _group_norm}
+
+__all__ = ["BookKeeping", "KEEP_PER_EXAMPLE_LIMIT", "SUPPORTED_LAYERS", "unsupported_layers"]
