@@ -75,3 +75,26 @@ def test_privacy_bad_inputs() -> None:
         density_ratio_mia(np.zeros((0, 3)), a, a, a)
     with pytest.raises(ConfigError, match="method"):
         density_ratio_mia(a, a, a, a, method="knn")
+
+
+def test_per_record_distances_and_scores_give_the_summaries() -> None:
+    from sklearn.metrics import auc
+
+    from trustgen.evaluation.privacy_attacks import (
+        attack_roc, closest_record_distances, density_ratio_scores, summarise_attack, summarise_distances,
+    )
+
+    rng = np.random.default_rng(3)
+    train, holdout, synth = _sample(rng, 80), _sample(rng, 60), _sample(rng, 70)
+    d = closest_record_distances(synth, train, holdout)
+    assert d.synth.shape == (70,) and d.holdout.shape == (60,)
+    assert summarise_distances(d) == distance_to_closest_record(synth, train, holdout)
+    alone = closest_record_distances(synth, train)
+    assert alone.holdout is None and np.array_equal(alone.synth, d.synth)
+    assert set(summarise_distances(alone)) == {"synth_median", "synth_p05", "synth_exact_copy_share"}
+    scores = density_ratio_scores(synth, train[:30], holdout[:30], holdout[30:])
+    assert scores.members.shape == scores.non_members.shape == (30,)
+    assert summarise_attack(scores) == density_ratio_mia(synth, train[:30], holdout[:30], holdout[30:])
+    fpr, tpr = attack_roc(scores)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
+    assert auc(fpr, tpr) == pytest.approx(summarise_attack(scores)["auc"], abs=1e-12)

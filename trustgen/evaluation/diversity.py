@@ -16,6 +16,9 @@ from sklearn.cluster import KMeans
 from trustgen.errors import DataError
 from trustgen.evaluation.checks import as_labels, encode
 
+LABEL_THRESHOLD = 0.5  # default share of a class's samples recognised as it for the class to count
+MIN_RELATIVE_SHARE = 0.25  # default fraction of a cluster's real share the synthetic data must reach
+
 
 def _entropy(counts: np.ndarray) -> float:
     p = counts[counts > 0] / counts.sum()
@@ -31,7 +34,7 @@ def _class_indices(x: Any, name: str, n_classes: int, n: int | None = None) -> n
 
 
 def label_coverage(y_pred_on_samples: Any, y_cond: Any, n_classes: int,
-                   threshold: float = 0.5) -> dict[str, Any]:
+                   threshold: float = LABEL_THRESHOLD) -> dict[str, Any]:
     """How many classes a conditional generator really produces, judged by a real-data classifier.
 
     For each class ``c``, ``per_class_share[c]`` is the share of the samples generated for
@@ -76,7 +79,7 @@ def label_coverage(y_pred_on_samples: Any, y_cond: Any, n_classes: int,
 
 
 def cluster_coverage(real: Any, synth: Any, n_clusters: int = 10, seed: int = 0,
-                     min_relative_share: float = 0.25) -> dict[str, Any]:
+                     min_relative_share: float = MIN_RELATIVE_SHARE) -> dict[str, Any]:
     """Share of the modes of the real data (KMeans clusters) that the synthetic data reaches.
 
     KMeans with ``n_clusters`` clusters is fitted to the real rows (one-hot encoded and

@@ -3,14 +3,18 @@
 Label coverage (conditional images) checks the requested labels with the real-data classifier of
 :meth:`~trustgen.evaluation.report_inputs.EvaluationInputs.image_features`; cluster coverage
 clusters the real data (image features, or the encoded table) and counts the clusters the samples
-reach.
+reach. The thresholds those counts used stay in the in-memory
+:attr:`~trustgen.evaluation.report_section.Section.figure_data` (``"cluster_coverage"``,
+``"label_coverage"``) for the report's figure.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from trustgen.evaluation.diversity import cluster_coverage, is_collapsed, label_coverage
+from trustgen.evaluation.diversity import (
+    LABEL_THRESHOLD, MIN_RELATIVE_SHARE, cluster_coverage, is_collapsed, label_coverage,
+)
 from trustgen.evaluation.labels import TRAINING_DATA_NOTICE
 from trustgen.evaluation.report_inputs import EvaluationInputs
 from trustgen.evaluation.report_section import Section
@@ -34,9 +38,11 @@ def diversity_section(inputs: EvaluationInputs) -> Section:
         fr, fs = inputs.real_t, inputs.synth_t
         feats_desc = "all columns, one-hot encoded and standardised with real statistics"
     n_clusters = min(MAX_CLUSTERS, len(fr))
-    cc = s.try_metric("cluster_coverage", lambda: cluster_coverage(fr, fs, n_clusters=n_clusters, seed=inputs.seed))
+    cc = s.try_metric("cluster_coverage", lambda: cluster_coverage(fr, fs, n_clusters=n_clusters, seed=inputs.seed,
+                                                                   min_relative_share=MIN_RELATIVE_SHARE))
     if cc is not None:
         m["cluster_coverage"] = cc
+        s.figure_data["cluster_coverage"] = {"min_relative_share": MIN_RELATIVE_SHARE, "space": feats_desc}
         m["cluster_space"] = feats_desc
         results.append(cc)
         s.add_row(f"Cluster coverage ({n_clusters} KMeans clusters of the real data)", cc["coverage_fraction"],
@@ -60,9 +66,11 @@ def _label_coverage(inputs: EvaluationInputs, s: Section) -> dict | None:
         return None
     m = s.metrics
     lc = s.try_metric("label_coverage", lambda: label_coverage(
-        extractor.predict(inputs.synth_x), np.asarray(inputs.synth_y), inputs.schema.n_classes))
+        extractor.predict(inputs.synth_x), np.asarray(inputs.synth_y), inputs.schema.n_classes,
+        threshold=LABEL_THRESHOLD))
     if lc is not None:
         m["label_coverage"] = lc
+        s.figure_data["label_coverage"] = {"threshold": LABEL_THRESHOLD}
         m["classes"] = [str(c) for c in inputs.schema.classes]
         s.add_row("Label coverage (share of classes recognised by a real-data classifier)", lc["coverage_fraction"],
                   "higher is better", "[0, 1]", s.data)

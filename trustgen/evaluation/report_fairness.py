@@ -2,7 +2,10 @@
 
 Group representation compares the sensitive column's group shares in the samples and the real
 data; parity gaps are those of the TSTR models' predictions on the holdout (or, without one, on
-the training data, and it says so).
+the training data, and it says so). The gaps of the metric table (per model, the largest over
+the positive classes checked) are also kept in the in-memory
+:attr:`~trustgen.evaluation.report_section.Section.figure_data` (``"parity_gaps"``) for the
+report's figure.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def _parity(inputs: EvaluationInputs, s: Section, sensitive: str, positives: lis
     m["positive_labels"] = positives
     m["test_data"] = "holdout" if inputs.has_holdout else TRAINING_DATA_NOTICE
     parity: dict[str, Any] = {}
+    shown: dict[str, dict[str, float | None]] = {}  # the table's gaps per model, for the figure
+    which = f"positive = {positives[0]!r}" if len(positives) == 1 else "max over classes"
     for name in MODELS:
         def fit_predict(name: str = name) -> np.ndarray:
             if len(set(ys.tolist())) < 2:
@@ -95,10 +100,11 @@ def _parity(inputs: EvaluationInputs, s: Section, sensitive: str, positives: lis
         parity[name] = per_pos
         dp = max(r["demographic_parity_gap"] for r in per_pos.values())
         eo = [r["equal_opportunity_gap"] for r in per_pos.values() if r["equal_opportunity_gap"] is not None]
-        which = f"positive = {positives[0]!r}" if len(positives) == 1 else "max over classes"
         pdata = f"TSTR {name}, {inputs.test_desc}"
         s.add_row(f"Demographic parity gap, TSTR {name} ({which})", dp, "lower is better", "[0, 1]", pdata)
         if eo:
             s.add_row(f"Equal opportunity gap, TSTR {name} ({which})", max(eo), "lower is better", "[0, 1]", pdata)
+        shown[name] = {"demographic parity": dp, "equal opportunity": max(eo) if eo else None}
     if parity:
         m["parity_gaps"] = parity
+        s.figure_data["parity_gaps"] = {"gaps": shown, "which": which, "test_data": inputs.test_desc}

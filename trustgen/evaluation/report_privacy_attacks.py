@@ -3,11 +3,16 @@ density-ratio membership attack.
 
 Attacks are audits, not proofs: a failed attack does not show privacy. The holdout-to-train
 distances and the attack's non-members need a holdout; without one they are listed as skipped.
+The per-row distances and the attack's ROC curve stay in the section's in-memory
+:attr:`~trustgen.evaluation.report_section.Section.figure_data` (``"dcr"``, ``"mia_roc"``) for
+the report's figures; they are never written to the JSON.
 """
 
 from __future__ import annotations
 
-from trustgen.evaluation.privacy_attacks import density_ratio_mia, distance_to_closest_record
+from trustgen.evaluation.privacy_attacks import (
+    attack_roc, closest_record_distances, density_ratio_scores, summarise_attack, summarise_distances,
+)
 from trustgen.evaluation.report_inputs import MAX_ROWS, EvaluationInputs, subsample
 from trustgen.evaluation.report_section import Section
 
@@ -27,19 +32,16 @@ def privacy_attacks_section(inputs: EvaluationInputs) -> Section:
 
 
 def _distance_to_closest_record(inputs: EvaluationInputs, s: Section) -> None:
-    if inputs.has_holdout:
-        dcr = s.try_metric("distance_to_closest_record",
-                           lambda: distance_to_closest_record(inputs.synth_t, inputs.real_t, inputs.hold_t))
-    else:
-        # Distances of the synthetic rows need no holdout; only the comparison does.
-        dcr = s.try_metric("distance_to_closest_record",
-                           lambda: distance_to_closest_record(inputs.synth_t, inputs.real_t, inputs.synth_t))
-        if dcr is not None:
-            dcr = {k: v for k, v in dcr.items() if k.startswith("synth_") and "holdout" not in k}
+    # Distances of the synthetic rows need no holdout; only the comparison does.
+    dist = s.try_metric("distance_to_closest_record",
+                        lambda: closest_record_distances(inputs.synth_t, inputs.real_t, inputs.hold_t))
+    if not inputs.has_holdout:
         s.skipped["distance_to_closest_record (holdout comparison)"] = (
             "needs a holdout: the holdout-to-train distances are what a non-memorising generator would give")
-    if dcr is None:
+    if dist is None:
         return
+    dcr = summarise_distances(dist)
+    s.figure_data["dcr"] = dist
     s.metrics["distance_to_closest_record"] = dcr
     s.add_row("Share of synthetic rows that copy a training row", dcr["synth_exact_copy_share"],
               "lower is better (0 ideal)", "[0, 1]", "synthetic vs real training data")
@@ -81,11 +83,14 @@ def _membership_attack(inputs: EvaluationInputs, s: Section) -> None:
         "non_members": f"{len(non_idx)} random holdout rows",
         "reference": f"the other {len(ref_idx)} holdout rows (the attacker's population sample)",
     }
-    mia = s.try_metric("density_ratio_mia", lambda: density_ratio_mia(
+    scores = s.try_metric("density_ratio_mia", lambda: density_ratio_scores(
         take(inputs.synth_t, syn_idx), take(inputs.real_t, mem_idx), take(inputs.hold_t, non_idx),
         take(inputs.hold_t, ref_idx), seed=inputs.seed))
-    if mia is None:
+    if scores is None:
         return
+    mia = summarise_attack(scores)
+    fpr, tpr = attack_roc(scores)
+    s.figure_data["mia_roc"] = {"fpr": fpr, "tpr": tpr, "auc": mia["auc"]}
     s.metrics["density_ratio_mia"] = mia
     mdata = "training rows (members) vs holdout rows (non-members); reference: rest of holdout"
     s.add_row("Membership attack AUC (density ratio)", mia["auc"], "closer to 0.5 is better (higher: leak)",

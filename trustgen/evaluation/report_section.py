@@ -45,6 +45,9 @@ class Section:
         extra: section-specific keys, written after the common ones (e.g. ``mia_setup``).
         rows: the section's lines of the report's metric table (not written in the section).
         report_notes: notes for the report as a whole (not written in the section).
+        figure_data: what the section's figures are drawn from (e.g. per-row distances, an ROC
+            curve), kept in memory only: never written to ``report.json`` (per-record values of
+            the private rows must not leave the figures that summarise them).
     """
 
     title: str
@@ -60,6 +63,7 @@ class Section:
     extra: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
     report_notes: list[str] = field(default_factory=list)
+    figure_data: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     started: float = field(default_factory=time.time, repr=False, compare=False)
 
     def __post_init__(self) -> None:
