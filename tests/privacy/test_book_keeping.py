@@ -30,6 +30,8 @@ class Net(nn.Module):
         self.n1 = nn.GroupNorm(2, 4)
         self.c2 = nn.Conv2d(4, 6, 4, stride=2, padding=1, bias=False)  # strided: ghost norm
         self.c3 = nn.Conv2d(6, 6, 3, padding=2, dilation=2)            # dilated
+        self.c4 = nn.Conv2d(6, 6, 3, stride=2, padding=1)              # called twice: ghost over both calls
+        self.c5 = nn.Conv2d(6, 6, 1)                                    # called twice: per-example
         self.seq = nn.Linear(6, 3)                                     # positions as a sequence
         self.twice = nn.Linear(3, 3)
         self.unused = nn.Linear(3, 1)
@@ -37,6 +39,8 @@ class Net(nn.Module):
     def forward(self, x):
         h = torch.tanh(self.n1(self.c1(x)))
         h = torch.tanh(self.c3(torch.tanh(self.c2(h))))               # [N, 6, 4, 4]
+        h = h + torch.tanh(self.c5(h)) * self.c5(torch.sin(h))
+        h = h + nn.functional.interpolate(self.c4(h) * self.c4(torch.cos(h)), scale_factor=2)
         s = self.seq(h.flatten(2).transpose(1, 2))                    # [N, 16, 3]
         s = self.twice(torch.tanh(self.twice(s)))
         _ = self.unused(s)                                             # computed, never used
@@ -86,7 +90,7 @@ def test_both_conv_branches_are_taken(monkeypatch):
     torch.manual_seed(0)
     net = Net()
     run_bookkeeping(net, torch.randn(B, 2, 8, 8))
-    assert net.c2 in seen and net.c1 not in seen
+    assert net.c2 in seen and net.c4 in seen and net.c1 not in seen and net.c5 not in seen
 
 
 @pytest.mark.parametrize("t", [1, 2, 40])  # one row, the ghost norm, per-example gradients
@@ -206,3 +210,13 @@ def test_noise_drawn_ahead_is_the_noise_of_its_step():
             assert torch.equal(a, b)
     ahead.close()
     assert ahead._pool is None
+
+
+def test_tied_weights_are_refused_and_a_reused_layer_is_not():
+    """Two layers sharing a weight have one per-example gradient (the sum of both parts): adding
+    the parts' squared norms would under-clip it. One layer called twice is fine (Net above)."""
+    a, b = nn.Linear(3, 3), nn.Linear(3, 3)
+    b.weight = a.weight
+    assert any("tied weights" in issue for issue in book_keeping.unsupported_layers(nn.Sequential(a, b)))
+    same = nn.Linear(3, 3)
+    assert book_keeping.unsupported_layers(nn.Sequential(same, nn.Tanh(), same)) == []

@@ -125,6 +125,27 @@ def test_empty_poisson_batches_are_noise_only_steps():
     assert r.privacy.steps == 30
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_dp_gradient_that_is_not_finite_stops_training(bad, monkeypatch):
+    """The one fused check on the noised gradient (every parameter's norm) must see a NaN or an
+    inf in any single coordinate."""
+    from trustgen.errors import TrainingError
+    from trustgen.privacy.dp_sgd import PrivateGradients
+
+    real = PrivateGradients.noise_of_step
+
+    def poisoned(self, step):
+        noise = real(self, step)
+        noise[-1].view(-1)[0] = bad  # one coordinate of the last parameter
+        return noise
+
+    monkeypatch.setattr(PrivateGradients, "noise_of_step", poisoned)
+    x, y = data(200)
+    with pytest.raises(TrainingError, match="NaN/inf"):
+        Trainer(fresh("vae"), TrainConfig(steps=3, batch_size=20, progress=False),
+                privacy=PrivacyConfig(epsilon=5.0, delta=1e-3)).fit(x, y)
+
+
 def test_dp_run_on_disk_and_privacy_command(tmp_path, capsys):
     run = train("breast_cancer", "vae", TrainConfig(steps=5, batch_size=64, progress=False),
                 model_options={"hidden": 16}, out=tmp_path / "r", privacy=PrivacyConfig(epsilon=2.0))

@@ -13,24 +13,27 @@ both from the same ``a`` and ``g``:
 2. each layer's per-example squared norm comes from ``a`` and ``g`` (a linear layer on one row
    per example: ``||a_i||^2 ||g_i||^2``, no product at all; several rows: the ghost norm
    ``<a_i a_i^T, g_i g_i^T>`` or the per-example gradient, whichever costs fewer operations;
-   a convolution: its per-example gradient from the unfolded input; a GroupNorm: its
-   per-example gradient, one number per channel);
+   a convolution: the ghost norm with the patches' Gram matrix taken from the input's pixel
+   Gram matrix (nothing unfolded), or the per-example gradient as one grouped convolution,
+   chosen from the layer's shapes; a GroupNorm: its per-example gradient, one number per
+   channel);
 3. the clipped sum is the weight product of a non-private step with ``g`` reweighted:
    ``sum_i c_i g_i^T a_i = (c * g)^T a``, one matrix product (or the per-example gradients
    already made in step 2, summed with weights).
 
 So nothing is computed twice, unlike ghost clipping (a second backward) or Opacus hooks (the
 non-private weight gradients and then every per-example gradient). Supported layers:
-``nn.Linear``, ``nn.Conv2d`` (zero padding) and ``nn.GroupNorm``. A module with trainable
+``nn.Linear``, ``nn.Conv2d`` (numeric zero padding, groups 1) and ``nn.GroupNorm``. A module with trainable
 parameters anywhere else is refused (:func:`unsupported_layers`), because autograd would never
 be asked for their gradients and they would silently not train. Every forward through a layer
-while gradients are on is recorded, and one ``clipped_sum`` consumes the records; the rows of a
+while gradients are on is recorded, and one :meth:`BookKeeping.per_example` consumes the records; the rows of a
 layer's batch are example-major, ``rows_per_example`` consecutive rows per example (an example's
 several noise draws or its real/fake pair), and they are summed into one example's gradient
 before its norm is taken, exactly like a sequence axis.
 
 tests/privacy/test_dp_sgd.py checks the clipped sum against a slow per-example loop for every
-family, on tables and images, with several rows per example.
+family, on tables and images, with several rows per example; tests/privacy/test_book_keeping.py
+drives every branch of every layer rule against the same loop.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ from trustgen.errors import ConfigError
 SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.GroupNorm)
 
 #: A convolution's per-example gradients are kept for the weighted sum while they take at most
-#: this many numbers (about 256 MB in float32); above it the sum is recomputed as one ordinary
-#: weight gradient of the reweighted output gradients, which costs time but no memory.
+#: this many numbers (about 256 MB in float32); above it they are made in chunks of examples and
+#: the sum is recomputed as one ordinary weight gradient of the reweighted output gradients,
+#: which costs time but no memory. The ghost norm's pixel Gram matrices are chunked the same way.
 KEEP_PER_EXAMPLE_LIMIT = 64 * 2**20
 
 
@@ -57,10 +61,16 @@ def unsupported_layers(module: nn.Module) -> list[str]:
     trainable parameters and are not a supported layer, or a supported layer configured in a way
     the per-example formulas here do not cover."""
     issues = []
+    owner: dict[int, str] = {}
     for name, layer in module.named_modules():
         if not any(p.requires_grad for p in layer.parameters(recurse=False)):
             continue
         label = name or type(layer).__name__
+        for p in layer.parameters(recurse=False):
+            # A parameter in two layers (tied weights) has one per-example gradient, the sum of
+            # both layers' parts; adding their squared norms instead would under-clip it.
+            if p.requires_grad and owner.setdefault(id(p), label) != label:
+                issues.append(f"{label} shares a parameter with {owner[id(p)]} (tied weights)")
         if type(layer) not in SUPPORTED_LAYERS:
             issues.append(f"{label} ({type(layer).__name__}) is not a layer book-keeping clipping supports")
         elif isinstance(layer, nn.Conv2d) and (layer.padding_mode != "zeros" or layer.groups != 1
@@ -127,19 +137,21 @@ class BookKeeping:
             by_layer.setdefault(r.layer, []).append((r.x, g))
         index = {id(p): j for j, p in enumerate(params)}
         sq = torch.zeros(b, len(params), dtype=torch.float32, device=loss_per_example.device)
-        finishers: list[Callable[[list[torch.Tensor]], None]] = []
+        finishers: list[tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = []
         for layer, calls in by_layer.items():
             parts = _LAYER_RULES[type(layer)](layer, calls, b, self.rows)
             for p, (norm2, total) in parts.items():
                 if p.requires_grad:
                     sq[:, index[id(p)]] += norm2.float()
-                    finishers.append(_finisher(p, index[id(p)], total))
+                    finishers.append((index[id(p)], total))
 
         def summer(coefs: list[torch.Tensor]) -> None:
-            for p in params:
-                p.grad = torch.zeros_like(p)
-            for finish in finishers:
-                finish(coefs)
+            sums: dict[int, torch.Tensor] = {}
+            for j, total in finishers:
+                part = total(coefs[j]).to(params[j].dtype).view_as(params[j])
+                sums[j] = part if j not in sums else sums[j] + part
+            for j, p in enumerate(params):
+                p.grad = sums[j] if j in sums else torch.zeros_like(p)
 
         return sq, summer
 
@@ -148,12 +160,6 @@ class BookKeeping:
             h.remove()
         self.handles = []
         self.records = []
-
-
-def _finisher(p: nn.Parameter, j: int, total: Callable[[torch.Tensor], torch.Tensor]):
-    def finish(coefs: list[torch.Tensor]) -> None:
-        p.grad = p.grad + total(coefs[j]).to(p.grad).view_as(p)
-    return finish
 
 
 def _examples(t: torch.Tensor, b: int, rows: int) -> torch.Tensor:
@@ -176,7 +182,8 @@ def _linear(layer: nn.Linear, calls, b: int, rows: int) -> dict:
         out[layer.weight] = (norm2, lambda c: (g * c[:, None, None].to(g)).reshape(-1, p).T @ a.reshape(-1, d))
     else:  # per-example gradients are the cheaper way to the norm, and then to the sum
         per = torch.bmm(g.transpose(1, 2), a)  # [B, p, d]
-        out[layer.weight] = (torch.linalg.vector_norm(per, dim=(1, 2)).square(), lambda c: torch.einsum("b,bpd->pd", c.to(per), per))
+        out[layer.weight] = (torch.linalg.vector_norm(per, dim=(1, 2)).square(),
+                             lambda c: torch.einsum("b,bpd->pd", c.to(per), per))
     if layer.bias is not None:
         gb = g.sum(1)
         out[layer.bias] = (gb.square().sum(1), lambda c: c.to(gb) @ gb)
@@ -214,8 +221,8 @@ def _conv_ghost_norms(layer: nn.Conv2d, calls, b: int, rows: int) -> torch.Tenso
     c, hgt, wid = calls[0][0].shape[1:]
     p, oh, ow = calls[0][1].shape[1:]
     s = len(calls) * rows
-    x = torch.stack([x.reshape(b, rows, c, hgt * wid) for x, _ in calls], 1).reshape(b, s, c, hgt * wid)
-    g = torch.stack([gr.reshape(b, rows, p, oh * ow) for _, gr in calls], 1).reshape(b, s, p, oh * ow)
+    x = _joined([x.reshape(b, rows, c, hgt * wid) for x, _ in calls], 1)  # [B, S, C, H*W]
+    g = _joined([gr.reshape(b, rows, p, oh * ow) for _, gr in calls], 1)
     ys = [_valid(oy * dh - ph, sh, oh, hgt) for oy in range(kh)]
     xs = [_valid(ox * dw - pw, sw, ow, wid) for ox in range(kw)]
     chunk = max(1, KEEP_PER_EXAMPLE_LIMIT // (s * hgt * wid) ** 2)

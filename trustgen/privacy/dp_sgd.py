@@ -260,9 +260,10 @@ class PrivateGradients:
         std = self.sigma * self.C
         noise = self.noise_of_step(self.step) if std > 0 else [None] * len(self.params)
         for p, z in zip(self.params, noise):
+            # In place: every mode leaves p.grad a tensor of its own (the clipped sum).
             if z is not None:
-                p.grad = p.grad + std * z.to(p.grad)
-            p.grad = p.grad / self.expected_batch_size
+                p.grad.add_(z.to(p.grad), alpha=std)
+            p.grad.div_(self.expected_batch_size)
         self.step += 1
 
     def noise_of_step(self, step: int) -> list[torch.Tensor]:

@@ -34,6 +34,8 @@ import torch
 KEY_BYTES = 32
 _TWO53 = float(2 ** 53)
 _MASK53 = (1 << 53) - 1
+_CHUNK = 1 << 16  # keystream bytes per cipher call
+_ZEROS = bytes(_CHUNK)
 
 
 def new_key() -> bytes:
@@ -57,21 +59,29 @@ class SecureRandom:
     def __repr__(self) -> str:  # never print the key
         return "SecureRandom(<secret key>)"
 
-    def _keystream(self, nbytes: int, purpose: str, step: int, part: int) -> bytes:
+    def _keystream(self, nbytes: int, purpose: str, step: int, part: int) -> bytearray:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
         label = f"{purpose}|{int(step)}|{int(part)}".encode()
         nonce = b"\x00" * 4 + hashlib.sha256(label).digest()[:12]  # 32-bit block counter from 0, 96-bit nonce
-        return Cipher(algorithms.ChaCha20(self.key, nonce), mode=None).encryptor().update(b"\x00" * nbytes)
+        encryptor = Cipher(algorithms.ChaCha20(self.key, nonce), mode=None).encryptor()
+        # Written in place, a chunk at a time: the cipher holds Python's lock while it runs, and
+        # short holds let the training thread run while the next step's noise is drawn ahead.
+        out = bytearray(nbytes)
+        view = memoryview(out)
+        for start in range(0, nbytes, _CHUNK):
+            size = min(_CHUNK, nbytes - start)
+            encryptor.update_into(_ZEROS if size == _CHUNK else _ZEROS[:size], view[start:start + size])
+        return out
 
     def words(self, n: int, purpose: str, step: int, part: int = 0) -> torch.Tensor:
         """``n`` uniform 32-bit words as int64 in ``[0, 2^32)``."""
-        raw = torch.frombuffer(bytearray(self._keystream(4 * n, purpose, step, part)), dtype=torch.int32)
+        raw = torch.frombuffer(self._keystream(4 * n, purpose, step, part), dtype=torch.int32)
         return raw.to(torch.int64) & 0xFFFFFFFF
 
     def uniform(self, n: int, purpose: str, step: int, part: int = 0) -> torch.Tensor:
         """``n`` float64 uniforms in (0, 1) with 53 random bits each (the top 53 of a 64-bit word)."""
-        w = torch.frombuffer(bytearray(self._keystream(8 * n, purpose, step, part)), dtype=torch.int64)
+        w = torch.frombuffer(self._keystream(8 * n, purpose, step, part), dtype=torch.int64)
         return ((w >> 11) & _MASK53).to(torch.float64).add_(0.5).div_(_TWO53)
 
     def normal(self, shape: tuple, purpose: str, step: int, part: int = 0) -> torch.Tensor:
@@ -81,8 +91,11 @@ class SecureRandom:
         u = self.uniform(2 * half, purpose, step, part)
         r = u[:half].log_().mul_(-2.0).sqrt_()
         theta = u[half:].mul_(2.0 * math.pi)
-        z = torch.cat([r * torch.cos(theta), r.mul_(torch.sin(theta))])[:n]
-        return z.to(torch.float32).view(shape)
+        # Rounded to float32 as each half is written (no float64 concatenation: half the time).
+        z = torch.empty(2 * half, dtype=torch.float32)
+        z[:half] = r * torch.cos(theta)
+        z[half:] = r.mul_(torch.sin(theta))
+        return z[:n].view(shape)
 
     def seed(self, purpose: str, step: int, part: int = 0) -> int:
         """A 63-bit seed derived from the key, e.g. for a torch.Generator that must be

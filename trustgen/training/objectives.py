@@ -75,11 +75,12 @@ def _real_data_step(model, opt, xb, yb, gen, dp, n) -> dict[str, float]:
             with dp.hooks_disabled():
                 prior.backward(inputs=[p for p in optimizer_params(opt) if p.requires_grad])
             logs["weight_kl"] = prior.item() * n
-        # Inspect only the noised gradient (a DP release), never the private loss.
-        for p in optimizer_params(opt):
-            if p.grad is not None and not torch.isfinite(p.grad).all():
-                raise TrainingError("the DP gradient became NaN/inf: training diverged. Lower --lr "
-                                    "or --max-grad-norm.")
+        # Inspect only the noised gradient (a DP release), never the private loss. One fused
+        # norm per parameter, one check: a NaN or inf anywhere makes its norm non-finite.
+        grads = [p.grad for p in optimizer_params(opt) if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
+            raise TrainingError("the DP gradient became NaN/inf: training diverged. Lower --lr "
+                                "or --max-grad-norm.")
     opt.step()
     return logs
 
