@@ -282,3 +282,195 @@ def association_heatmap(panels: list[tuple[pd.DataFrame, str, bool]]):
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
+
+
+# The report's section figures below are sized for its 1280 px page: at 110 dpi a half-width
+# figure is at most ~4.7 in (it is shown about 520 px wide) and a full-width one at most ~9.6 in,
+# so their 8 pt labels are not shrunk; long names are cut with an ellipsis.
+TICK_PT, LABEL_PT, TITLE_PT = 8, 9, 10
+REAL_COLOR, SYNTH_COLOR = "#7f8c8d", "#c0392b"
+
+
+def short_label(name, width: int = 16) -> str:
+    """``name`` as text of at most ``width`` characters, cut in the middle with an ellipsis (the
+    end is kept: names that differ only there, "income 2019" / "income 2020", stay apart)."""
+    text = str(name)
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def _tick_rotation(labels: list[str], panel_inches: float) -> int:
+    """0, 35 or 90 degrees: the least slant at which 8 pt category labels do not overlap."""
+    slot = 0.8 * panel_inches / max(len(labels), 1)  # the axes get about 80% of their panel
+    longest = max((len(t) for t in labels), default=0)
+    line = 1.2 * TICK_PT / 72  # a line of 8 pt text, with some space
+    if longest * 0.075 < 0.9 * slot:  # ~0.075 in per 8 pt character
+        return 0
+    return 35 if slot * np.sin(np.deg2rad(35)) >= line else 90
+
+
+def _category_ticks(ax, labels: list[str], rotation: int) -> None:
+    if rotation in (0, 90):
+        ax.set_xticks(range(len(labels)), labels, fontsize=TICK_PT, rotation=rotation)
+    else:  # slanted: each label ends under its tick
+        ax.set_xticks(range(len(labels)), labels, fontsize=TICK_PT, rotation=rotation, ha="right",
+                      rotation_mode="anchor")
+
+
+def dcr_histograms(synth: np.ndarray, holdout: np.ndarray | None = None, *, synth_median: float | None = None,
+                   holdout_median: float | None = None, bins: int = 30, features: str = "standardised features"):
+    """Histograms of the distance to the closest training record: of the synthetic rows and, when
+    given, of the holdout rows, over the same bins (from 0), each as shares of its rows; dashed
+    lines at the given medians."""
+    plt = _pyplot()
+    synth = np.asarray(synth, dtype=float)
+    every = synth if holdout is None else np.concatenate([synth, np.asarray(holdout, dtype=float)])
+    top = float(every.max()) if len(every) else 0.0
+    edges = np.histogram_bin_edges(every, bins=bins, range=(0.0, top if top > 0 else 1.0))
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    panels = [("synthetic-to-train", synth, SYNTH_COLOR, synth_median)]
+    if holdout is not None:
+        panels.append(("holdout-to-train", np.asarray(holdout, dtype=float), REAL_COLOR, holdout_median))
+    for name, values, color, median in panels:
+        ax.hist(values, bins=edges, weights=np.full(len(values), 1.0 / len(values)), color=color, alpha=0.55,
+                label=f"{name} ({len(values)} rows)")
+        if median is not None:
+            ax.axvline(median, color=color, linestyle="--", linewidth=1.2, label=f"median {median:.3g}")
+    ax.set_xlim(0, edges[-1])
+    ax.set_xlabel(f"distance to the closest training record ({features})", fontsize=LABEL_PT)
+    ax.set_ylabel("share of rows", fontsize=LABEL_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    ax.legend(fontsize=TICK_PT)
+    ax.set_title("distance to closest record", fontsize=TITLE_PT)
+    fig.tight_layout()
+    return fig
+
+
+def roc_figure(fpr: np.ndarray, tpr: np.ndarray, auc: float, *, attack: str = "membership attack"):
+    """An attack's ROC curve (``fpr``, ``tpr`` from (0, 0) to (1, 1)) with the diagonal of guessing;
+    ``auc`` is named in the legend."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.2, 3.9))
+    ax.plot([0, 1], [0, 1], linestyle="--", color=REAL_COLOR, linewidth=1, label="guessing (AUC 0.5)")
+    ax.plot(np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float), color=SYNTH_COLOR, linewidth=1.6,
+            label=f"{attack} (AUC {auc:.3f})")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("false-positive rate (non-members flagged)", fontsize=LABEL_PT)
+    ax.set_ylabel("true-positive rate (members found)", fontsize=LABEL_PT)
+    ax.tick_params(labelsize=TICK_PT)
+    ax.legend(fontsize=TICK_PT, loc="lower right")
+    ax.set_title("membership attack: ROC curve", fontsize=TITLE_PT)
+    fig.tight_layout()
+    return fig
+
+
+def group_share_bars(shares: dict, gaps: dict | None = None, *, group_name: str = "group",
+                     gap_title: str = "parity gaps of the TSTR models"):
+    """Real beside synthetic share of each group (``{group: {"real_share", "synth_share"}}``) and,
+    when given, the gaps per model (``{model: {gap name: value or None}}``) as grouped bars."""
+    plt = _pyplot()
+    groups = list(shares)
+    names = [short_label(g) for g in groups]
+    left_w = min(max(3.0, 0.5 * len(groups) + 1.2), 5.6 if gaps else 4.3)
+    widths = [left_w] + ([3.4] if gaps else [])
+    rotation = _tick_rotation(names, left_w)
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths) + 0.4, 3.4 + (0.6 if rotation else 0)),
+                             squeeze=False, gridspec_kw={"width_ratios": widths})
+    ax = axes[0, 0]
+    x = np.arange(len(groups))
+    ax.bar(x - 0.2, [shares[g]["real_share"] for g in groups], 0.4, color=REAL_COLOR, label="real")
+    ax.bar(x + 0.2, [shares[g]["synth_share"] for g in groups], 0.4, color=SYNTH_COLOR, label="synthetic")
+    _category_ticks(ax, names, rotation)
+    ax.set_xlabel(short_label(group_name, 30), fontsize=LABEL_PT)
+    ax.set_ylabel("share of rows", fontsize=LABEL_PT)
+    ax.set_ylim(0, 1.2 * max(max(v["real_share"], v["synth_share"]) for v in shares.values()) + 0.02)
+    ax.tick_params(axis="y", labelsize=TICK_PT)
+    ax.legend(fontsize=TICK_PT, loc="upper right", ncol=2)  # one row, in the headroom above the bars
+    worst = max(groups, key=lambda g: abs(shares[g]["synth_share"] - shares[g]["real_share"]))
+    diff = abs(shares[worst]["synth_share"] - shares[worst]["real_share"])
+    ax.set_title(f"group shares (largest difference {diff:.3f})", fontsize=TITLE_PT)
+    if gaps:
+        ax = axes[0, 1]
+        models = list(gaps)
+        kinds = list(dict.fromkeys(k for m in models for k in gaps[m]))
+        w = 0.8 / len(kinds)
+        colors = ["#3465a4", "#e69f00", "#59a14f", "#8e44ad"]
+        for j, name in enumerate(kinds):
+            pos = np.arange(len(models)) + (j - (len(kinds) - 1) / 2) * w
+            vals = [gaps[m].get(name) for m in models]
+            ax.bar(pos, [np.nan if v is None else v for v in vals], w, color=colors[j % len(colors)], label=name)
+            for p, v in zip(pos, vals):  # the value, so a gap of 0 is told from one not computed
+                ax.text(p, 0 if v is None else v, "n/a" if v is None else f"{v:.3f}", ha="center", va="bottom",
+                        fontsize=TICK_PT)
+        model_names = [short_label(m) for m in models]
+        _category_ticks(ax, model_names, _tick_rotation(model_names, widths[1]))
+        top = max((v for m in models for v in gaps[m].values() if v is not None), default=0.0)
+        ax.set_ylim(0, max(0.1, 1.35 * top))
+        ax.set_ylabel("gap (0: parity)", fontsize=LABEL_PT)
+        ax.set_xlabel("TSTR model", fontsize=LABEL_PT)
+        ax.tick_params(axis="y", labelsize=TICK_PT)
+        ax.legend(fontsize=TICK_PT, loc="upper right", ncol=2)
+        ax.set_title(gap_title, fontsize=TITLE_PT)
+    fig.tight_layout()
+    return fig
+
+
+def coverage_bars(real_shares: list[float], synth_shares: list[float], min_relative_share: float, *,
+                  class_shares: list[float | None] | None = None, class_names: list[str] | None = None,
+                  class_threshold: float | None = None):
+    """Cluster coverage as bars: the real and the synthetic share of each cluster (largest real
+    share first), a tick at ``min_relative_share`` times the real share that the synthetic bar
+    must reach for the cluster to count as covered, uncovered clusters named in red. With
+    ``class_shares`` (label coverage), a second panel: the share of each class's samples
+    recognised as that class, with ``class_threshold`` as a dashed line."""
+    plt = _pyplot()
+    widths = [4.4] + ([4.6] if class_shares is not None else [])
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths) + 0.2, 3.4), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    ax = axes[0, 0]
+    p, q = np.asarray(real_shares, dtype=float), np.asarray(synth_shares, dtype=float)
+    order = np.argsort(-p, kind="stable")
+    x = np.arange(len(order))
+    ax.bar(x - 0.2, p[order], 0.4, color=REAL_COLOR, label="real")
+    ax.bar(x + 0.2, q[order], 0.4, color=SYNTH_COLOR, label="synthetic")
+    need = min_relative_share * p[order]
+    ax.hlines(need, x + 0.02, x + 0.38, color="black", linewidth=1.5,
+              label=f"covered from here ({min_relative_share:g} x real)")
+    covered = q[order] >= need
+    cluster_names = [str(k + 1) for k in order]
+    _category_ticks(ax, cluster_names, _tick_rotation(cluster_names, widths[0]))
+    for tick, ok in zip(ax.get_xticklabels(), covered):
+        tick.set_color("black" if ok else "#c81e1e")
+    ax.set_xlabel("cluster of the real data (largest first; red: not covered)", fontsize=LABEL_PT)
+    ax.set_ylabel("share of rows", fontsize=LABEL_PT)
+    ax.set_ylim(0, 1.5 * max(p.max(), q.max()))
+    ax.tick_params(axis="y", labelsize=TICK_PT)
+    ax.legend(fontsize=TICK_PT, loc="upper right", ncol=2)  # in the headroom above the bars
+    ax.set_title(f"cluster coverage: {int(covered.sum())} of {len(p)} covered", fontsize=TITLE_PT)
+    if class_shares is not None:
+        ax = axes[0, 1]
+        names = [short_label(c, 10) for c in (class_names or range(len(class_shares)))]
+        vals = [np.nan if v is None else v for v in class_shares]
+        ax.bar(range(len(vals)), vals, 0.6, color=SYNTH_COLOR, label="recognised as requested")
+        for i, v in enumerate(class_shares):
+            if v is None:
+                ax.text(i, 0.02, "none", ha="center", va="bottom", fontsize=TICK_PT)
+        if class_threshold is not None:
+            ax.axhline(class_threshold, color="black", linestyle="--", linewidth=1,
+                       label=f"covered at {class_threshold:g}")
+        _category_ticks(ax, names, _tick_rotation(names, widths[1]))
+        ax.set_ylim(0, 1.25)
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_xlabel("requested class", fontsize=LABEL_PT)
+        ax.set_ylabel("share of its samples", fontsize=LABEL_PT)
+        ax.tick_params(axis="y", labelsize=TICK_PT)
+        ax.legend(fontsize=TICK_PT, loc="upper right", ncol=2)  # above the bars, which end at 1
+        n_cov = sum(v is not None and class_threshold is not None and v >= class_threshold for v in class_shares)
+        ax.set_title(f"label coverage: {n_cov} of {len(vals)} classes" if class_threshold is not None
+                     else "label coverage", fontsize=TITLE_PT)
+    fig.tight_layout()
+    return fig

@@ -119,7 +119,8 @@ def test_tabular_end_to_end_with_holdout_and_sensitive(tabular, tmp_path, capsys
     assert isinstance(report["diversity"]["metrics"]["collapsed"], bool)
     assert _plain_types(report)
     assert {f["file"] for f in report["figures"]} == {"marginals.png", "marginal_distances.png", "pair_distances.png",
-                                                      "correlation.png", "correlation_difference.png", "utility.png"}
+                                                      "correlation.png", "correlation_difference.png", "utility.png",
+                                                      "dcr.png", "membership_roc.png", "fairness.png", "diversity.png"}
     assert all(row["direction"] for row in report["metric_table"])
     page = _check_files(out, report)
     _check_private_labels(report, page)
@@ -166,7 +167,8 @@ def test_image_end_to_end(images, tmp_path, capsys):
     assert len(div["label_coverage"]["per_class_share"]) == 10 and "cluster_coverage" in div
     assert div["label_classifier"]["tested_on"] == "real holdout"
     assert report["fairness"]["status"] == "skipped"
-    assert {f["file"] for f in report["figures"]} == {"samples.png", "real.png", "utility.png"}
+    assert {f["file"] for f in report["figures"]} == {"samples.png", "real.png", "utility.png", "dcr.png",
+                                                      "membership_roc.png", "diversity.png"}  # no fairness for images
     assert _plain_types(report)
     _check_private_labels(report, _check_files(out, report))
 

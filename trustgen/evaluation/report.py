@@ -188,7 +188,8 @@ def evaluate(run_or_path: Any, samples: Any, real: Any = None, holdout: Any = No
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        report["figures"] = write_figures(out, inputs, sections["fidelity"], sections.get("utility"))
+        report["figures"] = write_figures(out, inputs, sections["fidelity"], sections["utility"],
+                                          sections["privacy_attacks"], sections["fairness"], sections["diversity"])
         report["files"] = {"dir": str(out), "json": "report.json", "html": "report.html"}
         log(f"{len(report['figures'])} figures written")
     report["seconds"] = round(time.time() - t_start, 2)
