@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from trustgen.data.encoders import ImageData
-from trustgen.data.schema import CategoricalColumn, ImageSchema, NumericColumn, TabularSchema
+from trustgen.data.schema import ImageSchema
 from trustgen.errors import ConfigError, DataError
 from trustgen.evaluation.labels import PRIVATE_NOTICE
 from trustgen.evaluation.report_diversity import diversity_section
@@ -19,23 +18,10 @@ from trustgen.evaluation.report_privacy_attacks import privacy_attacks_section
 from trustgen.evaluation.report_privacy_guarantee import privacy_guarantee_section
 from trustgen.evaluation.report_section import NO_RECORDS_NOTICE, Section
 from trustgen.evaluation.report_utility import utility_section
+from tests.evaluation.conftest import SMALL_SCHEMA, small_table
 
 SECTION_KEYS = ["private_data_used", "notice", "data", "tested_on_training_data", "status", "metrics", "skipped",
                 "notes", "seconds"]
-SCHEMA = TabularSchema([NumericColumn("x", 0, 10), NumericColumn("z", -5, 25), CategoricalColumn("g", ("u", "v")),
-                        CategoricalColumn("label", ("a", "b"))], label="label")
-
-
-def _table(n: int, seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 10, n)
-    return pd.DataFrame({"x": x, "z": x + rng.normal(0, 1, n) + 5, "g": rng.choice(["u", "v"], n),
-                         "label": np.where(x > 5, "b", "a")})
-
-
-@pytest.fixture(scope="module")
-def tables() -> EvaluationInputs:
-    return EvaluationInputs.from_data(SCHEMA, _table(120, 2), _table(100, 0), _table(60, 1), seed=0)
 
 
 def _check(section: Section, title: str) -> dict:
@@ -67,7 +53,7 @@ def test_every_table_section_returns_a_section(tables, tmp_path):
 
 
 def test_sections_without_holdout_or_sensitive_say_so(tables):
-    no_hold = EvaluationInputs.from_data(SCHEMA, _table(120, 2), _table(100, 0), None, seed=0)
+    no_hold = EvaluationInputs.from_data(SMALL_SCHEMA, small_table(120, 2), small_table(100, 0), None, seed=0)
     util = utility_section(no_hold)
     assert util.tested_on_training_data and util.status == "partial" and "trtr" in util.skipped
     att = privacy_attacks_section(no_hold)
