@@ -374,7 +374,7 @@ def group_share_bars(shares: dict, gaps: dict | None = None, *, group_name: str 
     when given, the gaps per model (``{model: {gap name: value or None}}``) as grouped bars."""
     plt = _pyplot()
     groups = list(shares)
-    names = [short_label(g) for g in groups]
+    names = [short_label(g, 20) for g in groups]
     left_w = min(max(3.0, 0.5 * len(groups) + 1.2), 5.6 if gaps else 4.3)
     widths = [left_w] + ([3.4] if gaps else [])
     rotation = _tick_rotation(names, left_w)

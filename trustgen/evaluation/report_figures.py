@@ -82,7 +82,7 @@ def dcr_figure(attacks: Section) -> SectionFigure | None:
     pixels = str(attacks.extra.get("features", "")).startswith("pixels")
     fig = dcr_histograms(dist.synth, dist.holdout, synth_median=dcr["synth_median"],
                          holdout_median=dcr.get("holdout_median"),
-                         features="pixels in [0, 1]" if pixels else "standardised features")
+                         features="standardised pixels" if pixels else "standardised features")
     compare = ("each synthetic row (red) and each real holdout row (grey) to its nearest training row, over the "
                "same bins, as shares of their rows; dashed lines: the medians of the metric table. Synthetic rows "
                "piling up left of the holdout, or in the first bin (exact copies), point to memorisation"
