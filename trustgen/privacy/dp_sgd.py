@@ -259,11 +259,11 @@ class PrivateGradients:
                 dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
         std = self.sigma * self.C
         noise = self.noise_of_step(self.step) if std > 0 else [None] * len(self.params)
-        for p, z in zip(self.params, noise):
-            # In place: every mode leaves p.grad a tensor of its own (the clipped sum).
-            if z is not None:
-                p.grad.add_(z.to(p.grad), alpha=std)
-            p.grad.div_(self.expected_batch_size)
+        # In place and fused over parameters: every mode leaves p.grad a tensor of its own.
+        grads = [p.grad for p in self.params]
+        if std > 0:
+            torch._foreach_add_(grads, [z.to(g) for z, g in zip(noise, grads)], alpha=std)
+        torch._foreach_div_(grads, self.expected_batch_size)
         self.step += 1
 
     def noise_of_step(self, step: int) -> list[torch.Tensor]:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 import secrets
+import threading
 
 import torch
 
@@ -55,11 +56,12 @@ class SecureRandom:
         if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
             raise ValueError(f"a SecureRandom key is {KEY_BYTES} bytes")
         self.key = bytes(key)
+        self._local = threading.local()  # scratch buffers of normal(), one set per thread
 
     def __repr__(self) -> str:  # never print the key
         return "SecureRandom(<secret key>)"
 
-    def _keystream(self, nbytes: int, purpose: str, step: int, part: int) -> bytearray:
+    def _keystream(self, nbytes: int, purpose: str, step: int, part: int, out: bytearray | None = None) -> bytearray:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
         label = f"{purpose}|{int(step)}|{int(part)}".encode()
@@ -67,7 +69,7 @@ class SecureRandom:
         encryptor = Cipher(algorithms.ChaCha20(self.key, nonce), mode=None).encryptor()
         # Written in place, a chunk at a time: the cipher holds Python's lock while it runs, and
         # short holds let the training thread run while the next step's noise is drawn ahead.
-        out = bytearray(nbytes)
+        out = bytearray(nbytes) if out is None else out
         view = memoryview(out)
         for start in range(0, nbytes, _CHUNK):
             size = min(_CHUNK, nbytes - start)
@@ -81,21 +83,37 @@ class SecureRandom:
 
     def uniform(self, n: int, purpose: str, step: int, part: int = 0) -> torch.Tensor:
         """``n`` float64 uniforms in (0, 1) with 53 random bits each (the top 53 of a 64-bit word)."""
-        w = torch.frombuffer(self._keystream(8 * n, purpose, step, part), dtype=torch.int64)
-        return ((w >> 11) & _MASK53).to(torch.float64).add_(0.5).div_(_TWO53)
+        return self._uniform_into(torch.empty(n, dtype=torch.float64), purpose, step, part, bytearray(8 * n))
+
+    def _uniform_into(self, u: torch.Tensor, purpose: str, step: int, part: int, raw: bytearray) -> torch.Tensor:
+        w = torch.frombuffer(self._keystream(8 * len(u), purpose, step, part, raw), dtype=torch.int64)
+        w.bitwise_right_shift_(11).bitwise_and_(_MASK53)
+        return u.copy_(w).add_(0.5).div_(_TWO53)
 
     def normal(self, shape: tuple, purpose: str, step: int, part: int = 0) -> torch.Tensor:
-        """Standard normal float32 noise of ``shape`` (Box-Muller)."""
+        """Standard normal float32 noise of ``shape`` (Box-Muller).
+
+        The float64 scratch space is kept per thread and reused (a DP step draws millions of
+        numbers; fresh buffers every step cost page faults that slowed the step beside it); the
+        result is always a new tensor."""
         n = math.prod(shape)
         half = (n + 1) // 2
-        u = self.uniform(2 * half, purpose, step, part)
+        raw, u, tmp = self._scratch(half)
+        self._uniform_into(u, purpose, step, part, raw)
         r = u[:half].log_().mul_(-2.0).sqrt_()
         theta = u[half:].mul_(2.0 * math.pi)
         # Rounded to float32 as each half is written (no float64 concatenation: half the time).
         z = torch.empty(2 * half, dtype=torch.float32)
-        z[:half] = r * torch.cos(theta)
-        z[half:] = r.mul_(torch.sin(theta))
+        z[:half] = torch.cos(theta, out=tmp).mul_(r)
+        z[half:] = torch.sin(theta, out=tmp).mul_(r)
         return z[:n].view(shape)
+
+    def _scratch(self, half: int) -> tuple[bytearray, torch.Tensor, torch.Tensor]:
+        local = self._local.__dict__
+        if local.get("half") != half:
+            local.update(half=half, raw=bytearray(16 * half), u=torch.empty(2 * half, dtype=torch.float64),
+                         tmp=torch.empty(half, dtype=torch.float64))
+        return local["raw"], local["u"], local["tmp"]
 
     def seed(self, purpose: str, step: int, part: int = 0) -> int:
         """A 63-bit seed derived from the key, e.g. for a torch.Generator that must be
