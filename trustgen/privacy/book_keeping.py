@@ -315,9 +315,9 @@ def _group_norm(layer: nn.GroupNorm, calls, b: int, rows: int) -> dict:
     gw = gb = 0
     for x, gr in calls:
         xhat = F.group_norm(x.to(gr.dtype), layer.num_groups, None, None, layer.eps)
-        dims = tuple(range(2, gr.dim()))
-        gw = gw + _examples((xhat * gr).sum(dims), b, rows).sum(1)
-        gb = gb + _examples(gr.sum(dims), b, rows).sum(1)
+        n, ch = gr.shape[:2]
+        gw = gw + _examples(torch.linalg.vecdot(xhat.reshape(n, ch, -1), gr.reshape(n, ch, -1)), b, rows).sum(1)
+        gb = gb + _examples(gr.reshape(n, ch, -1).sum(2), b, rows).sum(1)
     out = {}
     if layer.weight is not None:
         out[layer.weight] = (gw.square().sum(1), lambda c: c.to(gw) @ gw)
