@@ -24,7 +24,7 @@ def save_figure(fig, path: str | Path) -> None:
     """Save a matplotlib figure atomically as PNG."""
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d) / "fig.png"
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
         data = tmp.read_bytes()
     atomic_write(Path(path), lambda f: f.write(data), "wb")
     _pyplot().close(fig)
@@ -174,63 +174,120 @@ def score_histograms(panels: list[tuple[str, dict[str, np.ndarray]]], title: str
     return fig
 
 
-def marginals(real, synth, columns: list[str], max_columns: int = 12, title: str | None = None):
+def marginals(real, synth, columns: list[str], max_columns: int = 12, title: str | None = None, *,
+              width: float | None = None):
     """Histograms (numbers) or bar charts (categories) of synthetic columns, against real ones
-    when ``real`` is given (None: the synthetic data alone)."""
+    when ``real`` is given (None: the synthetic data alone), each as shares of its rows.
+
+    Sized for the report's full-width slot (``width`` inches, default :data:`FULL_INCHES` less the
+    saved margin): four panels to a row, more columns wrap into more rows; a column with more
+    categories than fit a panel spans two or four, and past what a whole row holds it shows its
+    most common ones. One legend above the panels (under ``title``), so it covers none of them.
+    """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     alone = real is None
     if alone:
         real = synth.iloc[:0]
-    cols = columns[:max_columns]
-    n = len(cols)
-    ncol = min(4, n)
-    nrow = (n + ncol - 1) // ncol
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.4 * nrow), squeeze=False)
-    for ax, name in zip(axes.flat, cols):
+    width = FULL_INCHES - 0.2 if width is None else width  # save_figure's tight box adds 0.1 in a side
+    per_row = 4
+    cell = width / per_row
+    line = 1.2 * TICK_PT / 72
+    panels = []  # (name, categories shown or None for numbers, all categories, span)
+    for name in columns[:max_columns]:
         r, s = real[name], synth[name]
         if r.dtype.kind in "if" and s.dtype.kind in "if":
-            bins = np.histogram_bin_edges(np.concatenate([r, s]).astype(float), bins=30)
-            if not alone:
-                ax.hist(r, bins=bins, alpha=0.5, density=True, label="real")
-            ax.hist(s, bins=bins, alpha=0.5, density=True, label="synthetic")
-        else:
-            cats = sorted(set(map(str, r)) | set(map(str, s)))
-            sf = [np.mean(s.astype(str) == c) for c in cats]
-            pos = np.arange(len(cats))
-            if alone:
-                ax.bar(pos, sf, 0.6, label="synthetic")
+            panels.append((name, None, 0, 1))
+            continue
+        cats = sorted(set(map(str, r)) | set(map(str, s)))
+        span = next((k for k in (1, 2, 4) if 0.8 * cell * k / max(len(cats), 1) >= line), per_row)
+        fit = int(0.8 * cell * span / line)
+        shown = cats
+        if len(cats) > fit:  # even a whole row cannot label them all: the most common ones
+            count = pd.concat([r.astype(str), s.astype(str)]).value_counts()
+            keep = set(count.index[:fit])
+            shown = [c for c in cats if c in keep]
+        panels.append((name, shown, len(cats), span))
+    rows, used = [], per_row
+    for k, panel in enumerate(panels):  # in the given order, a new row when the next panel does not fit
+        if used + panel[3] > per_row:
+            rows.append([])
+            used = 0
+        rows[-1].append((k, used))
+        used += panel[3]
+    labels = {k: [short_label(c, 16) for c in p[1]] for k, p in enumerate(panels) if p[1] is not None}
+    rotation = {k: _tick_rotation(v, cell * panels[k][3]) for k, v in labels.items()}
+    height = 0.3 + (0.25 if title else 0.0)  # the legend (and its title) above the panels
+    for row in rows:  # each row 2.2 in, and the room its slanted or upright labels take
+        extra = [0.0] + [(0.6 if rotation[k] == 35 else 0.065 * max(map(len, labels[k]), default=0))
+                         for k, _ in row if rotation.get(k)]
+        height += 2.2 + max(extra)
+    used_cells = max((c + panels[k][3] for row in rows for k, c in row), default=1)
+    # constrained layout gives each row the room of its own labels (a tight layout would space every
+    # row like the one with the longest), so the panels keep one height
+    fig = plt.figure(figsize=(cell * used_cells, height), layout="constrained")
+    grid = fig.add_gridspec(len(rows), used_cells)
+    for i, row in enumerate(rows):
+        for k, c in row:
+            name, shown, n_cats, span = panels[k]
+            ax = fig.add_subplot(grid[i, c:c + span])
+            r, s = real[name], synth[name]
+            if shown is None:
+                bins = np.histogram_bin_edges(np.concatenate([r, s]).astype(float), bins=30)
+                for label, v, color in (() if alone else (("real", r, REAL_COLOR),)) + (("synthetic", s, SYNTH_COLOR),):
+                    ax.hist(v, bins=bins, weights=np.full(len(v), 1.0 / max(len(v), 1)), color=color,
+                            alpha=0.9 if alone else 0.55, label=label)  # overlaid: both seen
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+                ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
+                ax.xaxis.get_offset_text().set_fontsize(TICK_PT)
             else:
-                ax.bar(pos - 0.2, [np.mean(r.astype(str) == c) for c in cats], 0.4, label="real")
-                ax.bar(pos + 0.2, sf, 0.4, label="synthetic")
-            ax.set_xticks(pos, cats, fontsize=7, rotation=30)
-        ax.set_title(name, fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+                rs, ss = r.astype(str), s.astype(str)
+                sf = [np.mean(ss == c) for c in shown]
+                pos = np.arange(len(shown))
+                if alone:
+                    ax.bar(pos, sf, 0.6, color=SYNTH_COLOR, label="synthetic")
+                else:
+                    ax.bar(pos - 0.2, [np.mean(rs == c) for c in shown], 0.4, color=REAL_COLOR, label="real")
+                    ax.bar(pos + 0.2, sf, 0.4, color=SYNTH_COLOR, label="synthetic")
+                _category_ticks(ax, labels[k], rotation[k])
+            ax.tick_params(labelsize=TICK_PT)
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+            more = "" if shown is None or len(shown) == n_cats else f" ({len(shown)} most common of {n_cats})"
+            ax.set_title(short_label(name, 22 * span) + more, fontsize=TITLE_PT)
+            if c == 0:
+                ax.set_ylabel("share of rows", fontsize=LABEL_PT)
+    if fig.axes:  # above the panels, in room of its own; the title heads it
+        handles, names = fig.axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="outside upper center", ncol=len(names), fontsize=LABEL_PT, frameon=False,
+                   title=title, title_fontsize=TITLE_PT)
     return fig
 
 
 def utility_bars(tstr: dict, trtr: dict | None, *, test_data: str = "holdout"):
     """TSTR beside TRTR per model and score (``{model: {score: value}}``, as
-    :func:`trustgen.evaluation.utility.tstr` returns them)."""
+    :func:`trustgen.evaluation.utility.tstr` returns them), sized for a half-width slot; the legend
+    above the axes, clear of the bars."""
     plt = _pyplot()
     bars = [(m, k) for m in tstr for k in tstr[m]]
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(bars) + 1.5), 3.4))
+    fig, ax = plt.subplots(figsize=(HALF_INCHES, 3.6))
     x = np.arange(len(bars))
     width = 0.38 if trtr else 0.6
-    ax.bar(x - (width / 2 if trtr else 0), [tstr[m][k] for m, k in bars], width, color="#c0392b",
+    ax.bar(x - (width / 2 if trtr else 0), [tstr[m][k] for m, k in bars], width, color=SYNTH_COLOR,
            label="TSTR: trained on synthetic")
     if trtr:
-        ax.bar(x + width / 2, [trtr[m][k] for m, k in bars], width, color="#7f8c8d", label="TRTR: trained on real")
-    ax.set_xticks(x, [f"{m}\n{k.replace('_', ' ')}" for m, k in bars], fontsize=8)
+        ax.bar(x + width / 2, [trtr[m][k] for m, k in bars], width, color=REAL_COLOR, label="TRTR: trained on real")
+    ax.set_xticks(x, [f"{short_label(m, 14)}\n{k.replace('_', ' ')}" for m, k in bars], fontsize=TICK_PT)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel(f"score on the {test_data}")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("utility: models trained on synthetic vs real data", fontsize=10)
+    ax.set_ylabel(f"score on the {test_data}", fontsize=LABEL_PT)
+    ax.tick_params(axis="y", labelsize=TICK_PT)
+    ax.set_title("utility: trained on synthetic vs real data", fontsize=TITLE_PT)
+    _legend_above(ax)
     fig.tight_layout()
+    if _overlapping(ax.get_xticklabels(), fig.canvas.get_renderer()):  # too many models: one slanted line each
+        names = [f"{short_label(m, 14)} {k.replace('_', ' ')}" for m, k in bars]
+        _category_ticks(ax, names, 35 if _tick_rotation(names, HALF_INCHES) != 90 else 90)
+    _raise_titles(fig, [ax])
     return fig
 
 
@@ -284,11 +341,43 @@ def association_heatmap(panels: list[tuple[pd.DataFrame, str, bool]]):
     return fig
 
 
-# The report's section figures below are sized for its 1280 px page: at 110 dpi a half-width
-# figure is at most ~4.7 in (it is shown about 520 px wide) and a full-width one at most ~9.6 in,
-# so their 8 pt labels are not shrunk; long names are cut with an ellipsis.
+# The report's figures (marginals, utility and the section figures below) are sized for its
+# 1280 px page: at 110 dpi a half-width figure is at most ~4.7 in (its slot shows about 520 px
+# unshrunk) and a full-width one at most ~9.6 in (about 1068 px), so their 8 pt labels are not
+# shrunk; long names are cut with an ellipsis.
+DPI = 110
+HALF_INCHES, FULL_INCHES = 4.7, 9.6
 TICK_PT, LABEL_PT, TITLE_PT = 8, 9, 10
 REAL_COLOR, SYNTH_COLOR = "#7f8c8d", "#c0392b"
+
+
+def _legend_above(ax, ncol: int | None = None):
+    """The axes' legend above it, centred, in one row (``ncol`` None) or ``ncol`` columns: it
+    covers no bar and no tick label. :func:`_raise_titles` then lifts the title over it."""
+    handles, labels = ax.get_legend_handles_labels()
+    return ax.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=ncol or len(labels),
+                     fontsize=TICK_PT, frameon=False, borderaxespad=0.2, handlelength=1.2, columnspacing=1.2)
+
+
+def _raise_titles(fig, axes) -> None:
+    """After :func:`_legend_above`: a legend wider than its axes goes to one entry a row, each
+    title is lifted over the tallest legend (so the titles of a row of panels stay level) and the
+    layout is redone."""
+    fig.tight_layout()
+    renderer = fig.canvas.get_renderer()
+    for ax in axes:
+        if ax.get_legend().get_window_extent(renderer).width > ax.get_window_extent(renderer).width:
+            _legend_above(ax, ncol=1)
+    tall = max(ax.get_legend().get_window_extent(renderer).height for ax in axes) * 72 / fig.dpi
+    for ax in axes:  # the pad reaches the title's baseline: room for the legend's gap and the descenders
+        ax.set_title(ax.get_title(), fontsize=TITLE_PT, pad=tall + 0.2 * TICK_PT + 0.3 * TITLE_PT + 2)
+    fig.tight_layout()
+
+
+def _overlapping(labels, renderer) -> bool:
+    """Whether any two neighbouring (visible, non-empty) tick labels overlap."""
+    boxes = [t.get_window_extent(renderer) for t in labels if t.get_visible() and t.get_text()]
+    return any(a.x1 > b.x0 for a, b in zip(boxes, boxes[1:]))
 
 
 def short_label(name, width: int = 16) -> str:
@@ -375,10 +464,11 @@ def group_share_bars(shares: dict, gaps: dict | None = None, *, group_name: str 
     plt = _pyplot()
     groups = list(shares)
     names = [short_label(g, 20) for g in groups]
-    left_w = min(max(3.0, 0.5 * len(groups) + 1.2), 5.6 if gaps else 4.3)
-    widths = [left_w] + ([3.4] if gaps else [])
+    gap_w = 3.8
+    left_w = min(max(3.0, 0.5 * len(groups) + 1.2), FULL_INCHES - 0.4 - gap_w if gaps else HALF_INCHES - 0.4)
+    widths = [left_w] + ([gap_w] if gaps else [])
     rotation = _tick_rotation(names, left_w)
-    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths) + 0.4, 3.4 + (0.6 if rotation else 0)),
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths) + 0.4, 3.7 + (0.6 if rotation else 0)),
                              squeeze=False, gridspec_kw={"width_ratios": widths})
     ax = axes[0, 0]
     x = np.arange(len(groups))
@@ -387,9 +477,9 @@ def group_share_bars(shares: dict, gaps: dict | None = None, *, group_name: str 
     _category_ticks(ax, names, rotation)
     ax.set_xlabel(short_label(group_name, 30), fontsize=LABEL_PT)
     ax.set_ylabel("share of rows", fontsize=LABEL_PT)
-    ax.set_ylim(0, 1.2 * max(max(v["real_share"], v["synth_share"]) for v in shares.values()) + 0.02)
+    ax.set_ylim(0, 1.08 * max(max(v["real_share"], v["synth_share"]) for v in shares.values()) + 0.01)
     ax.tick_params(axis="y", labelsize=TICK_PT)
-    ax.legend(fontsize=TICK_PT, loc="upper right", ncol=2)  # one row, in the headroom above the bars
+    _legend_above(ax)  # above the axes: on no bar and no tick label
     worst = max(groups, key=lambda g: abs(shares[g]["synth_share"] - shares[g]["real_share"]))
     diff = abs(shares[worst]["synth_share"] - shares[worst]["real_share"])
     ax.set_title(f"group shares (largest difference {diff:.3f})", fontsize=TITLE_PT)
@@ -409,13 +499,13 @@ def group_share_bars(shares: dict, gaps: dict | None = None, *, group_name: str 
         model_names = [short_label(m) for m in models]
         _category_ticks(ax, model_names, _tick_rotation(model_names, widths[1]))
         top = max((v for m in models for v in gaps[m].values() if v is not None), default=0.0)
-        ax.set_ylim(0, max(0.1, 1.35 * top))
+        ax.set_ylim(0, max(0.1, 1.15 * top))  # headroom for the values printed on the bars
         ax.set_ylabel("gap (0: parity)", fontsize=LABEL_PT)
         ax.set_xlabel("TSTR model", fontsize=LABEL_PT)
         ax.tick_params(axis="y", labelsize=TICK_PT)
-        ax.legend(fontsize=TICK_PT, loc="upper right", ncol=2)
+        _legend_above(ax)
         ax.set_title(gap_title, fontsize=TITLE_PT)
-    fig.tight_layout()
+    _raise_titles(fig, list(axes[0]))
     return fig
 
 

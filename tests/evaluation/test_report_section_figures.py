@@ -1,15 +1,19 @@
 """The report's section figures: distance to closest record, the membership attack's ROC curve,
 fairness and diversity. Each is written and referenced in the HTML when its section has data,
 absent when it has none, readable at the page's 1280 px, and draws the section's own numbers
-(checked on the matplotlib Figure the plotting function returns, not on pixels)."""
+(checked on the matplotlib Figure the plotting function returns, not on pixels). The utility bars,
+the marginals and the fairness figure are also checked to fit their slot, with legends that cover
+no bar or label."""
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.text import Text
 
@@ -26,13 +30,23 @@ from trustgen.evaluation.report_figures import (
 )
 from trustgen.evaluation.report_inputs import EvaluationInputs
 from trustgen.evaluation.report_privacy_attacks import privacy_attacks_section
+from trustgen.evaluation.report_utility import utility_section
 from trustgen.pipeline import train
-from trustgen.plots import group_share_bars
+from trustgen.plots import DPI, group_share_bars, marginals, utility_bars
 from trustgen.training import TrainConfig
 from tests.evaluation.conftest import SMALL_SCHEMA, small_table
 
 SECTION_FIGURES = ("dcr.png", "membership_roc.png", "fairness.png", "diversity.png")
 HALF_INCHES, FULL_INCHES = 4.8, 9.7  # what a 1280 px page shows unshrunk at 110 dpi (about 520 / 1068 px)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """The figures a test draws are closed after it (pyplot keeps them open otherwise)."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +86,16 @@ def _html_images(out: Path) -> list[str]:
     return re.findall(r'<img src="([^"]+)"', (out / "report.html").read_text())
 
 
-def _assert_readable(fig, max_inches: float) -> None:
+def _drawn_ticklabels(axis) -> list[Text]:
+    """The axis' tick labels that are drawn: visible, not empty and within its view limits (a
+    locator may place ticks beyond them, which are not drawn)."""
+    lo, hi = sorted(axis.get_view_interval())
+    slack = 1e-9 * max(1.0, abs(hi - lo))
+    return [t for t, loc in zip(axis.get_ticklabels(), axis.get_ticklocs())
+            if t.get_visible() and t.get_text() and lo - slack <= loc <= hi + slack]
+
+
+def _assert_readable(fig, max_inches: float, *, labelled: bool = True) -> None:
     """Every text at least 8 pt; tick labels side by side, or slanted far enough apart, never on
     top of each other; the figure no wider than the page shows it unshrunk."""
     assert fig.get_size_inches()[0] <= max_inches, fig.get_size_inches()
@@ -83,8 +106,9 @@ def _assert_readable(fig, max_inches: float) -> None:
     assert not small, small
     for ax in fig.axes:
         assert ax.get_title(), "every panel is titled"
-        assert ax.get_xlabel() and ax.get_ylabel(), "every axis is labelled"
-        labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+        if labelled:
+            assert ax.get_xlabel() and ax.get_ylabel(), "every axis is labelled"
+        labels = _drawn_ticklabels(ax.xaxis)
         boxes = [t.get_window_extent(renderer) for t in labels]
         for a, b, ta in zip(boxes, boxes[1:], labels):
             angle = np.deg2rad(ta.get_rotation())
@@ -93,6 +117,54 @@ def _assert_readable(fig, max_inches: float) -> None:
             else:  # slanted labels are parallel strips: their spacing across the slant must exceed a line
                 line = ta.get_fontsize() * fig.dpi / 72
                 assert (b.x1 - a.x1) * np.sin(angle) >= line, f"slanted tick labels overlap at {ta.get_text()!r}"
+
+
+def _saved_width(fig) -> int:
+    """The width in pixels of the PNG :func:`trustgen.plots.save_figure` writes (same dpi, tight box)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    return struct.unpack(">II", buf.getvalue()[16:24])[0]
+
+
+def _assert_fits_slot(fig, slot: str) -> None:
+    """The figure, and the PNG written from it, no wider than its slot on the 1280 px page, so the
+    browser does not shrink it; every text at least 8 pt at the size it is shown."""
+    slot_px = DPI * (HALF_INCHES if slot == "half" else FULL_INCHES)
+    assert fig.get_size_inches()[0] * DPI <= slot_px, (fig.get_size_inches(), slot)
+    png = _saved_width(fig)
+    assert png <= slot_px, (png, slot_px)
+    shown = min(1.0, slot_px / png)  # what the browser scales the image by
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    small = [(t.get_text(), round(t.get_fontsize() * shown, 2)) for t in texts if t.get_fontsize() * shown < 8]
+    assert not small, small
+
+
+def _assert_legends_clear(fig) -> None:
+    """Each legend inside the figure and over no bar, tick label, text on the axes, title, axis
+    label or other legend (matplotlib bounding boxes, in display pixels)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None] + list(fig.legends)
+    assert legends, "the figure has a legend"
+    others = []
+    for ax in fig.axes:
+        others += [(f"bar of {ax.get_title()!r}", p) for p in ax.patches]
+        others += [(f"tick label {t.get_text()!r} of {ax.get_title()!r}", t)
+                   for t in _drawn_ticklabels(ax.xaxis) + _drawn_ticklabels(ax.yaxis)]
+        others += [(f"text {t.get_text()!r}", t) for t in ax.texts + [ax.title, ax.xaxis.label, ax.yaxis.label,
+                                                                        ax.xaxis.get_offset_text()]
+                   if t.get_visible() and t.get_text()]
+    others += [(f"text {t.get_text()!r}", t) for t in fig.texts if t.get_visible() and t.get_text()]
+    whole = fig.bbox
+    for leg in legends:
+        box = leg.get_window_extent(renderer)
+        assert whole.x0 <= box.x0 and box.x1 <= whole.x1 and whole.y0 <= box.y0 and box.y1 <= whole.y1, \
+            "the legend lies inside the figure"
+        for name, artist in others + [("another legend", o) for o in legends if o is not leg]:
+            other = artist.get_window_extent(renderer)
+            if not np.all(np.isfinite(other.extents)) or other.width == 0 or other.height == 0:
+                continue  # a bar not drawn (n/a) or of height 0
+            assert not box.overlaps(other), f"the legend covers the {name}"
 
 
 # --- written and referenced in the report when the section has data ---------------------------------------------
@@ -108,6 +180,16 @@ def test_section_figure_is_written_and_referenced(full_report, name):
     assert (out / name).stat().st_size > 10_000  # drawn, not an empty canvas
     assert name in _html_images(out)
     assert f'alt="{entry["caption"][:40]}' in (out / "report.html").read_text().replace("&#x27;", "'")
+
+
+@pytest.mark.parametrize("name", ("utility.png", "marginals.png", "fairness.png"))
+def test_written_figure_fits_its_slot(full_report, name):
+    """The PNG the report shows is no wider than its slot: the browser shows it at its own size."""
+    out, report = full_report
+    entry = next(f for f in report["figures"] if f["file"] == name)
+    assert entry["width"] == {"utility.png": "half"}.get(name, "full")
+    width, _ = _png_size(out / name)
+    assert width <= DPI * (HALF_INCHES if entry["width"] == "half" else FULL_INCHES), (name, width)
 
 
 def test_section_figures_follow_the_sections_in_page_order(full_report):
@@ -253,6 +335,24 @@ def test_fairness_bars_are_the_sections_shares_and_gaps(tables):
         np.testing.assert_allclose(heights, [table.get(m, np.nan) for m in models])
     assert fig.width == "full"
     _assert_readable(fig.figure, FULL_INCHES)
+    _assert_fits_slot(fig.figure, "full")
+    _assert_legends_clear(fig.figure)
+    assert all(ax.get_legend().get_window_extent().y0 >= ax.get_window_extent().y1 for ax in fig.figure.axes)
+
+
+def test_fairness_legends_are_clear_of_the_top_tick_label():
+    """The numbers of a report on randhie (hlthg), where the gaps' legend once covered the top y
+    tick label: both legends above their axes, clear of every tick label and bar."""
+    shares = {"0": {"real_share": 0.65, "synth_share": 0.6597}, "1": {"real_share": 0.35, "synth_share": 0.3403}}
+    gaps = {"logistic": {"demographic parity": 0.0, "equal opportunity": 0.0},
+            "random_forest": {"demographic parity": 0.05656, "equal opportunity": 0.1241}}
+    for with_gaps, slot in ((gaps, "full"), (None, "half")):
+        fig = group_share_bars(shares, with_gaps, group_name="hlthg", gap_title="parity gaps (positive = '1')")
+        _assert_legends_clear(fig)
+        _assert_fits_slot(fig, slot)
+        _assert_readable(fig, FULL_INCHES if with_gaps else HALF_INCHES)
+        tops = {round(ax.title.get_window_extent().y0, 1) for ax in fig.axes}
+        assert len(tops) == 1, "the panels' titles stay level"
 
 
 def test_coverage_bars_are_the_sections_cluster_shares(tables, image_inputs):
@@ -291,5 +391,81 @@ def test_long_and_many_group_names_are_cut_and_do_not_overlap():
         assert all(len(t) <= 20 and "…" in t for t in ticks) and len(set(ticks)) == 20
         assert "…" in fig.axes[0].get_xlabel() and len(fig.axes[0].get_xlabel()) <= 30
         _assert_readable(fig, FULL_INCHES if with_gaps else HALF_INCHES)
+        _assert_fits_slot(fig, "full" if with_gaps else "half")
+        _assert_legends_clear(fig)
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert texts == []  # no values printed over the share bars
+
+
+# --- the utility bars and the marginals: sized to their slot, legends clear of the bars ---------------------------
+
+def test_utility_bars_fit_the_half_slot_with_the_legend_clear_of_the_bars(tables):
+    m = utility_section(tables).metrics
+    # the section's scores, and scores near 1 like those of a real run (TRTR random forest 0.9986)
+    near_one = ({"logistic": {"accuracy": 0.7487, "roc_auc": 0.7155}, "random_forest": {"accuracy": 0.7553,
+                                                                                       "roc_auc": 0.6103}},
+                {"logistic": {"accuracy": 0.8993, "roc_auc": 0.7705}, "random_forest": {"accuracy": 0.986,
+                                                                                       "roc_auc": 0.9986}})
+    for tstr, trtr in ((m["tstr"], m["trtr"]), near_one, (near_one[0], None)):
+        fig = utility_bars(tstr, trtr)
+        ax = fig.axes[0]
+        bars = [(model, k) for model in tstr for k in tstr[model]]
+        np.testing.assert_allclose(_bars(ax, "TSTR")[2], [tstr[model][k] for model, k in bars])
+        if trtr:
+            np.testing.assert_allclose(_bars(ax, "TRTR")[2], [trtr[model][k] for model, k in bars])
+        _assert_fits_slot(fig, "half")
+        _assert_legends_clear(fig)
+        _assert_readable(fig, HALF_INCHES, labelled=False)
+        assert ax.get_legend().get_window_extent().y0 >= ax.get_window_extent().y1  # above the axes
+    # more models than two-line labels fit: one slanted line each, still in the half slot
+    many = {f"gradient_boosting_{i}": {"accuracy": 0.5 + 0.05 * i, "roc_auc": 0.6} for i in range(5)}
+    fig = utility_bars(many, {name: {"accuracy": 0.9, "roc_auc": 0.95} for name in many})
+    assert {t.get_rotation() for t in fig.axes[0].get_xticklabels()} == {35}
+    _assert_fits_slot(fig, "half")
+    _assert_legends_clear(fig)
+    _assert_readable(fig, HALF_INCHES, labelled=False)
+
+
+def _wide_table(n: int, seed: int) -> pd.DataFrame:
+    """12 columns: numbers of every scale, a long name, categories few, many and very many."""
+    rng = np.random.default_rng(seed)
+    cols = {"income in dollars of the household last year": rng.lognormal(10, 1, n),
+            "tiny": rng.normal(0, 1e-4, n), "year": rng.integers(1990, 2021, n).astype(float),
+            "region": rng.choice([f"a region of the country, number {i}" for i in range(30)], n),
+            "zip": rng.choice([f"{10000 + i}" for i in range(300)], n),
+            "flag": rng.choice(["0", "1"], n), "grade": rng.choice(list("ABCDEFG"), n)}
+    for i in range(5):
+        cols[f"x{i}"] = rng.normal(i, 1, n)
+    return pd.DataFrame(cols)
+
+
+def test_marginals_fit_the_full_slot_and_wrap_many_columns(tables):
+    few = marginals(tables.real_t, tables.synth_t, list(tables.real_t.columns))
+    real, synth = _wide_table(400, 0), _wide_table(300, 1)
+    many = marginals(real, synth, list(real.columns))
+    alone = marginals(None, synth, list(synth.columns), title="synthetic alone")
+    for fig in (few, many, alone):
+        _assert_fits_slot(fig, "full")
+        _assert_legends_clear(fig)
+        _assert_readable(fig, FULL_INCHES, labelled=False)
+    assert len(few.axes) == 4 and len(many.axes) == 12
+    # many columns wrap into more rows, each panel as wide as with few: four or fewer to a row
+    rows = {round(ax.get_position().y1, 3) for ax in many.axes}
+    assert len(rows) >= 3
+    panel = min(ax.get_window_extent().width for ax in many.axes) / DPI
+    assert panel >= 1.5, panel
+    assert panel >= 0.9 * min(ax.get_window_extent().width for ax in few.axes) / DPI
+    # categories: the few flat, the many on a wider panel, the very many cut to the most common
+    titles = {ax.get_title().split(" (")[0]: ax for ax in many.axes}
+    assert {t.get_rotation() for t in titles["flag"].get_xticklabels()} == {0}
+    assert titles["region"].get_window_extent().width > 1.5 * titles["flag"].get_window_extent().width
+    regions = [t.get_text() for t in titles["region"].get_xticklabels()]
+    assert len(set(regions)) == 30 and all(len(t) <= 16 for t in regions)
+    n_zip = len(set(real["zip"]) | set(synth["zip"]))
+    zip_ax = next(ax for ax in many.axes if ax.get_title().startswith("zip"))
+    assert n_zip > 100 and zip_ax.get_title() == f"zip ({len(zip_ax.get_xticklabels())} most common of {n_zip})"
+    # the shares drawn are the data's
+    flag = titles["flag"]
+    for label, data in (("real", real), ("synthetic", synth)):
+        np.testing.assert_allclose(_bars(flag, label)[2], [np.mean(data["flag"] == c) for c in ("0", "1")])
+    assert _bars(titles["x0"], "synthetic")[2].sum() == pytest.approx(1)  # a histogram of shares of rows

@@ -177,7 +177,8 @@ def _table_figures(out: Path, inputs: EvaluationInputs, fidelity: Section) -> li
     save_figure(marginals(inputs.real_t, inputs.synth_t, shown, max_columns=MAX_MARGINAL_PLOTS), out / "marginals.png")
     more = f" (the {len(shown)} with the largest distance of {len(cols)})" if len(cols) > len(shown) else ""
     figs.append({"file": "marginals.png", "width": "full",
-                 "caption": f"Per-column marginals, real vs synthetic{more}. Private data."})
+                 "caption": f"Per-column marginals, real (grey) vs synthetic (red), as shares of the rows{more}. "
+                            "Private data."})
     if "one_way_marginal_distance" in fidelity.metrics:
         md = marginal_distances(inputs.real_t, inputs.synth_t, inputs.schema)
         bars, heat = marginal_distance_figure(md["one_way"], md["two_way"], list(inputs.real_t.columns))
