@@ -31,7 +31,7 @@ from trustgen.privacy.audit_faults import FAULTS
 CLAIM = dict(epsilon=1.0, sample_rate=0.1, steps=100, canaries=4000, seed=0)
 
 
-@pytest.mark.parametrize("clipping", ["ghost", "hooks"])
+@pytest.mark.parametrize("clipping", ["bookkeeping", "ghost", "hooks"])
 def test_the_correct_mechanism_is_not_caught_and_the_audit_is_not_blind(clipping):
     r = audit_dp_sgd(**CLAIM, runs=5, clipping=clipping)
     assert not r.caught and r.gdp_epsilon_lower_bound < 1.0
@@ -42,6 +42,7 @@ def test_the_correct_mechanism_is_not_caught_and_the_audit_is_not_blind(clipping
 
 
 @pytest.mark.parametrize("mutation, kwargs", [
+    ("no clipping (bookkeeping)", dict(FAULTS["no clipping"], clipping="bookkeeping")),
     ("no clipping (ghost)", dict(FAULTS["no clipping"], clipping="ghost")),
     ("no clipping (hooks)", dict(FAULTS["no clipping"], clipping="hooks")),
     *[(name, fault) for name, fault in FAULTS.items() if name != "no clipping"],

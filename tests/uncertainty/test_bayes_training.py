@@ -178,4 +178,6 @@ def test_forcing_ghost_clipping_on_a_model_with_clipping_groups_is_refused_at_pl
     with pytest.raises(Exception, match="per-group clipping"):
         plan_privacy(PrivacyConfig(epsilon=1.0, clipping="ghost"), n=200, batch_size=20, steps=10, model=m,
                      n_classes=0)
-    assert plan_privacy(PrivacyConfig(epsilon=1.0), n=200, batch_size=20, steps=10, model=m, n_classes=0).mode == "hooks"
+    # auto: book-keeping, which clips the label head apart like hooks mode does
+    assert plan_privacy(PrivacyConfig(epsilon=1.0), n=200, batch_size=20, steps=10, model=m,
+                        n_classes=0).mode == "bookkeeping"
