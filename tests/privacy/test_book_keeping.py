@@ -221,3 +221,11 @@ def test_tied_weights_are_refused_and_a_reused_layer_is_not():
     assert any("tied weights" in issue for issue in book_keeping.unsupported_layers(nn.Sequential(a, b)))
     same = nn.Linear(3, 3)
     assert book_keeping.unsupported_layers(nn.Sequential(same, nn.Tanh(), same)) == []
+
+
+def test_a_loss_that_reaches_no_layer_gives_a_zero_clipped_sum():
+    net = nn.Linear(3, 1)
+    dp = PrivateGradients(net, max_grad_norm=1.0, noise_multiplier=0.0, expected_batch_size=1.0, mode="bookkeeping",
+                          noise=SecureRandom(key_from_seed(0)))
+    norms = dp.backward(torch.ones(4), torch.optim.SGD(net.parameters(), lr=0.0))
+    assert torch.equal(norms, torch.zeros(4)) and all(torch.equal(p.grad, torch.zeros_like(p)) for p in net.parameters())

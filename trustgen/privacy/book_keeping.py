@@ -132,7 +132,10 @@ class BookKeeping:
             if r.out._version != r.version:
                 raise ConfigError(f"the output of {type(r.layer).__name__} was modified in place after its forward; "
                                   "book-keeping clipping needs it unchanged (use clipping 'hooks')")
-        grads = torch.autograd.grad(loss_per_example.sum(), [r.out for r in records], allow_unused=True)
+        if not records or not loss_per_example.requires_grad:  # no recorded layer reaches the loss
+            grads = [None] * len(records)
+        else:
+            grads = torch.autograd.grad(loss_per_example.sum(), [r.out for r in records], allow_unused=True)
         by_layer: dict[nn.Module, list[tuple[torch.Tensor, torch.Tensor]]] = {}
         for r, g in zip(records, grads):
             if g is None:  # this forward did not reach the loss: its gradient is zero
