@@ -229,3 +229,27 @@ def test_a_loss_that_reaches_no_layer_gives_a_zero_clipped_sum():
                           noise=SecureRandom(key_from_seed(0)))
     norms = dp.backward(torch.ones(4), torch.optim.SGD(net.parameters(), lr=0.0))
     assert torch.equal(norms, torch.zeros(4)) and all(torch.equal(p.grad, torch.zeros_like(p)) for p in net.parameters())
+
+
+def test_a_conv_called_on_two_image_sizes():
+    """Calls of different shapes cannot share one pixel Gram matrix: the per-example path sums them."""
+    torch.manual_seed(4)
+
+    class TwoSizes(nn.Module):
+        rows = 1
+
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            small = nn.functional.avg_pool2d(x, 2)
+            return self.conv(x).square().mean((1, 2, 3)) + self.conv(small).tanh().mean((1, 2, 3))
+
+    net = TwoSizes()
+    x = torch.randn(B, 2, 8, 8)
+    expected = slow_clipped_sum(net, x)
+    norms, got = run_bookkeeping(net, x)
+    assert (norms > C).sum() >= 3
+    for a, e in zip(got, expected):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
