@@ -73,6 +73,7 @@ def run_bookkeeping(net, x, **kw):
 def test_every_layer_rule_matches_the_slow_loop(rows, keep_limit, monkeypatch):
     monkeypatch.setattr(book_keeping, "KEEP_PER_EXAMPLE_LIMIT", keep_limit)
     monkeypatch.setattr(book_keeping, "GHOST_CHUNK_NUMBERS", keep_limit)  # ghost norms in chunks too
+    monkeypatch.setattr(book_keeping, "PER_EXAMPLE_CHUNK", 2)  # kept per-example gradients in several chunks
     torch.manual_seed(0)
     net = Net(rows)
     x = torch.randn(B * rows, 2, 8, 8)

@@ -60,6 +60,8 @@ KEEP_PER_EXAMPLE_LIMIT = 64 * 2**20
 #: most this many numbers (512 KB): they then stay in a core's cache through the offset sums and
 #: products, 2.5-3x faster than one pass over the batch on 8x8 inputs (measured, batch 256).
 GHOST_CHUNK_NUMBERS = 2**17
+#: Examples per grouped convolution when a convolution's per-example gradients are made.
+PER_EXAMPLE_CHUNK = 64
 
 
 def unsupported_layers(module: nn.Module) -> list[str]:
@@ -288,26 +290,28 @@ def _conv2d(layer: nn.Conv2d, calls, b: int, rows: int) -> dict:
     # Chosen from the shapes alone (so that a resumed run makes the same choices), by a rule
     # fitted on CPU to 16 layer shapes of the image models (benchmarks/README.md): the ghost
     # norm's time follows the (S H W)^2 pixel pairs it moves per example; per-example gradients
-    # (one grouped convolution) follow their T p K products and are fast only at stride 1
-    # (strided or on small images they were 5-300x slower).
-    per_example_fast = tuple(layer.stride) == (1, 1) and t * p * k < 100 * (s_rows * hw) ** 2
+    # (grouped convolutions over chunks of examples) follow their T p K products and are fast
+    # only at stride 1 (strided or on small images they were 5-300x slower).
+    per_example_fast = tuple(layer.stride) == (1, 1) and t * p * k < 150 * (s_rows * hw) ** 2
     if same_shape and not per_example_fast:
         norm2 = _conv_ghost_norms(layer, calls, b, rows)
         out[w] = (norm2, reweighted)
     else:
+        # In chunks of at most PER_EXAMPLE_CHUNK examples: the grouped convolution over a whole
+        # batch of 256 ran 5x slower than over four chunks of 64 (measured, 8x8 inputs).
         keep = b * p * k <= KEEP_PER_EXAMPLE_LIMIT
-        chunk = b if keep else max(1, KEEP_PER_EXAMPLE_LIMIT // (p * k))
+        chunk = min(PER_EXAMPLE_CHUNK, b if keep else max(1, KEEP_PER_EXAMPLE_LIMIT // (p * k)))
         pieces, norms = [], []
         for i in range(0, b, chunk):
             rs = slice(i * rows, (i + chunk) * rows)
             per = sum(_examples(_per_example_conv(layer, x[rs], gr[rs]), -1, rows).sum(1) for x, gr in calls)
             norms.append(torch.linalg.vector_norm(per, dim=(1, 2, 3, 4)).square())
             if keep:
-                pieces.append(per)
+                pieces.append((i, per))
         norm2 = torch.cat(norms)
         if keep:
-            per = pieces[0]
-            out[w] = (norm2, lambda c: torch.einsum("b,b...->...", c.to(per), per))
+            out[w] = (norm2, lambda c: sum(torch.einsum("b,b...->...", c[i:i + len(per)].to(per), per)
+                                           for i, per in pieces))
         else:
             out[w] = (norm2, reweighted)
     if layer.bias is not None:
@@ -337,4 +341,5 @@ def _group_norm(layer: nn.GroupNorm, calls, b: int, rows: int) -> dict:
 
 _LAYER_RULES = {nn.Linear: _linear, nn.Conv2d: _conv2d, nn.GroupNorm: _group_norm}
 
-__all__ = ["BookKeeping", "GHOST_CHUNK_NUMBERS", "KEEP_PER_EXAMPLE_LIMIT", "SUPPORTED_LAYERS", "unsupported_layers"]
+__all__ = ["BookKeeping", "GHOST_CHUNK_NUMBERS", "KEEP_PER_EXAMPLE_LIMIT", "PER_EXAMPLE_CHUNK", "SUPPORTED_LAYERS",
+           "unsupported_layers"]
