@@ -257,7 +257,7 @@ def _conv_ghost_norms(layer: nn.Conv2d, calls, b: int, rows: int) -> torch.Tenso
 def _valid(shift: int, stride: int, n_out: int, n_in: int) -> tuple[slice, slice]:
     """For one kernel offset along one axis: the output positions whose input pixel
     ``t * stride + shift`` lies inside the image, and those pixels, as two slices."""
-    lo = max(0, -(shift // stride)) if shift < 0 else 0
+    lo = 0
     while lo < n_out and lo * stride + shift < 0:
         lo += 1
     hi = n_out
