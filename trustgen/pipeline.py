@@ -31,7 +31,7 @@ from trustgen.io import directory_lock, missing_ancestors, recover_directory, re
 from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
-from trustgen.privacy.marginal_histogram import exact_marginals, marginal_layout
+from trustgen.privacy.marginal_histogram import PAIR_WEIGHT, exact_marginals, marginal_layout, pair_layout
 from trustgen.privacy.report import PrivacyReport
 from trustgen.run import Run, TrainingData
 from trustgen.runtime import barrier, is_main_process
@@ -89,16 +89,19 @@ def _label_prior_caveat(y: torch.Tensor | None, report: PrivacyReport | None) ->
             "(label_budget = 0; give them a share of the budget with label_budget > 0)."]
 
 
-def _marginal_caveat(marginals: list | None, report: PrivacyReport | None) -> list[str]:
+def _marginal_caveat(marginals: dict | None, report: PrivacyReport | None) -> list[str]:
     """Where the marginals that sampling corrects towards come from."""
     if marginals is None:
         return []
+    what = "1-way marginals" + (f" and {len(marginals['pair_counts'])} 2-way tables (every pair of columns)"
+                                if "pair_counts" in marginals else "")
     if report is None:
-        return ["Sampling corrects the samples towards the 1-way marginals of the feature columns, counted on the "
+        return [f"Sampling corrects the samples towards the {what} of the columns, counted on the "
                 "training data (outside any DP mechanism) and stored in run.json."]
-    return [f"Sampling corrects the samples towards a DP histogram of the feature columns' 1-way marginals "
-            f"(Gaussian noise, noise multiplier {report.marginal_noise_multiplier:.4g} on sensitivity sqrt(columns); "
-            f"epsilon {report.marginal_epsilon:.4g} alone, marginal_budget {report.marginal_budget:g} of the target), "
+    return [f"Sampling corrects the samples towards a DP histogram of the columns' {what} "
+            f"(Gaussian noise, noise multiplier {report.marginal_noise_multiplier:.4g} on sensitivity "
+            f"sqrt(columns + {PAIR_WEIGHT:g}^2 pairs); epsilon {report.marginal_epsilon:.4g} alone, "
+            f"marginal_budget {report.marginal_budget:g} of the target), "
             "composed with DP-SGD in the same accountant, so epsilon covers it; stored in run.json."]
 
 
@@ -282,11 +285,11 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
     prior = _label_prior(y, schema, privacy is not None)
     created = out is not None and not Path(out).exists()
     ckpt = None if out is None else resume_checkpoint(Path(out), resume)
-    layout = marginal_layout(schema)
+    layout, pairs = marginal_layout(schema), pair_layout(schema)
     try:
         result = Trainer(model, config, privacy=privacy).fit(x, y, checkpoint=ckpt, resume=resume,
                                                              label_prior=None if prior is None else torch.tensor(prior),
-                                                             marginal_layout=layout)
+                                                             marginal_layout=layout, pair_layout=pairs)
     except BaseException:
         if out is not None and is_main_process():
             remove_unstarted_state(Path(out), created)
@@ -296,7 +299,7 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
         prior = [1.0 / schema.n_classes] * schema.n_classes
     caveats += _label_prior_caveat(y, result.privacy)
     # the marginals sampling corrects towards: the DP release, or without DP the empirical ones
-    marginals = result.marginals if privacy is not None else (exact_marginals(x, layout) if layout else None)
+    marginals = result.marginals if privacy is not None else (exact_marginals(x, layout, y, pairs) if layout else None)
     caveats += _marginal_caveat(marginals, result.privacy)
     n = len(x)
     if result.privacy is not None:

@@ -39,7 +39,7 @@ from trustgen.io import atomic_torch_save, atomic_write_directory, atomic_write_
 from trustgen.json_fields import Fields, finite_number
 from trustgen.models import GenerativeModel, build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
-from trustgen.privacy.marginal_histogram import marginal_layout
+from trustgen.privacy.marginal_histogram import marginal_layout, pair_layout
 from trustgen.privacy.report import PrivacyReport
 from trustgen.runtime import resolve_device
 
@@ -259,7 +259,8 @@ MAX_COUNT = 1e12  # a (noisy) count of records: beyond this, a damaged file (sum
 
 def _check_marginals(p: Path, marginals: object, schema: Schema) -> None:
     """None, or per counted column of the schema one finite count per bin, and the counts'
-    noise (finite, >= 0): :func:`trustgen.privacy.marginal_histogram.marginals_record`."""
+    noise (finite, >= 0), and where pairs were counted one finite count per cell of each:
+    :func:`trustgen.privacy.marginal_histogram.marginals_record`."""
     if marginals is None:
         return
     layout = marginal_layout(schema)
@@ -277,6 +278,19 @@ def _check_marginals(p: Path, marginals: object, schema: Schema) -> None:
                 isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) and abs(v) <= MAX_COUNT
                 for v in m):
             raise RunError(f"{where}: column {c.name!r} must hold {c.bins} finite counts of at most {MAX_COUNT:g} in "
+                           f"size; {RUN_JSON_HINT}")
+    if "pair_counts" not in marginals:
+        return
+    pairs, pair_std = f.get("pair_counts", "list"), f.get("pair_noise_std", "number")
+    tables = pair_layout(schema)
+    if len(pairs) != len(tables) or not pair_std >= 0:
+        raise RunError(f"{where} must hold pair_counts of {len(tables)} pairs of columns and a pair_noise_std >= 0; "
+                       f"{RUN_JSON_HINT}")
+    for t, m in zip(tables, pairs):
+        if not isinstance(m, list) or len(m) != t.cells or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) and abs(v) <= MAX_COUNT
+                for v in m):
+            raise RunError(f"{where}: pair {t.name!r} must hold {t.cells} finite counts of at most {MAX_COUNT:g} in "
                            f"size; {RUN_JSON_HINT}")
 
 

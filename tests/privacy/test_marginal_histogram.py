@@ -1,4 +1,4 @@
-"""The DP histogram of the feature columns' 1-way marginals: public bins, the sensitivity the
+"""The DP histogram of the columns' 1-way marginals and pair tables: public bins, the sensitivity the
 accountant assumes, the noise it is calibrated for, one composed guarantee, and what a run
 stores."""
 
@@ -18,8 +18,10 @@ from trustgen.pipeline import train
 from trustgen.privacy.accounting import epsilon_of_history
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.marginal_histogram import (
-    BINS, NOISE_LIMIT, expected_noise_tv, marginal_counts, marginal_layout, noisy_marginals,
+    BINS, NOISE_LIMIT, PAIR_COLUMNS, PAIR_WEIGHT, expected_noise_tv, marginal_counts, marginal_layout, noise_stds,
+    noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing,
 )
+from trustgen.privacy.plan import PrivacyPlan
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed
 from trustgen.run import Run
 from trustgen.training import TrainConfig
@@ -71,7 +73,7 @@ def test_the_noise_has_the_calibrated_spread():
 
 def test_a_dp_run_composes_labels_marginals_and_steps_into_one_epsilon(tmp_path):
     cfg = PrivacyConfig(epsilon=2.0, marginal_budget=0.2, secret_seed=1, accountant="rdp")
-    run = train(table(3000), "vae", TrainConfig(steps=20, batch_size=32, progress=False), schema=SCHEMA, privacy=cfg,
+    run = train(table(10_000), "vae", TrainConfig(steps=20, batch_size=32, progress=False), schema=SCHEMA, privacy=cfg,
                 out=tmp_path / "run")
     r = run.privacy
     assert r.epsilon <= 2.0 and r.marginal_budget == 0.2 and r.label_budget == 0.05
@@ -92,11 +94,17 @@ def test_a_dp_run_composes_labels_marginals_and_steps_into_one_epsilon(tmp_path)
     a.compose(dp_accounting.PoissonSampledDpEvent(r.sample_rate, dp_accounting.GaussianDpEvent(r.noise_multiplier)),
               r.steps)
     assert r.epsilon == pytest.approx(a.get_epsilon(r.delta), rel=1e-6)
-    assert "Column marginals" in r.summary()
+    assert "Column marginals" in r.summary() and "the cells of 10 pairs of columns" in r.summary()
+    assert r.marginal_pairs == 10
     loaded = Run.load(tmp_path / "run")
+    # 10,000 records on 4 columns and a label: the 10 pair tables are counted in the same release,
+    # at weight PAIR_WEIGHT (the same epsilon: more noise on each count)
+    pairs = len(pair_layout(SCHEMA))
+    assert pairs == 10 and len(loaded.marginals["pair_counts"]) == pairs
     assert loaded.marginals == run.marginals and loaded.marginals["noise_std"] == pytest.approx(
-        r.marginal_noise_multiplier * math.sqrt(4))
-    assert any("DP histogram of the feature columns" in c for c in loaded.caveats)
+        r.marginal_noise_multiplier * math.sqrt(4 + PAIR_WEIGHT ** 2 * pairs))
+    assert loaded.marginals["pair_noise_std"] == pytest.approx(loaded.marginals["noise_std"] / PAIR_WEIGHT)
+    assert any("DP histogram of the columns' 1-way marginals and 10 2-way tables" in c for c in loaded.caveats)
 
 
 def test_a_release_too_noisy_to_correct_anything_gives_its_share_back_to_training():
@@ -169,4 +177,102 @@ def test_a_damaged_marginals_field_is_refused_on_load(tmp_path):
     meta["marginals"]["counts"][1] = [1e308] * 6  # finite, but its sums overflow
     (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
     with pytest.raises(RunError, match="at most 1e\\+12"):
+        Run.load(tmp_path / "run")
+
+
+def test_pair_tables_come_from_the_schema_alone():
+    """Every pair of columns, the label's last; whole-valued columns of more than BINS values in
+    BINS equal bins (as the 2-way distances bin them); none for wide tables or images."""
+    pairs = pair_layout(SCHEMA)
+    assert [(t.name, t.cells) for t in pairs] == [
+        ("age & kids", 60), ("age & visits", 100), ("age & site", 30), ("kids & visits", 60), ("kids & site", 18),
+        ("visits & site", 30), ("age & label", 20), ("kids & label", 12), ("visits & label", 20),
+        ("site & label", 6)]
+    x = torch.as_tensor(make_encoder(SCHEMA).transform(pd.DataFrame(
+        {"age": [0.0, 49.99, 100.0], "kids": [0, 3, 5], "visits": [0, 250, 500], "site": ["a", "b", "c"],
+         "y": ["n", "n", "p"]}))[0])
+    y = torch.tensor([0, 0, 1])
+    assert pairs[0].codes(x, y).tolist() == [0, 4 * 6 + 3, 9 * 6 + 5]
+    assert pairs[-1].codes(x, y).tolist() == [0, 2, 5]
+    wide = TabularSchema([NumericColumn(f"c{i}", 0, 1) for i in range(PAIR_COLUMNS)]
+                         + [CategoricalColumn("y", ("n", "p"))], label="y")
+    assert pair_layout(wide) == [] and len(pair_layout(TabularSchema(wide.columns[1:], label="y"))) == 120
+    from trustgen.data.schema import ImageSchema
+
+    assert pair_layout(ImageSchema(channels=1, height=4, width=4, low=0.0, high=1.0, classes=(0, 1))) == []
+
+
+def test_one_record_moves_one_cell_per_table_so_the_l2_sensitivity_is_sqrt_d_plus_w2_p():
+    """The accountant's assumption with pair tables, checked on every record of a table as the
+    one removed: the released vector (1-way counts, then PAIR_WEIGHT times the pair counts)
+    moves by exactly sqrt(d + PAIR_WEIGHT^2 P), the sensitivity noise_stds divides by."""
+    layout, pairs = marginal_layout(SCHEMA), pair_layout(SCHEMA)
+    x, y = (torch.as_tensor(v) for v in make_encoder(SCHEMA).transform(table(40)))
+
+    def released(xs, ys):
+        return torch.cat(marginal_counts(xs, layout) + [PAIR_WEIGHT * c for c in pair_counts(xs, ys, pairs)])
+
+    full = released(x, y)
+    want = math.sqrt(len(layout) + PAIR_WEIGHT ** 2 * len(pairs))
+    assert noise_stds(len(layout), len(pairs), 1.0)[0] == pytest.approx(want)
+    for i in range(len(x)):
+        keep = torch.cat([torch.arange(i), torch.arange(i + 1, len(x))])
+        diff = full - released(x[keep], y[keep])
+        assert float(diff.norm()) == pytest.approx(want) and float(diff.min()) == 0.0
+
+
+def test_pair_noise_has_its_calibrated_spread():
+    """key_from_seed(0), 4 columns of zeros and 10 tables of 200 zero cells: the 1-way noise's
+    sample std within 6% of sigma sqrt(4 + w^2 10), the pair noise's of that over w (chi-square
+    tails of about 1e-6, the false-failure rate); the same key releases the same."""
+    counts = [torch.zeros(500, dtype=torch.float64) for _ in range(4)]
+    tables = [torch.zeros(200, dtype=torch.float64) for _ in range(10)]
+    rec = noisy_marginals(counts, 3.0, SecureRandom(key_from_seed(0)), records=10, pairs=tables)
+    std, std_pair = noise_stds(4, 10, 3.0)
+    assert rec["noise_std"] == pytest.approx(std) and rec["pair_noise_std"] == pytest.approx(std / PAIR_WEIGHT)
+    assert np.std(np.concatenate(rec["counts"])) == pytest.approx(std, rel=0.06)
+    assert np.std(np.concatenate(rec["pair_counts"])) == pytest.approx(std_pair, rel=0.06)
+    assert noisy_marginals(counts, 3.0, SecureRandom(key_from_seed(0)), records=10, pairs=tables) == rec
+
+
+def test_the_plan_counts_pairs_only_where_their_noise_leaves_something_to_correct():
+    """The same budget either way (the histogram's sigma and DP-SGD's do not change); pairs at
+    30,000 records, none at 3,000 on 31 columns' worth of tables."""
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.plan import plan_privacy
+
+    bins = tuple(c.bins for c in marginal_layout(SCHEMA))
+    cells = tuple(t.cells for t in pair_layout(SCHEMA))
+    cfg = PrivacyConfig(1.0, marginal_budget=0.25, accountant="rdp")
+    with_pairs = plan_privacy(cfg, n=30_000, batch_size=300, steps=50, model=StubModel(), marginal_bins=bins,
+                              pair_cells=cells)
+    without = plan_privacy(cfg, n=30_000, batch_size=300, steps=50, model=StubModel(), marginal_bins=bins)
+    assert with_pairs.marginal_pairs == len(cells) and without.marginal_pairs == 0
+    assert with_pairs.noise_multiplier == without.noise_multiplier
+    assert with_pairs.marginal_noise_multiplier == without.marginal_noise_multiplier
+    wide = plan_privacy(cfg, n=3_000, batch_size=30, steps=50, model=StubModel(), marginal_bins=bins,
+                        pair_cells=(100,) * 465)
+    assert wide.marginal_pairs == 0 and wide.marginal_noise_multiplier is not None
+    assert not pairs_worth_releasing(list(bins), [100] * 465, wide.marginal_noise_multiplier, 3_000)
+    with pytest.raises(PrivacyError, match="marginal_pairs"):
+        PrivacyPlan(0.01, 1e-5, 1.0, 10, "hooks", marginal_pairs=3)  # pairs without a histogram
+
+
+def test_a_damaged_pair_table_is_refused_on_load(tmp_path):
+    import json
+
+    train(table(), "vae", TrainConfig(steps=5, batch_size=32, progress=False), schema=SCHEMA, out=tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert len(meta["marginals"]["pair_counts"]) == 10 and meta["marginals"]["pair_noise_std"] == 0.0
+    assert [sum(c) for c in meta["marginals"]["pair_counts"]] == [300.0] * 10  # exact, without DP
+    good = json.dumps(meta)
+    meta["marginals"]["pair_counts"][0] = [1.0] * 59
+    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="pair 'age & kids' must hold 60 finite counts"):
+        Run.load(tmp_path / "run")
+    meta = json.loads(good)
+    meta["marginals"]["pair_counts"].pop()
+    (tmp_path / "run" / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="pair_counts of 10 pairs"):
         Run.load(tmp_path / "run")

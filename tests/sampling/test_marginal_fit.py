@@ -147,3 +147,146 @@ def test_a_fit_that_cannot_apply_is_refused():
         Sampler(make_run("vae"), marginal_fit=True)
     with pytest.raises(ConfigError, match="marginal_fit must be"):
         Sampler(with_marginals(), marginal_fit="yes")
+
+
+# The joint of a and c: c = x puts a in [2, 3), y in [7, 8), z 3/8 in [2, 3) and 5/8 in [7, 8)
+# (1-way: a 40/60, c 10/10/80, as A and C); the label is independent, 50/50.
+AC = torch.zeros(10, 3, dtype=torch.float64)
+AC[2, 0], AC[7, 1], AC[2, 2], AC[7, 2] = 10, 10, 30, 50  # a: 40 in [2, 3), 60 in [7, 8)
+
+
+def with_pairs(run=None):
+    """A run with exact 1-way marginals and pair tables of 100 records (noise 0)."""
+    from trustgen.privacy.marginal_histogram import pair_layout
+
+    run = run or make_run("vae")
+    tables = {"a & c": AC.flatten(), "a & label": (AC.sum(1)[:, None] * torch.tensor([0.5, 0.5])).flatten(),
+              "c & label": (AC.sum(0)[:, None] * torch.tensor([0.5, 0.5])).flatten()}
+    assert [t.name for t in pair_layout(TABLE)] == list(tables)
+    run.marginals = marginals_record([torch.tensor(A, dtype=torch.float64), torch.tensor(C, dtype=torch.float64)],
+                                     0.0, 100, list(tables.values()), 0.0)
+    return run
+
+
+def joint(batch) -> np.ndarray:
+    a, c = (marginal_layout(TABLE)[i].codes(batch.encoded.reshape(len(batch.encoded), -1)).numpy() for i in (0, 1))
+    return np.bincount(a * 3 + c, minlength=30) / len(a)
+
+
+def test_the_sampler_meets_the_released_pair_tables():
+    """An untrained model draws a and c independently; with the pair table released (exact),
+    the kept samples' joint of a and c is within 0.05 of it, and far nearer than with the 1-way
+    marginals alone; the 1-way marginals still hold (a, mapped within c's bins, to within c's
+    own deviation: 0.02)."""
+    target = (AC / AC.sum()).flatten().numpy()
+    paired = Sampler(with_pairs()).sample(1000, seed=0)
+    one_way = Sampler(with_marginals()).sample(1000, seed=0)
+    tv = 0.5 * np.abs(joint(paired) - target).sum()
+    assert tv < 0.05 and tv < 0.5 * (0.5 * np.abs(joint(one_way) - target).sum())
+    assert np.abs(shares(paired, 0) - np.array(A) / 100).max() <= 0.02
+    assert 0.5 * np.abs(shares(paired, 1) - np.array(C) / 100).sum() < 0.05
+
+
+def test_a_noisy_pair_table_is_shrunk_towards_the_model_where_the_noise_explains_the_difference():
+    """Seeds 0..4. Noise 0: the released table as it is. A pool that already matches a flat table
+    of 1,000 records in 30 cells, released with noise of std 10: each raw projected table is
+    0.09 or more away, the shrunk target within a third of that. A table far off the pool with
+    small noise: the release wins."""
+    from trustgen.sampling.marginal_fit import shrunk_pair_target
+
+    counts = torch.tensor([60.0, 0.0, 40.0, 0.0], dtype=torch.float64)
+    pool = torch.full((4,), 0.25, dtype=torch.float64)
+    assert torch.allclose(shrunk_pair_target(counts, 0.0, 100, pool), counts / 100)
+    true = torch.full((30,), 1000 / 30, dtype=torch.float64)
+    for seed in range(5):
+        noisy = true + 10 * torch.randn(30, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        raw = 0.5 * float((simplex(noisy, 1000) - true / 1000).abs().sum())
+        assert raw > 0.09
+        assert 0.5 * float((shrunk_pair_target(noisy, 10.0, 1000, true / 1000) - true / 1000).abs().sum()) < raw / 3
+    far = counts * 100 + 5 * torch.randn(4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert 0.5 * float((shrunk_pair_target(far, 5.0, 10_000, pool) - counts / 100).abs().sum()) < 0.01
+
+
+def test_fit_margins_meets_both_margins_and_keeps_empty_cells_empty():
+    from trustgen.sampling.marginal_fit import fit_margins
+
+    t = torch.tensor([[0.2, 0.0, 0.1], [0.3, 0.3, 0.1]], dtype=torch.float64)
+    rows, cols = torch.tensor([0.5, 0.5], dtype=torch.float64), torch.tensor([0.4, 0.3, 0.3], dtype=torch.float64)
+    out = fit_margins(t, rows, cols, rounds=200)
+    assert torch.allclose(out.sum(1), rows, atol=1e-6) and torch.allclose(out.sum(0), cols, atol=1e-6)
+    assert out[0, 1] == 0.0
+    assert torch.allclose(fit_margins(t, None, None), t / t.sum())
+    assert torch.allclose(fit_margins(t, rows, None).sum(1), rows)
+
+
+def test_the_tree_maps_each_number_within_the_bins_of_the_pair_furthest_from_its_target():
+    """Columns a, b numeric, c categorical: b-c is off by 0.3, a-b by 0.2, a-c by 0.1: b is mapped
+    within c's bins first (c is placed), then a within b's; nothing below CONDITION_MISFIT."""
+    from trustgen.privacy.marginal_histogram import MarginalColumn, PairTable
+    from trustgen.sampling.marginal_fit import CONDITION_MISFIT, condition_tree
+
+    a, b = MarginalColumn("a", 0, 1, 10, True, False), MarginalColumn("b", 1, 1, 10, True, False)
+    c = MarginalColumn("c", 2, 3, 3, False, False)
+    ab, ac, bc = PairTable(a, b), PairTable(a, c), PairTable(b, c)
+    pairs = [(ab, "ab"), (ac, "ac"), (bc, "bc")]
+    tree = condition_tree([a, b, c], [0, 1, 2], pairs, [0.2, 0.1, 0.3])
+    assert list(tree) == ["b", "a"] and tree["b"] == (bc, "bc") and tree["a"] == (ab, "ab")
+    assert condition_tree([a, b, c], [0, 1, 2], pairs, [CONDITION_MISFIT / 2] * 3) == {}
+    assert list(condition_tree([a, b, c], [1, 2], pairs, [0.2, 0.1, 0.3])) == ["b"]  # a too noisy to move
+
+
+def test_a_conditional_map_meets_each_bins_conditional_and_keeps_the_order_within_it():
+    from trustgen.sampling.marginal_fit import conditional_map
+
+    from trustgen.privacy.marginal_histogram import pair_layout
+
+    pair = pair_layout(TABLE)[0]  # a & c
+    gen = torch.Generator().manual_seed(0)
+    kept = torch.zeros(900, 4)
+    kept[:, 0] = torch.rand(900, generator=gen) * 2 - 1
+    kept[torch.arange(900), 1 + torch.arange(900) % 3] = 1.0  # c: x, y, z in turn
+    target = (AC / AC.sum()).flatten()
+    out = conditional_map(kept, None, pair, target, marginal_layout(TABLE)[0], target.view(10, 3).sum(1), gen)
+    a = marginal_layout(TABLE)[0]
+    for k in range(3):
+        rows = torch.arange(900)[torch.arange(900) % 3 == k]
+        got = np.bincount(a.codes(out[rows][:, None]).numpy(), minlength=10) / len(rows)
+        want = (AC[:, k] / AC[:, k].sum()).numpy()
+        assert np.abs(got - want).max() <= 1 / len(rows) + 1e-9
+        assert torch.equal(torch.argsort(out[rows], stable=True), torch.argsort(kept[rows, 0], stable=True))
+
+
+def test_pick_includes_each_row_in_proportion_to_its_weight_capped_at_one():
+    """Seed 0, 4,000 picks of 3 of 6 rows weighted 6, 1, 1, 2, 2, 0: row 0 would take more than a
+    whole place, so it is always kept; the others share the 2 places left as 1 : 1 : 2 : 2, never
+    row 5; frequencies within 5 binomial standard deviations (false-failure rate < 1e-5)."""
+    w = torch.tensor([6.0, 1.0, 1.0, 2.0, 2.0, 0.0], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    counts = np.zeros(6)
+    for _ in range(4000):
+        rows = pick(w, 3, gen)
+        assert len(set(rows.tolist())) == 3
+        counts[rows.numpy()] += 1
+    want = np.array([1.0, 1 / 3, 1 / 3, 2 / 3, 2 / 3, 0.0])
+    sd = np.sqrt(4000 * want * (1 - want)) + 1e-9
+    assert counts[0] == 4000 and counts[5] == 0
+    assert np.all(np.abs(counts - 4000 * want) <= 5 * sd)
+
+
+def test_pick_by_class_keeps_the_drawn_label_rate_whatever_the_weights():
+    """Seed 0. Weights that favour class 1 ten to one: the kept rows still split 30 : 70 as the
+    shares say; a class with too few rows gives its places to the others; over 4,000 picks of one
+    row, class 1 comes up 70% of the time (within 5 binomial sd, false-failure rate < 1e-5)."""
+    from trustgen.sampling.marginal_fit import pick_by_class
+
+    gen = torch.Generator().manual_seed(0)
+    classes = torch.arange(400) % 2
+    weights = torch.where(classes == 1, 10.0, 1.0).double()
+    shares = torch.tensor([0.3, 0.7], dtype=torch.float64)
+    rows = pick_by_class(weights, 100, classes, shares, gen)
+    assert len(set(rows.tolist())) == 100 and int(classes[rows].sum()) == 70
+    few = torch.tensor([0] * 5 + [1] * 395)
+    assert int((few[pick_by_class(torch.ones(400, dtype=torch.float64), 100, few, torch.tensor([0.5, 0.5]),
+                                  gen)] == 0).sum()) == 5
+    ones = sum(int(classes[pick_by_class(weights, 1, classes, shares, gen)]) for _ in range(4000))
+    assert abs(ones - 2800) <= 5 * np.sqrt(4000 * 0.21)

@@ -43,7 +43,7 @@ from trustgen.privacy.accounting import (
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.book_keeping import unsupported_layers
 from trustgen.privacy.dp_sgd import ClippingMode, choose_mode
-from trustgen.privacy.marginal_histogram import worth_releasing
+from trustgen.privacy.marginal_histogram import pairs_worth_releasing, worth_releasing
 
 CLIPPING_MODES: tuple[str, ...] = ("bookkeeping", "ghost", "hooks")
 
@@ -65,6 +65,8 @@ class PrivacyPlan:
             1-way marginals (:mod:`trustgen.privacy.marginal_histogram`), the segment
             ``(marginal_noise_multiplier, 1.0, 1)`` recorded after the label histogram; None
             when none is released.
+        marginal_pairs: the number of pair tables counted in that release beside the 1-way
+            marginals (0: none; the noise is then ``sigma * sqrt(d + PAIR_WEIGHT^2 P)``).
     """
 
     sample_rate: float
@@ -74,6 +76,7 @@ class PrivacyPlan:
     mode: ClippingMode
     label_noise_multiplier: float | None = None
     marginal_noise_multiplier: float | None = None
+    marginal_pairs: int = 0
 
     def __post_init__(self) -> None:
         # Normalise to plain Python (a checkpoint loaded with weights_only refuses numpy scalars).
@@ -90,6 +93,11 @@ class PrivacyPlan:
         if self.marginal_noise_multiplier is not None:
             object.__setattr__(self, "marginal_noise_multiplier",
                                check_noise_multiplier(self.marginal_noise_multiplier))
+        if isinstance(self.marginal_pairs, bool) or not isinstance(self.marginal_pairs, numbers.Integral) \
+                or self.marginal_pairs < 0 or (self.marginal_pairs and self.marginal_noise_multiplier is None):
+            raise PrivacyError(f"PrivacyPlan.marginal_pairs must be an integer >= 0 (0 without a marginal "
+                               f"histogram), got {self.marginal_pairs!r}.")
+        object.__setattr__(self, "marginal_pairs", int(self.marginal_pairs))
 
     @property
     def label_segment(self) -> Segment | None:
@@ -123,9 +131,10 @@ class PrivacyPlan:
             raise PrivacyError(f"a privacy plan must be a dict from PrivacyPlan.to_dict(), got {type(data).__name__}.")
         names = [f.name for f in dataclasses.fields(cls)]
         # A checkpoint written before the label histogram existed had no label noise.
-        # ... and one written before the marginal histogram, no marginal noise.
+        # ... and one written before the marginal histogram, no marginal noise; before pair
+        # tables, none.
         missing = [k for k in names if k not in data and k not in ("label_noise_multiplier",
-                                                                    "marginal_noise_multiplier")]
+                                                                    "marginal_noise_multiplier", "marginal_pairs")]
         unknown = sorted(set(data) - set(names))
         if missing or unknown:
             raise PrivacyError(
@@ -137,7 +146,7 @@ class PrivacyPlan:
 
 def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
                  model: GenerativeModel | nn.Module, n_classes: int = 0,
-                 marginal_bins: tuple[int, ...] = ()) -> PrivacyPlan:
+                 marginal_bins: tuple[int, ...] = (), pair_cells: tuple[int, ...] = ()) -> PrivacyPlan:
     """Validate ``config`` for this run and calibrate its noise.
 
     Args:
@@ -157,6 +166,10 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
             marginal histogram, unless its noise would leave no column worth correcting
             (:func:`~trustgen.privacy.marginal_histogram.worth_releasing`: few records, many
             columns); then its share goes back to training, and the report says none was released.
+        pair_cells: the cells of every pair table that may be counted in the same release
+            (:func:`~trustgen.privacy.marginal_histogram.pair_layout`); they are, where
+            :func:`~trustgen.privacy.marginal_histogram.pairs_worth_releasing` says so (the
+            histogram's epsilon is the same either way: its noise grows instead).
 
     Returns:
         The :class:`PrivacyPlan`; its epsilon after ``steps`` steps (and the label histogram, if
@@ -219,10 +232,15 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
         marginal_sigma = calibrate_noise(config.marginal_budget * config.epsilon, delta, 1.0, 1, config.accountant)
         if not worth_releasing(bins, marginal_sigma, n):
             marginal_sigma = None
+    cells = list(pair_cells)
+    if any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in cells):
+        raise ConfigError(f"pair_cells must be positive integers, got {pair_cells!r}")
+    pairs = len(cells) if marginal_sigma is not None and pairs_worth_releasing(bins, cells, marginal_sigma, n) else 0
     prior = tuple((s, 1.0, 1) for s in (label_sigma, marginal_sigma) if s is not None)
     sigma = calibrate_noise(config.epsilon, delta, q, steps, config.accountant, prior=prior)
     return PrivacyPlan(sample_rate=q, delta=delta, noise_multiplier=sigma, steps=steps, mode=mode,
-                       label_noise_multiplier=label_sigma, marginal_noise_multiplier=marginal_sigma)
+                       label_noise_multiplier=label_sigma, marginal_noise_multiplier=marginal_sigma,
+                       marginal_pairs=pairs)
 
 
 def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:

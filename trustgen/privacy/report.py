@@ -65,7 +65,7 @@ _OPTIONAL_FIELDS = ("target_epsilon", "max_grad_norm")
 #: Fields added after version 1 was first written: a privacy.json without them (an older run) reads
 #: with their defaults (no label histogram).
 _LATER_FIELDS = ("label_budget", "label_epsilon", "label_noise_multiplier", "marginal_budget", "marginal_epsilon",
-                 "marginal_noise_multiplier")
+                 "marginal_noise_multiplier", "marginal_pairs")
 
 
 @dataclass(kw_only=True)
@@ -101,6 +101,8 @@ class PrivacyReport:
             histogram of the feature columns' 1-way marginals
             (:mod:`trustgen.privacy.marginal_histogram`; noise ``sigma * sqrt(d)`` on each count
             of ``d`` columns, L2 sensitivity ``sqrt(d)``); 0.0 when none was released.
+        marginal_pairs: the number of 2-way tables (pairs of columns) counted in that release
+            (then the sensitivity is ``sqrt(d + PAIR_WEIGHT^2 P)``); 0: 1-way marginals only.
     """
 
     mechanism: str = "DP-SGD"
@@ -124,6 +126,7 @@ class PrivacyReport:
     marginal_budget: float = 0.0
     marginal_epsilon: float = 0.0
     marginal_noise_multiplier: float = 0.0
+    marginal_pairs: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -187,6 +190,7 @@ class PrivacyReport:
         label_budget: float = 0.0,
         marginal_noise_multiplier: float | None = None,
         marginal_budget: float = 0.0,
+        marginal_pairs: int = 0,
     ) -> PrivacyReport:
         """Report from a :class:`trustgen.privacy.accountant.Accountant` at the end of training.
 
@@ -263,6 +267,7 @@ class PrivacyReport:
             marginal_budget=marginal_budget,
             marginal_epsilon=alone.get("marginal histogram", 0.0),
             marginal_noise_multiplier=0.0 if marginal_noise_multiplier is None else marginal_noise_multiplier,
+            marginal_pairs=marginal_pairs,
         )
 
     # -- derived ------------------------------------------------------------------------------
@@ -304,6 +309,11 @@ class PrivacyReport:
         if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral) or self.steps < 0:
             raise PrivacyError(f"PrivacyReport.steps must be an integer >= 0, got {self.steps!r}.")
         self.steps = int(self.steps)
+        if isinstance(self.marginal_pairs, bool) or not isinstance(self.marginal_pairs, numbers.Integral) \
+                or self.marginal_pairs < 0 or (self.marginal_pairs and not self.marginal_noise_multiplier > 0):
+            raise PrivacyError(f"PrivacyReport.marginal_pairs must be an integer >= 0 (0 without a marginal "
+                               f"histogram), got {self.marginal_pairs!r}.")
+        self.marginal_pairs = int(self.marginal_pairs)
         for name in ("private_modules", "caveats"):
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -494,7 +504,9 @@ class PrivacyReport:
                 f"{self.accountant.upper()} composition of it with the DP-SGD steps (not a sum).")
         if self.marginal_noise_multiplier > 0:
             lines.append(
-                f"Column marginals: a Gaussian histogram of every feature column's bins (noise multiplier "
+                f"Column marginals: a Gaussian histogram of every feature column's bins"
+                + (f" and of the cells of {self.marginal_pairs} pairs of columns" if self.marginal_pairs else "")
+                + f" (noise multiplier "
                 f"{self.marginal_noise_multiplier:.4g}) spends epsilon {self.marginal_epsilon:.4g} alone "
                 f"({self.marginal_budget:.3g} of the target), composed in the same accountant; sampling corrects "
                 "the samples towards it (post-processing).")

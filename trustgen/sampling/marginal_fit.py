@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import torch
 
-from trustgen.privacy.marginal_histogram import NOISE_LIMIT, MarginalColumn, expected_noise_tv, marginal_layout
+from trustgen.privacy.marginal_histogram import NOISE_LIMIT, MarginalColumn, expected_noise_tv, marginal_layout, pair_layout
 
 OVERSAMPLE = 4
 RAKING_ROUNDS = 25
-WEIGHT_CAP = 20.0
+WEIGHT_CAP = float(OVERSAMPLE)
 
 
 def column_targets(marginals: dict, records: int) -> list[torch.Tensor]:
@@ -77,13 +77,61 @@ def rake(codes: list[torch.Tensor], targets: list[torch.Tensor], rounds: int = R
 
 
 def pick(weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """``k`` distinct indices drawn in proportion to ``weights`` (the exponential-keys method:
-    the ``k`` smallest ``E_i / w_i``), in increasing order."""
-    e = -torch.log(torch.rand(len(weights), generator=generator, dtype=torch.float64).clamp(min=1e-300))
+    """``k`` distinct indices, each row included with probability proportional to its weight
+    (capped at 1: ``min(1, c w_i)`` with ``c`` so that they sum to ``k``; systematic sampling
+    along a random order), in increasing order. A row weighted far above the rest is then kept
+    once rather than standing in for several, and every other row in exact proportion, so the
+    kept rows' expected shares are the weighted pool's wherever no weight exceeds ``1/k``."""
+    n = len(weights)
     if not bool(torch.isfinite(weights).all()) or not weights.sum() > 0:
         weights = torch.ones_like(weights)  # never a fixed choice: equal weights instead
-    keys = torch.where(weights > 0, e / weights.clamp(min=1e-300), torch.full_like(e, float("inf")))
-    return torch.sort(torch.topk(keys, k, largest=False).indices).values
+    w = weights.double().clamp(min=0.0)
+    if int((w > 0).sum()) < k:  # too few rows with weight: the rest join at a tiny weight
+        w = torch.where(w > 0, w, torch.full_like(w, float(w.max()) * 1e-9 if w.max() > 0 else 1.0))
+    incl = torch.zeros(n, dtype=torch.float64)
+    full = torch.zeros(n, dtype=torch.bool)
+    for _ in range(n):  # rows whose share would exceed 1 are kept for sure; the rest share the remainder
+        rest = w.masked_fill(full, 0.0)
+        incl = torch.where(full, torch.ones_like(w), rest * (k - int(full.sum())) / rest.sum())
+        over = (incl > 1.0) & ~full
+        if not bool(over.any()):
+            break
+        full |= over
+    order = torch.randperm(n, generator=generator)
+    u = float(torch.rand((), generator=generator, dtype=torch.float64))
+    cum = torch.cumsum(incl[order], 0)
+    hits = torch.floor(cum - u + 1.0) - torch.floor(torch.cat([cum.new_zeros(1), cum[:-1]]) - u + 1.0)
+    chosen = order[hits > 0]
+    if len(chosen) != k:  # rounding at the last row: take the largest inclusions to make up k
+        rest = torch.ones(n, dtype=torch.bool)
+        rest[chosen] = False
+        extra = torch.topk(incl.masked_fill(~rest, -1.0), max(k - len(chosen), 0)).indices
+        chosen = torch.cat([chosen, extra])[:k]
+    return torch.sort(chosen).values
+
+
+def pick_by_class(weights: torch.Tensor, k: int, classes: torch.Tensor, shares: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """:func:`pick` within each class of ``classes``: class ``c`` gets ``k * shares[c]`` rows
+    rounded systematically (``floor(k S_c + u) - floor(k S_{c-1} + u)``, one uniform ``u``: the
+    counts sum to ``k`` and each is right in expectation, a single row too), or all its pool
+    rows where it has fewer (the rest go to the others). The kept label rate is then the drawn
+    one, not whatever the weights of the other tables left of it."""
+    u = float(torch.rand((), generator=generator, dtype=torch.float64))
+    edges = torch.floor(torch.cat([shares.new_zeros(1), torch.cumsum(shares.double(), 0)]) * k + u)
+    want = (edges[1:] - edges[:-1]).long()
+    want[-1] += k - int(want.sum())  # shares summing to 1 within rounding
+    have = torch.bincount(classes, minlength=len(shares))[:len(shares)]
+    want = torch.minimum(want, have)
+    while int(want.sum()) < k:  # a class short of rows: its places go to the classes with most rows left
+        room = (have - want).double()
+        want[int(torch.argmax(room))] += 1
+    out = []
+    for c in range(len(shares)):
+        if want[c] > 0:
+            idx = (classes == c).nonzero().flatten()
+            out.append(idx[pick(weights[idx], int(want[c]), generator)])
+    return torch.sort(torch.cat(out)).values
 
 
 def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalColumn,
@@ -123,6 +171,20 @@ def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalCol
     return out.to(values.dtype)
 
 
+def shrunk_pair_target(counts: torch.Tensor, noise_std: float, records: int, pool: torch.Tensor) -> torch.Tensor:
+    """A pair table's target: the released (noisy) ``counts`` shrunk towards the pool's own
+    cell shares ``pool`` by as much as the noise explains of their difference (positive-part
+    James-Stein: ``lambda = 1 - cells * noise_std^2 / ||counts - n pool||^2``), then projected by
+    :func:`simplex`. A sparse table the model smeared (the difference far above the noise) comes
+    out as released; a dense one the model already matches stays the model's."""
+    c = counts.double()
+    own = records * pool.double()
+    diff = c - own
+    energy = float(diff.square().sum())
+    lam = 1.0 if noise_std <= 0 else max(0.0, 1.0 - len(c) * noise_std ** 2 / max(energy, 1e-300))
+    return simplex(own + lam * diff, records)
+
+
 class MarginalFit:
     """The correction of one run: ``keep(x, y, m, generator)`` -> the indices of the ``m``
     pool rows to keep."""
@@ -134,6 +196,9 @@ class MarginalFit:
         std = float(run.marginals["noise_std"])
         self.reliable = [i for i, c in enumerate(self.layout)
                          if expected_noise_tv(c.bins, std, self.records) <= NOISE_LIMIT]
+        self.pairs = pair_layout(run.schema) if "pair_counts" in run.marginals else []
+        self.pair_counts = [torch.tensor(c, dtype=torch.float64) for c in run.marginals.get("pair_counts", [])]
+        self.pair_std = float(run.marginals.get("pair_noise_std", 0.0))
         self.label_prior = None if run.label_prior is None else torch.tensor(run.label_prior, dtype=torch.float64)
 
     def keep(self, x: torch.Tensor, y: torch.Tensor | None, m: int, generator: torch.Generator,
@@ -141,27 +206,166 @@ class MarginalFit:
         """The ``m`` rows of the pool ``x`` to keep, and those rows with every numeric column
         quantile-mapped onto its target (``move=False``: the rows as generated)."""
         flat = x.reshape(len(x), -1)
-        codes = [c.codes(flat) for c in self.layout]
         targets = column_targets(self.marginals, self.records)
+        pairs = [(t, c) for t, c in zip(self.pairs, self.pair_counts) if t.second is not None or y is not None]
+        parents: dict = {}
+        if move and pairs:
+            # The pair tables are met where the numbers will end up: first every number of the
+            # pool is mapped onto its marginal (the raw model's bins are far off them), then
+            # along the tree of the pairs furthest from their targets, within its parent's bins.
+            flat = self._move(flat.clone(), y, targets, {}, generator)
+            pair_targets, misfit = self._pair_targets(flat, y, pairs, targets)
+            parents = condition_tree(self.layout, self.reliable, pair_targets, misfit)
+            flat = self._move(flat, y, targets, parents, generator, only_tree=True)
+        codes = [c.codes(flat) for c in self.layout]
         # numbers that will be quantile-mapped need no weight (and a target the pool cannot
         # meet would only distort the other columns' weights); a column whose noise exceeds the
         # limit keeps the model's own marginal
+        # The pair tables first: the last tables of each raking round are met best, and a pair
+        # table the pool cannot meet (a model that never makes some joint bins) must not cost
+        # the columns' own marginals or the label's.
         chosen = [i for i in self.reliable if not (move and self.layout[i].numeric)]
-        codes_all, targets_all = [codes[i] for i in chosen], [targets[i] for i in chosen]
+        codes_all, targets_all = [], []
+        for t, target in self._pair_targets(flat, y, pairs, targets)[0]:
+            codes_all.append(t.codes(flat, y))
+            targets_all.append(target)
+        codes_all += [codes[i] for i in chosen]
+        targets_all += [targets[i] for i in chosen]
         if y is not None and self.label_prior is not None:
             codes_all.append(y.long())
             targets_all.append(self.label_prior / self.label_prior.sum())
         weights = rake(codes_all, targets_all) if codes_all else torch.full((len(flat),), 1.0 / len(flat),
                                                                             dtype=torch.float64)
-        rows = pick(weights, m, generator)
+        if y is not None and self.label_prior is not None:  # the label rate as drawn, whatever the weights
+            rows = pick_by_class(weights, m, y.long(), self.label_prior / self.label_prior.sum(), generator)
+        else:
+            rows = pick(weights, m, generator)
         kept = flat[rows].clone()
-        if move:
-            for i in self.reliable:
-                c, t = self.layout[i], targets[i]
-                if c.numeric:
-                    kept[:, c.start] = quantile_map(kept[:, c.start], t, c, generator)
+        if move:  # once more on the kept batch: stratified, so that it meets each target to a sample a bin
+            kept = self._move(kept, None if y is None else y[rows], targets, parents, generator)
         return rows, kept.reshape((m,) + tuple(x.shape[1:]))
+
+    def _pair_targets(self, flat: torch.Tensor, y: torch.Tensor | None, pairs: list,
+                      targets: list[torch.Tensor]) -> tuple[list, list[float]]:
+        """Each pair's target (:func:`shrunk_pair_target` towards the pool ``flat``, then
+        raked onto the 1-way targets of its two columns, which are less noisy), and how far the
+        pool's table is from it (total variation)."""
+        index = {c.name: i for i, c in enumerate(self.layout)}
+        out, misfit = [], []
+        for t, counts in pairs:
+            pool = torch.bincount(t.codes(flat, y), minlength=t.cells).double() / len(flat)
+            target = shrunk_pair_target(counts, self.pair_std, self.records, pool)
+            rows_t = self._margin(t.first, index, targets)
+            cols_t = self.label_prior / self.label_prior.sum() if t.second is None and self.label_prior is not None \
+                else (None if t.second is None else self._margin(t.second, index, targets))
+            target = fit_margins(target.view(t.first.bins, -1), rows_t, cols_t).flatten()
+            out.append((t, target))
+            misfit.append(0.5 * float((target - pool).abs().sum()))
+        return out, misfit
+
+    def _margin(self, column: MarginalColumn, index: dict, targets: list[torch.Tensor]) -> torch.Tensor | None:
+        """A pair column's 1-way target in its (coarse) bins, or None where the column's own
+        release is too noisy to trust."""
+        i = index[column.name]
+        if i not in self.reliable:
+            return None
+        own = self.layout[i]
+        if own.bins == column.bins:
+            return targets[i]
+        values = torch.arange(own.bins, dtype=torch.float64) / (own.bins - 1)  # a whole column's values
+        coarse = (values * column.bins).floor().long().clamp(max=column.bins - 1)
+        return torch.zeros(column.bins, dtype=torch.float64).index_add_(0, coarse, targets[i])
+
+    def _move(self, flat: torch.Tensor, y: torch.Tensor | None, targets: list[torch.Tensor], parents: dict,
+              generator: torch.Generator, only_tree: bool = False) -> torch.Tensor:
+        """Every reliable number of ``flat`` quantile-mapped: within its parent's bins where
+        ``parents`` names one (in the tree's order, so a parent is final first), else onto its
+        1-way target (``only_tree``: the tree's numbers alone)."""
+        index = {c.name: i for i, c in enumerate(self.layout)}
+        for name, (t, target) in parents.items():
+            i = index[name]
+            flat[:, self.layout[i].start] = conditional_map(flat, y, t, target, self.layout[i], targets[i], generator)
+        if not only_tree:
+            for i in self.reliable:
+                c = self.layout[i]
+                if c.numeric and c.name not in parents:
+                    flat[:, c.start] = quantile_map(flat[:, c.start], targets[i], c, generator)
+        return flat
+
+
+def fit_margins(table: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None,
+                rounds: int = RAKING_ROUNDS) -> torch.Tensor:
+    """``table`` (probabilities ``[a, b]``) raked so that its row and column sums match ``rows``
+    and ``cols`` (either None: left as it is); cells it holds at 0 stay 0."""
+    t = table.double().clone()
+    for _ in range(rounds if rows is not None or cols is not None else 0):
+        for axis, want in ((1, rows), (0, cols)):
+            if want is None:
+                continue
+            have = t.sum(axis)
+            factor = torch.where(have > 0, want / have.clamp(min=1e-300), torch.zeros_like(want))
+            t = t * (factor[:, None] if axis == 1 else factor[None, :])
+    return t / t.sum() if t.sum() > 0 else table.double()
+
+
+#: A number is mapped within the bins of another column (:func:`condition_tree`) only where the
+#: pool's pair table is at least this far (total variation) from the pair's target.
+CONDITION_MISFIT = 0.05
+
+
+def condition_tree(layout: list[MarginalColumn], reliable: list[int], pair_targets: list, misfit: list[float]) -> dict:
+    """Which numeric column to move within the bins of which other one: ``{name: (pair, target)}``.
+
+    Greedy, as a maximum spanning tree grows: the categorical columns and the label stay as
+    picked; then, repeatedly, the numeric column not yet placed whose pair with a placed column
+    is furthest from its target (at least :data:`CONDITION_MISFIT`) is mapped within that
+    column's bins, and is placed. Each number has at most one parent, so the map of one never
+    undoes another's. Where none is far off, the numbers get their 1-way map."""
+    numeric = {layout[i].name for i in reliable if layout[i].numeric}
+    placed = {c.name for c in layout if not c.numeric} | {"label"}
+    parents: dict = {}
+    while numeric - set(parents):
+        best = None
+        for (t, target), far in zip(pair_targets, misfit):
+            a, b = t.first.name, "label" if t.second is None else t.second.name
+            for child, parent in ((a, b), (b, a)):
+                if child in numeric and child not in parents and parent in placed and far >= CONDITION_MISFIT \
+                        and (best is None or far > best[0]):
+                    best = (far, child, t, target)
+        if best is None:
+            break
+        _, child, t, target = best
+        parents[child] = (t, target)
+        placed.add(child)
+    return parents
+
+
+def conditional_map(kept: torch.Tensor, y: torch.Tensor | None, pair, target: torch.Tensor,
+                    column: MarginalColumn, fallback: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Numeric ``column`` of ``kept`` quantile-mapped, within each bin of the pair's other
+    column, onto the pair target's conditional distribution in that bin (:func:`quantile_map`,
+    so the order of the values in each bin stays the model's); a bin whose target row is empty
+    gets the column's 1-way ``fallback``."""
+    first_is_child = pair.first.name == column.name
+    col = pair.first if first_is_child else pair.second
+    other = pair.second if first_is_child else pair.first
+    k_other = pair.label_bins if other is None else other.bins
+    table = target.view(pair.first.bins, -1)
+    table = table.T if first_is_child else table  # [other's bins, child's bins]
+    codes = y.long() if other is None else other.codes(kept)
+    values = kept[:, col.start].clone()
+    for k in range(k_other):
+        rows = (codes == k).nonzero().flatten()
+        if not len(rows):
+            continue
+        row = table[k]
+        if row.sum() > 0:
+            values[rows] = quantile_map(values[rows], row / row.sum(), col, generator)
+        else:
+            values[rows] = quantile_map(values[rows], fallback, column, generator)
+    return values
 
 
 __all__ = ["MarginalFit", "OVERSAMPLE", "RAKING_ROUNDS", "WEIGHT_CAP", "column_targets", "pick", "quantile_map",
-           "rake", "simplex"]
+           "pick_by_class", "rake", "shrunk_pair_target", "simplex", "condition_tree", "conditional_map", "fit_margins",
+           "CONDITION_MISFIT"]

@@ -32,7 +32,7 @@ from trustgen.privacy.accountant import Accountant
 from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
 from trustgen.privacy.label_histogram import private_label_prior
-from trustgen.privacy.marginal_histogram import marginal_counts, noisy_marginals
+from trustgen.privacy.marginal_histogram import marginal_counts, noisy_marginals, pair_counts
 from trustgen.privacy.plan import PrivacyPlan, plan_privacy
 from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
@@ -74,13 +74,15 @@ class Trainer:
         self.make_optimizers = optimizers or (lambda m: make_optimizers(m, self.config.learning_rate(m.family)))
 
     # ------------------------------------------------------------------ privacy plan
-    def plan_privacy(self, n: int, n_classes: int = 0, marginal_bins: tuple[int, ...] = ()) -> PrivacyPlan:
+    def plan_privacy(self, n: int, n_classes: int = 0, marginal_bins: tuple[int, ...] = (),
+                     pair_cells: tuple[int, ...] = ()) -> PrivacyPlan:
         """Sample rate, delta and the noise multiplier calibrated so that the planned steps
         (with the label histogram when ``n_classes >= 2`` and the marginal histogram of columns
-        of ``marginal_bins``) reach the target epsilon exactly (never more)."""
+        of ``marginal_bins`` and pair tables of ``pair_cells``) reach the target epsilon exactly
+        (never more)."""
         return plan_privacy(self.privacy, n=n, batch_size=self.config.batch_size,
                             steps=self.config.total_steps(n), model=self.model, n_classes=n_classes,
-                            marginal_bins=marginal_bins)
+                            marginal_bins=marginal_bins, pair_cells=pair_cells)
 
     def _autocast(self, device: torch.device):
         # No autocast under DP: per-example gradient hooks are verified in float32 only.
@@ -91,7 +93,8 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self, x: torch.Tensor, y: torch.Tensor | None = None, *,
             checkpoint: str | Path | None = None, resume: bool = False,
-            label_prior: torch.Tensor | None = None, marginal_layout: list | None = None) -> TrainResult:
+            label_prior: torch.Tensor | None = None, marginal_layout: list | None = None,
+            pair_layout: list | None = None) -> TrainResult:
         """Train on encoded data ``x`` (``[N, ...]``) with labels ``y`` (``[N]``) if conditional.
 
         Args:
@@ -105,6 +108,8 @@ class Trainer:
                 with ``marginal_budget > 0``
                 (:func:`trustgen.privacy.marginal_histogram.marginal_layout`; public, from the
                 schema); returned as ``TrainResult.marginals``.
+            pair_layout: the pair tables that may be counted in the same release
+                (:func:`trustgen.privacy.marginal_histogram.pair_layout`; the plan decides).
         """
         c = self.config
         c.validate()
@@ -131,7 +136,8 @@ class Trainer:
         self.dp = self.accountant = self.plan = None
         if self.privacy is not None:
             self.plan = self.plan_privacy(n, 0 if y is None else self.model.spec.n_classes,
-                                          tuple(col.bins for col in marginal_layout or ()))
+                                          tuple(col.bins for col in marginal_layout or ()),
+                                          tuple(t.cells for t in pair_layout or ()))
             if self.plan.label_segment is not None and label_prior is not None:
                 raise ConfigError("under DP with label_budget > 0 the label prior is the DP label histogram: "
                                   "pass label_prior=None, or set label_budget=0 to use your own prior")
@@ -161,6 +167,7 @@ class Trainer:
                 self.dp.step = state.step
         try:
             self.marginal_layout = marginal_layout
+            self.pair_layout = list(pair_layout or ())
             return self._loop(model, opts, x, y, label_prior, data_gen, noise_gen, state, total, ckpt, device, n)
         finally:
             if self.dp is not None:
@@ -215,8 +222,9 @@ class Trainer:
             if self.plan.label_segment is not None:
                 probs = private_label_prior(ys, self.model.spec.n_classes, self.plan.label_noise_multiplier, self.rng)
             if self.plan.marginal_segment is not None:
+                pairs = pair_counts(xs, ys, self.pair_layout) if self.plan.marginal_pairs else []
                 marginals = noisy_marginals(marginal_counts(xs, self.marginal_layout),
-                                            self.plan.marginal_noise_multiplier, self.rng, n)
+                                            self.plan.marginal_noise_multiplier, self.rng, n, pairs)
         prior = None if probs is None else torch.tensor(probs, dtype=torch.float32)
         bar = tqdm(total=total, initial=state.step, disable=not c.progress or rank > 0, desc=f"train {model.family}",
                    unit="step", dynamic_ncols=True)
@@ -285,6 +293,7 @@ class Trainer:
             label_budget=0.0 if self.plan.label_segment is None else p.label_budget,
             marginal_noise_multiplier=self.plan.marginal_noise_multiplier,
             marginal_budget=0.0 if self.plan.marginal_segment is None else p.marginal_budget,
+            marginal_pairs=self.plan.marginal_pairs,
             sampling_scheme="poisson", private_modules=[type(self.model.private_module()).__name__],
             caveats=dp_sgd_caveats(mode=self.plan.mode, max_grad_norm=p.max_grad_norm,
                                    fixed_secret_seed=p.secret_seed is not None) + [
