@@ -109,7 +109,7 @@ class Run:
         sampling: default sampler settings (SamplerConfig fields) for this run.
         data: what the run was trained on (:class:`TrainingData`; a plain string, as older
             run.json files hold, is read as a name without hash).
-        marginals: 1-way marginals of the feature columns that sampling corrects towards
+        marginals: 1-way marginals of the feature columns (and pair tables) that sampling corrects towards
             (:mod:`trustgen.privacy.marginal_histogram`: a DP release under DP, whose cost the
             privacy report states; the empirical ones for a run without DP); None: no
             correction.

@@ -59,7 +59,8 @@ class PrivacyConfig:
             stays ``epsilon``). 0 keeps a uniform label prior. Unused (nothing is spent) when the
             data has fewer than two classes.
         marginal_budget: share of ``epsilon`` in [0, 1) for the 1-way marginals of the feature
-            columns (one Gaussian histogram of every column's bins,
+            columns (one Gaussian histogram of every column's bins, and where the table is narrow
+            and the noise small enough every pair of columns' cells,
             :mod:`trustgen.privacy.marginal_histogram`), composed the same way; sampling then
             corrects the samples towards them. 0 releases none. Unused for images, and when the
             noise would leave no column worth correcting (the plan then gives the share back).

@@ -1,18 +1,27 @@
-"""Samples corrected towards the run's 1-way marginals, by choosing among more of them.
+"""Samples corrected towards the run's 1-way marginals and pair tables, by choosing among more of them.
 
 For every batch of ``m`` samples the sampler draws a pool of :data:`OVERSAMPLE` ``* m``, weighs
-the pool so that its weighted 1-way marginals (each categorical column's, the label's, and
-where values may not move the numbers' bins) match the run's (:mod:`trustgen.privacy.marginal_histogram`), and keeps ``m`` distinct samples drawn
-in proportion to those weights. Every kept sample is one the model generated whole; then each
-numeric column of the kept batch is moved, in rank order, onto its target marginal
+the pool so that its weighted marginals (the released pair tables, each categorical column's,
+the label's, and where values may not move the numbers' bins) match the run's
+(:mod:`trustgen.privacy.marginal_histogram`), and keeps ``m`` distinct samples, each with
+probability proportional to its weight, within each class in the proportions of the label prior
+(:func:`pick_by_class`). Every kept sample is one the model generated whole; then each numeric
+column of the kept batch is moved, in rank order, onto its target marginal
 (:func:`quantile_map`): values go where the model rarely puts them, and the order of the
 samples in every column, hence the relations between columns, stays the model's. (Where an
 output or noise hook has read the samples, a constraint's flag or a watermark's key, values are
 not moved: only the choice of samples corrects them.)
 
+Where the run released pair tables, each is first shrunk towards the model's own table by as
+much as its noise explains (:func:`shrunk_pair_target`) and raked onto its columns' 1-way
+targets (:func:`fit_margins`); the numbers whose pairs are furthest from their targets are then
+mapped within the bins of one other column each (:func:`condition_tree`,
+:func:`conditional_map`), on the pool and again on the kept batch, so that the pairs a model
+smears (columns that sit on a few joint points) come out as released.
+
 The weights come from raking (iterative proportional fitting, :data:`RAKING_ROUNDS` rounds
-over the columns), capped at :data:`WEIGHT_CAP` times the mean so that a few samples cannot
-stand in for a whole bin the model rarely produces.
+over the tables), capped at :data:`WEIGHT_CAP` times the mean: no row can be kept more than
+once, so a weight above that would ask for more than the pool holds.
 
 Under DP the stored counts carry Gaussian noise; the target of each column is the nearest
 distribution of the ``n`` training records to them (:func:`simplex`: bins whose counts are
