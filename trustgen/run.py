@@ -274,11 +274,7 @@ def _check_marginals(p: Path, marginals: object, schema: Schema) -> None:
         raise RunError(f"{where}: this run's schema has no feature columns to count (images): remove the field; "
                        f"{RUN_JSON_HINT}")
     for c, m in zip(layout, counts):
-        if not isinstance(m, list) or len(m) != c.bins or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) and abs(v) <= MAX_COUNT
-                for v in m):
-            raise RunError(f"{where}: column {c.name!r} must hold {c.bins} finite counts of at most {MAX_COUNT:g} in "
-                           f"size; {RUN_JSON_HINT}")
+        _check_counts(m, c.bins, f"{where}: column {c.name!r}")
     if "pair_counts" not in marginals:
         return
     pairs, pair_std = f.get("pair_counts", "list"), f.get("pair_noise_std", "number")
@@ -287,11 +283,15 @@ def _check_marginals(p: Path, marginals: object, schema: Schema) -> None:
         raise RunError(f"{where} must hold pair_counts of {len(tables)} pairs of columns and a pair_noise_std >= 0; "
                        f"{RUN_JSON_HINT}")
     for t, m in zip(tables, pairs):
-        if not isinstance(m, list) or len(m) != t.cells or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) and abs(v) <= MAX_COUNT
-                for v in m):
-            raise RunError(f"{where}: pair {t.name!r} must hold {t.cells} finite counts of at most {MAX_COUNT:g} in "
-                           f"size; {RUN_JSON_HINT}")
+        _check_counts(m, t.cells, f"{where}: pair {t.name!r}")
+
+
+def _check_counts(m: object, size: int, what: str) -> None:
+    """``m`` is a list of ``size`` finite (noisy) counts of at most :data:`MAX_COUNT` in size."""
+    if not isinstance(m, list) or len(m) != size or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and finite_number(v) and abs(v) <= MAX_COUNT
+            for v in m):
+        raise RunError(f"{what} must hold {size} finite counts of at most {MAX_COUNT:g} in size; {RUN_JSON_HINT}")
 
 
 def _check_label_prior(p: Path, prior: object, n_classes: int) -> None:
