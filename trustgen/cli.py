@@ -22,7 +22,7 @@ from trustgen.limits import (MAX_BATCH_SIZE, MAX_CANARIES, MAX_EPOCHS, MAX_SAMPL
 
 FAMILIES = ("vae", "gan", "diffusion")
 LABEL_BUDGET_HELP = ("share of epsilon in [0, 1) for DP label frequencies (a Gaussian histogram, composed with "
-                     "DP-SGD; default 0.05 on labelled data; 0: uniform labels)")
+                     "DP-SGD; default 0.2 on labelled data; 0: uniform labels)")
 MARGINAL_BUDGET_HELP = ("share of epsilon in [0, 1) for the DP 1-way marginals of the feature columns (and, on "
                         "narrow tables with enough records, every pair of columns' 2-way table), which "
                         "sampling corrects the samples towards (composed with DP-SGD; default 0.25 on tables; 0: none; "

@@ -16,7 +16,7 @@ from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
 from trustgen.errors import PrivacyError, RunError
 from trustgen.pipeline import train
 from trustgen.privacy.accounting import epsilon_of_history
-from trustgen.privacy.config import PrivacyConfig
+from trustgen.privacy.config import DEFAULT_LABEL_BUDGET, PrivacyConfig
 from trustgen.privacy.marginal_histogram import (
     BINS, NOISE_LIMIT, PAIR_COLUMNS, PAIR_WEIGHT, expected_noise_tv, marginal_counts, marginal_layout, noise_stds,
     noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing,
@@ -76,7 +76,7 @@ def test_a_dp_run_composes_labels_marginals_and_steps_into_one_epsilon(tmp_path)
     run = train(table(10_000), "vae", TrainConfig(steps=20, batch_size=32, progress=False), schema=SCHEMA, privacy=cfg,
                 out=tmp_path / "run")
     r = run.privacy
-    assert r.epsilon <= 2.0 and r.marginal_budget == 0.2 and r.label_budget == 0.05
+    assert r.epsilon <= 2.0 and r.marginal_budget == 0.2 and r.label_budget == DEFAULT_LABEL_BUDGET
     assert r.marginal_epsilon == pytest.approx(epsilon_of_history([(r.marginal_noise_multiplier, 1.0, 1)], r.delta,
                                                                   "rdp"))
     assert 0.19 * 2.0 <= r.marginal_epsilon <= 0.2 * 2.0

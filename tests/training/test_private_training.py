@@ -11,7 +11,7 @@ import torch
 from toy import fresh, toy_data
 from trustgen.cli import main
 from trustgen.errors import ConfigError, PrivacyError, RunError
-from trustgen.privacy.config import PrivacyConfig
+from trustgen.privacy.config import DEFAULT_LABEL_BUDGET, PrivacyConfig
 from trustgen.pipeline import train
 from trustgen.run import Run
 from trustgen.training import TrainConfig, Trainer
@@ -23,7 +23,8 @@ def data(n=200):
 
 def test_report_epsilon_matches_independent_accountant_and_target():
     """The run's epsilon (PRV, Opacus maths) against Google's dp-accounting PLD for the same
-    (sigma, q, steps): within 1%, and never above the target."""
+    (sigma, q, steps) composed with the label histogram's Gaussian: within 1%, and never above
+    the target."""
     dp_accounting = pytest.importorskip("dp_accounting")
     x, y = data()
     res = Trainer(fresh("vae"), TrainConfig(steps=40, batch_size=20, progress=False),
@@ -33,6 +34,8 @@ def test_report_epsilon_matches_independent_accountant_and_target():
     acc = dp_accounting.pld.PLDAccountant()
     event = dp_accounting.PoissonSampledDpEvent(r.sample_rate, dp_accounting.GaussianDpEvent(r.noise_multiplier))
     acc.compose(event, r.steps)
+    assert r.label_noise_multiplier > 0  # labelled toy data: the default label share is spent
+    acc.compose(dp_accounting.GaussianDpEvent(r.label_noise_multiplier))
     independent = acc.get_epsilon(r.delta)
     assert abs(r.epsilon - independent) / independent < 0.01
     assert 0.99 * 3.0 <= r.epsilon <= 3.0
@@ -154,7 +157,8 @@ def test_dp_run_on_disk_and_privacy_command(tmp_path, capsys):
     assert main(["privacy", str(tmp_path / "r"), "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert obj["sampling_scheme"] == "poisson" and any("DP histogram of the class counts" in c for c in obj["caveats"])
-    assert 0 < obj["label_epsilon"] <= 0.05 * 2.0 and obj["label_budget"] == 0.05  # the default share
+    share = DEFAULT_LABEL_BUDGET  # the default share
+    assert 0 < obj["label_epsilon"] <= share * 2.0 and obj["label_budget"] == share
     assert main(["privacy", str(tmp_path / "r")]) == 0 and "epsilon" in capsys.readouterr().out.lower()
     # No loss of private batches is logged under DP.
     log = (tmp_path / "r" / "train_log.jsonl").read_text()

@@ -24,12 +24,13 @@ from trustgen.errors import ConfigError, PrivacyError
 ClippingChoice = Literal["auto", "bookkeeping", "ghost", "hooks"]
 CLIPPING_CHOICES: tuple[str, ...] = ("auto", "bookkeeping", "ghost", "hooks")
 
-#: Default share of epsilon for the DP label frequencies. At epsilon 1 (PRV, default delta) 5% is
-#: a histogram noise of 71-75 records per class: a 5% class lands within one percentage point on
-#: 20,000 rows (10 of 10 seeds in benchmarks/dp_labels.py; 9 of 10 on 10,000), while DP-SGD's
-#: noise barely moves (+0.1%): composed by PRV/RDP, a Gaussian of epsilon 0.05 adds far less
-#: than 0.05 to the total (docs/privacy.md).
-DEFAULT_LABEL_BUDGET: float = 0.05
+#: Default share of epsilon for the DP label frequencies. The histogram's noise is set by its
+#: share alone (sigma 17 records per class at epsilon 1, PRV, default delta; 71 at 0.05), but
+#: composed by PRV/RDP a Gaussian costs DP-SGD far less than its share: at 0.2, DP-SGD's noise
+#: rises by 2-3% (breast_cancer, rare, randhie plans at epsilon 1 and 10), at 0.05 by 0.1%. A
+#: class rate's noise is about sigma / records: at 0.05 it was 1 percentage point on 7,000
+#: records (rare: label gaps up to 1.4 pp) and 15 on 398 (breast_cancer); at 0.2, a quarter of it.
+DEFAULT_LABEL_BUDGET: float = 0.2
 
 #: Default share of epsilon for the 1-way marginals of the feature columns. Measured at epsilon 1
 #: on a 10,000-row table with banded, skewed and rare values (benchmarks/fidelity.py, "rare"): at
@@ -85,7 +86,7 @@ class PrivacyConfig:
             raise PrivacyError(f"unknown accountant {self.accountant!r} (known: prv, rdp)")
         b = self.label_budget
         if isinstance(b, bool) or not isinstance(b, numbers.Real) or not (math.isfinite(b) and 0 <= b < 1):
-            raise PrivacyError(f"label_budget must be a share of epsilon in [0, 1) (e.g. 0.05; 0: uniform labels), "
+            raise PrivacyError(f"label_budget must be a share of epsilon in [0, 1) (e.g. 0.2; 0: uniform labels), "
                                f"got {b!r}")
         m = self.marginal_budget
         if isinstance(m, bool) or not isinstance(m, numbers.Real) or not (math.isfinite(m) and 0 <= m < 1):
