@@ -8,7 +8,7 @@ prior). For each seed it samples ``--samples`` rows and prints the positive rate
 samples, of the run's label prior, and of the real table, with the histogram's noise
 multiplier and the rate's predicted standard deviation ``sigma * sqrt(p^2 + (1-p)^2) / n``.
 
-    python benchmarks/dp_labels.py --seeds 0 1 2 3 4            # 20,000 rows, the default 5% share
+    python benchmarks/dp_labels.py --seeds 0 1 2 3 4            # 20,000 rows, the default share (0.2)
     python benchmarks/dp_labels.py --rows 10000 --seeds 0 1 2 3 4
     python benchmarks/dp_labels.py --smoke                       # seconds: CI
 
