@@ -9,7 +9,7 @@ Example:
     >>> cfg = PrivacyConfig(epsilon=1.0)
     >>> cfg.validate()
     >>> (cfg.delta, cfg.max_grad_norm, cfg.accountant, cfg.clipping, cfg.label_budget)
-    (None, 1.0, 'prv', 'auto', 0.05)
+    (None, 1.0, 'prv', 'auto', 0.2)
 """
 
 from __future__ import annotations
