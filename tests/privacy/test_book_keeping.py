@@ -31,7 +31,9 @@ class Net(nn.Module):
         self.c2 = nn.Conv2d(4, 6, 4, stride=2, padding=1, bias=False)  # strided: ghost norm
         self.c3 = nn.Conv2d(6, 6, 3, padding=2, dilation=2)            # dilated
         self.c4 = nn.Conv2d(6, 6, 3, stride=2, padding=1)              # called twice: ghost over both calls
-        self.c5 = nn.Conv2d(6, 6, 1)                                    # called twice: per-example
+        self.c5 = nn.Conv2d(6, 6, 1)                                    # called twice: per-example, 6 -> 8 channels
+        self.c6 = nn.Conv2d(6, 1, 3, padding=2, dilation=2)            # one output channel: depthwise
+        self.c7 = nn.Conv2d(6, 8, 1)                                    # 8 output channels: as they are
         self.seq = nn.Linear(6, 3)                                     # positions as a sequence
         self.twice = nn.Linear(3, 3)
         self.unused = nn.Linear(3, 1)
@@ -40,6 +42,7 @@ class Net(nn.Module):
         h = torch.tanh(self.n1(self.c1(x)))
         h = torch.tanh(self.c3(torch.tanh(self.c2(h))))               # [N, 6, 4, 4]
         h = h + torch.tanh(self.c5(h)) * self.c5(torch.sin(h))
+        h = h + torch.tanh(self.c6(h)) + self.c7(h)[:, 2:]
         h = h + nn.functional.interpolate(self.c4(h) * self.c4(torch.cos(h)), scale_factor=2)
         s = self.seq(h.flatten(2).transpose(1, 2))                    # [N, 16, 3]
         s = self.twice(torch.tanh(self.twice(s)))
@@ -92,7 +95,20 @@ def test_both_conv_branches_are_taken(monkeypatch):
     torch.manual_seed(0)
     net = Net()
     run_bookkeeping(net, torch.randn(B, 2, 8, 8))
-    assert net.c2 in seen and net.c4 in seen and net.c1 not in seen and net.c5 not in seen
+    assert net.c2 in seen and net.c4 in seen and not {net.c1, net.c5, net.c6, net.c7} & set(seen)
+
+
+@pytest.mark.parametrize("out_channels", [1, 3, 8, 9])  # depthwise, padded to 8, as they are
+@pytest.mark.parametrize("stride, padding, dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, 0, 2)])
+def test_per_example_conv_gradients_match_a_loop(out_channels, stride, padding, dilation):
+    torch.manual_seed(2)
+    layer = nn.Conv2d(3, out_channels, 3, stride=stride, padding=padding, dilation=dilation)
+    x = torch.randn(4, 3, 9, 9)
+    g = torch.randn_like(layer(x))
+    got = book_keeping._per_example_conv(layer, x, g)
+    for i in range(len(x)):
+        (expected,) = torch.autograd.grad((layer(x[i:i + 1]) * g[i:i + 1]).sum(), [layer.weight])
+        torch.testing.assert_close(got[i], expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("t", [1, 2, 40])  # one row, the ghost norm, per-example gradients

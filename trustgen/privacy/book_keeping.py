@@ -178,6 +178,21 @@ def _examples(t: torch.Tensor, b: int, rows: int) -> torch.Tensor:
     return t.reshape(b, rows, *t.shape[1:])
 
 
+def _example_sums(t: torch.Tensor, b: int, rows: int) -> torch.Tensor:
+    """``[B * rows, *rest]`` -> ``[B, *rest]``, each example's rows summed (with one row, ``t``
+    itself: a sum over an axis of length one is a slow copy, 4 ms on a conv layer's per-example
+    gradients, measured)."""
+    return t if rows == 1 else _examples(t, b, rows).sum(1)
+
+
+def _summed(parts) -> torch.Tensor:
+    """The sum of the tensors ``parts`` (one layer's calls) without a copy for a single one."""
+    total = None
+    for part in parts:
+        total = part if total is None else total + part
+    return total
+
+
 def _linear(layer: nn.Linear, calls, b: int, rows: int) -> dict:
     # Every call and every row of one example joins one sequence axis: G_i = sum_t g_it a_it^T.
     a = _joined([x.reshape(b, -1, x.shape[-1]) for x, _ in calls], 1).to(calls[0][1].dtype)
@@ -196,7 +211,7 @@ def _linear(layer: nn.Linear, calls, b: int, rows: int) -> dict:
         out[layer.weight] = (torch.linalg.vector_norm(per, dim=(1, 2)).square(),
                              lambda c: torch.einsum("b,bpd->pd", c.to(per), per))
     if layer.bias is not None:
-        gb = g.sum(1)
+        gb = g[:, 0] if t == 1 else g.sum(1)
         out[layer.bias] = (gb.square().sum(1), lambda c: c.to(gb) @ gb)
     return out
 
@@ -211,13 +226,28 @@ def _positions(t: torch.Tensor, b: int, rows: int) -> torch.Tensor:
 
 def _per_example_conv(layer: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """Every row's own weight gradient, ``[N, p, C, kh, kw]``: one convolution-weight gradient
-    with the batch folded into groups (faster on CPU than a batched product of unfolded patches)."""
+    with the batch folded into groups (faster on CPU than a batched product of unfolded patches).
+
+    On CPU that grouped gradient is fast only for blocks of 8 output channels: with fewer it
+    loops over the examples (measured at 8x8-28x28, 1-64 input channels: 3 output channels took
+    2-4x as long as 8). So one output channel is done as the correlation of each example's input
+    with its own output gradient, a depthwise convolution with the examples as channels (4-8x
+    faster), and 2-7 are padded with zero channels to 8, whose gradients are dropped."""
     n, c = x.shape[:2]
     p = g.shape[1]
-    per = torch.nn.grad.conv2d_weight(x.reshape(1, n * c, *x.shape[2:]), (n * p, c, *layer.kernel_size),
-                                      g.reshape(1, n * p, *g.shape[2:]), layer.stride, layer.padding,
+    kh, kw = layer.kernel_size
+    if p == 1:
+        # dW_i[c, u, v] = sum_t g_i[t] x_i[c, t * stride + (u, v) * dilation - padding]: the
+        # stride and the dilation trade places.
+        per = F.conv2d(x.transpose(0, 1), g, None, layer.dilation, layer.padding, layer.stride, groups=n)
+        return per[:, :, :kh, :kw].transpose(0, 1).unsqueeze(1)
+    q = 8 if p < 8 else p
+    if q != p:
+        g = F.pad(g, (0, 0, 0, 0, 0, q - p))
+    per = torch.nn.grad.conv2d_weight(x.reshape(1, n * c, *x.shape[2:]), (n * q, c, kh, kw),
+                                      g.reshape(1, n * q, *g.shape[2:]), layer.stride, layer.padding,
                                       layer.dilation, groups=n)
-    return per.view(n, p, c, *layer.kernel_size)
+    return per.view(n, q, c, kh, kw)[:, :p]
 
 
 def _conv_ghost_norms(layer: nn.Conv2d, calls, b: int, rows: int) -> torch.Tensor:
@@ -304,7 +334,7 @@ def _conv2d(layer: nn.Conv2d, calls, b: int, rows: int) -> dict:
         pieces, norms = [], []
         for i in range(0, b, chunk):
             rs = slice(i * rows, (i + chunk) * rows)
-            per = sum(_examples(_per_example_conv(layer, x[rs], gr[rs]), -1, rows).sum(1) for x, gr in calls)
+            per = _summed(_example_sums(_per_example_conv(layer, x[rs], gr[rs]), -1, rows) for x, gr in calls)
             norms.append(torch.linalg.vector_norm(per, dim=(1, 2, 3, 4)).square())
             if keep:
                 pieces.append((i, per))
@@ -315,7 +345,7 @@ def _conv2d(layer: nn.Conv2d, calls, b: int, rows: int) -> dict:
         else:
             out[w] = (norm2, reweighted)
     if layer.bias is not None:
-        gb = sum(_examples(gr.flatten(2).sum(2), b, rows).sum(1) for _, gr in calls)
+        gb = _summed(_example_sums(gr.flatten(2).sum(2), b, rows) for _, gr in calls)
         out[layer.bias] = (gb.square().sum(1), lambda c: c.to(gb) @ gb)
     return out
 
@@ -325,16 +355,15 @@ def _joined(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
 
 
 def _group_norm(layer: nn.GroupNorm, calls, b: int, rows: int) -> dict:
-    gw = gb = 0
-    for x, gr in calls:
-        xhat = F.group_norm(x.to(gr.dtype), layer.num_groups, None, None, layer.eps)
-        n, ch = gr.shape[:2]
-        gw = gw + _examples(torch.linalg.vecdot(xhat.reshape(n, ch, -1), gr.reshape(n, ch, -1)), b, rows).sum(1)
-        gb = gb + _examples(gr.reshape(n, ch, -1).sum(2), b, rows).sum(1)
+    # Per example and channel: d/dweight = sum over positions of g * xhat, d/dbias = sum of g.
+    flat = [(x.to(gr.dtype).reshape(*gr.shape[:2], -1), gr.reshape(*gr.shape[:2], -1)) for x, gr in calls]
     out = {}
     if layer.weight is not None:
+        gw = _example_sums(_summed(
+            torch.linalg.vecdot(F.group_norm(x, layer.num_groups, None, None, layer.eps), g) for x, g in flat), b, rows)
         out[layer.weight] = (gw.square().sum(1), lambda c: c.to(gw) @ gw)
     if layer.bias is not None:
+        gb = _example_sums(_summed(g.sum(2) for _, g in flat), b, rows)
         out[layer.bias] = (gb.square().sum(1), lambda c: c.to(gb) @ gb)
     return out
 
