@@ -13,7 +13,8 @@ DP and with DP:
   only), both drawn in the step.
 
 Modes are interleaved round-robin so machine load affects them alike; the median of the rounds
-is used. Absolute times are only meaningful on a GPU; the ratios are the claim.
+is used. On CPU the process keeps the memory it frees, as the trainer does
+(``trustgen.runtime.keep_freed_memory``), for every variant alike. Absolute times are only meaningful on a GPU; the ratios are the claim.
 
     python benchmarks/dp_overhead.py [--batch-size 256] [--rounds 5] [--steps 10] [--device cpu]
 """
@@ -35,7 +36,7 @@ from trustgen.models.nets import DataSpec
 from trustgen.pipeline import encode_tensors
 from trustgen.privacy.dp_sgd import PrivateGradients, choose_mode
 from trustgen.privacy.secure_random import SecureRandom, new_key
-from trustgen.runtime import resolve_device
+from trustgen.runtime import keep_freed_memory, resolve_device
 from trustgen.training import TrainConfig
 from trustgen.training.objectives import make_optimizers, train_step
 
@@ -90,6 +91,8 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["breast_cancer", "digits"])
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     for dataset in args.datasets:
         for family in args.families:
             probe = build_model(family, DataSpec.from_encoder(make_encoder(load_data(dataset)[1])))

@@ -36,7 +36,7 @@ from trustgen.privacy.marginal_histogram import marginal_counts, noisy_marginals
 from trustgen.privacy.plan import PrivacyPlan, plan_privacy
 from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
-from trustgen.runtime import broadcast_bytes, dist_info, resolve_device
+from trustgen.runtime import broadcast_bytes, dist_info, keep_freed_memory, resolve_device
 from trustgen.training.checkpoints import LoopState, load_checkpoint, save_checkpoint
 from trustgen.training.config import TrainConfig
 from trustgen.training.objectives import make_optimizers, train_step
@@ -119,6 +119,8 @@ class Trainer:
         if y is not None and len(y) != n:
             raise DataError(f"{n} examples but {len(y)} labels")
         device = resolve_device(c.device)
+        if device.type == "cpu":
+            keep_freed_memory()  # every step frees and reallocates the same blocks
         model = self.model.to(device)
         model.train()
         opts = self._checked_optimizers(model)
