@@ -9,7 +9,11 @@ Two checks per case (every family, tables and images, DDIM and DDPM):
   the samples re-recorded then, ``NAME:trained``).
 
 Tolerance: 1e-5 absolute on encoded samples (values in [-1, 1]), CPU float32; labels exactly.
-The pins were recorded on a CPU, so these checks run on the CPU whatever the test device.
+Image diffusion alone gets 1e-3: its denoising steps amplify the rounding of the CPU's own
+convolution kernels, and on an AVX-512/AMX Xeon (2026-12-03) 2 of its 384 values moved by up to
+1.9e-4 at the unchanged code that met 1e-5 where the pins were made. Another sample seed moves
+them by 1.0 on average (measured). The pins were recorded on a CPU, so these checks run on the CPU
+whatever the test device.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from trustgen.sampling import Sampler
 
 PINS = np.load(HERE / "pins.npz")
 TOL = 1e-5
+TOL_BY_CASE = {"diffusion-image": 1e-3}
 
 
 def check(name: str, batch) -> None:
-    np.testing.assert_allclose(batch.encoded.numpy(), PINS[name], atol=TOL, rtol=0)
+    tol = TOL_BY_CASE.get(name.split(":")[0], TOL)
+    np.testing.assert_allclose(batch.encoded.numpy(), PINS[name], atol=tol, rtol=0)
     if name + ":labels" in PINS:
         np.testing.assert_array_equal(batch.labels, PINS[name + ":labels"])
 
