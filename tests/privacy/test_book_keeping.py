@@ -270,3 +270,18 @@ def test_a_conv_called_on_two_image_sizes():
     assert (norms > C).sum() >= 3
     for a, e in zip(got, expected):
         torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-6)
+
+
+# stride, padding, dilation: "same" (the centre offset reaches every output: the sum starts from
+# it), strided, wider than "same" (no offset reaches every output: it starts from zeros), dilated.
+@pytest.mark.parametrize("stride, padding, dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 1), (1, 2, 2), (2, 0, 1)])
+@pytest.mark.parametrize("rows", [1, 2])
+def test_conv_ghost_norms_match_the_norms_of_per_example_gradients(stride, padding, dilation, rows):
+    torch.manual_seed(3)
+    layer = nn.Conv2d(3, 4, 3, stride=stride, padding=padding, dilation=dilation)
+    b = 5
+    x = torch.randn(b * rows, 3, 7, 7)
+    g = torch.randn_like(layer(x))
+    got = book_keeping._conv_ghost_norms(layer, [(x, g)], b, rows)
+    per = book_keeping._per_example_conv(layer, x, g).reshape(b, rows, -1).sum(1)
+    torch.testing.assert_close(got, per.square().sum(1), rtol=1e-4, atol=1e-5)
