@@ -99,11 +99,12 @@ def test_both_conv_branches_are_taken(monkeypatch):
 
 
 @pytest.mark.parametrize("out_channels", [1, 3, 8, 9])  # depthwise, padded to 8, as they are
+@pytest.mark.parametrize("in_channels", [3, 11])  # as they are, padded to 16
 @pytest.mark.parametrize("stride, padding, dilation", [(1, 1, 1), (2, 1, 1), (1, 2, 2), (2, 0, 2)])
-def test_per_example_conv_gradients_match_a_loop(out_channels, stride, padding, dilation):
+def test_per_example_conv_gradients_match_a_loop(out_channels, in_channels, stride, padding, dilation):
     torch.manual_seed(2)
-    layer = nn.Conv2d(3, out_channels, 3, stride=stride, padding=padding, dilation=dilation)
-    x = torch.randn(4, 3, 9, 9)
+    layer = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=padding, dilation=dilation)
+    x = torch.randn(4, in_channels, 9, 9)
     g = torch.randn_like(layer(x))
     got = book_keeping._per_example_conv(layer, x, g)
     for i in range(len(x)):

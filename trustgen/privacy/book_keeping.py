@@ -228,11 +228,14 @@ def _per_example_conv(layer: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> tor
     """Every row's own weight gradient, ``[N, p, C, kh, kw]``: one convolution-weight gradient
     with the batch folded into groups (faster on CPU than a batched product of unfolded patches).
 
-    On CPU that grouped gradient is fast only for blocks of 8 output channels: with fewer it
-    loops over the examples (measured at 8x8-28x28, 1-64 input channels: 3 output channels took
-    2-4x as long as 8). So one output channel is done as the correlation of each example's input
-    with its own output gradient, a depthwise convolution with the examples as channels (4-8x
-    faster), and 2-7 are padded with zero channels to 8, whose gradients are dropped."""
+    On CPU that grouped gradient is fast only for blocks of 8 channels: with fewer output
+    channels it loops over the examples (measured at 8x8-28x28, 1-64 input channels: 3 output
+    channels took 2-4x as long as 8), and input channels off a multiple of 8 cost 10-50% more
+    (6-33 input channels at 8x8 and 16x16). So one output channel is done as the correlation of
+    each example's input with its own output gradient, a depthwise convolution with the examples
+    as channels (4-8x faster); 2-7 output channels are padded with zero channels to 8, and 6 or
+    more input channels to a multiple of 8 (1-5 are faster as they are); the gradients of the
+    padding are dropped."""
     n, c = x.shape[:2]
     p = g.shape[1]
     kh, kw = layer.kernel_size
@@ -244,10 +247,13 @@ def _per_example_conv(layer: nn.Conv2d, x: torch.Tensor, g: torch.Tensor) -> tor
     q = 8 if p < 8 else p
     if q != p:
         g = F.pad(g, (0, 0, 0, 0, 0, q - p))
-    per = torch.nn.grad.conv2d_weight(x.reshape(1, n * c, *x.shape[2:]), (n * q, c, kh, kw),
+    cq = c if c % 8 == 0 or c < 6 else -(-c // 8) * 8
+    if cq != c:
+        x = F.pad(x, (0, 0, 0, 0, 0, cq - c))
+    per = torch.nn.grad.conv2d_weight(x.reshape(1, n * cq, *x.shape[2:]), (n * q, cq, kh, kw),
                                       g.reshape(1, n * q, *g.shape[2:]), layer.stride, layer.padding,
                                       layer.dilation, groups=n)
-    return per.view(n, q, c, kh, kw)[:, :p]
+    return per.view(n, q, cq, kh, kw)[:, :p, :c]
 
 
 def _conv_ghost_norms(layer: nn.Conv2d, calls, b: int, rows: int) -> torch.Tensor:
