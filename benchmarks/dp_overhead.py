@@ -81,6 +81,18 @@ def time_steps(state, steps: int, device) -> float:
     return (time.perf_counter() - t0) / steps
 
 
+def median_times(states: dict, rounds: int, steps: int, device) -> dict:
+    """Median seconds per step of each variant, after a warm-up, the variants interleaved
+    round-robin so that machine load affects them alike."""
+    for s in states.values():
+        time_steps(s, 2, device)  # warm-up
+    times = {k: [] for k in states}
+    for _ in range(rounds):
+        for k, s in states.items():
+            times[k].append(time_steps(s, steps, device))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -104,13 +116,7 @@ def main(argv=None) -> int:
             states = {k: setup(family, dataset, m, args.batch_size, device,
                                MersenneNoise() if k == "mt_noise" else None,
                                prefetch=k == "trustgen") for k, m in variants.items()}
-            for s in states.values():
-                time_steps(s, 2, device)  # warm-up
-            times = {k: [] for k in variants}
-            for _ in range(args.rounds):
-                for k, s in states.items():
-                    times[k].append(time_steps(s, args.steps, device))
-            med = {k: statistics.median(v) for k, v in times.items()}
+            med = median_times(states, args.rounds, args.steps, device)
             base = med["non_private"]
             row = {"dataset": dataset, "family": family, "device": str(device), "batch_size": args.batch_size,
                    "chosen_mode": chosen, "non_private_ms": round(1000 * base, 2),

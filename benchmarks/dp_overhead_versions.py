@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dp_overhead import setup, time_steps  # noqa: E402
+from dp_overhead import median_times, setup  # noqa: E402
 
 from trustgen.privacy import dp_sgd  # noqa: E402
 from trustgen.runtime import keep_freed_memory, resolve_device  # noqa: E402
@@ -73,13 +72,7 @@ def main(argv=None) -> int:
                         states[rev] = setup(family, dataset, "bookkeeping", args.batch_size, device, prefetch=False)
                     finally:
                         dp_sgd.BookKeeping = own
-                for s in states.values():
-                    time_steps(s, 2, device)  # warm-up
-                times = {k: [] for k in states}
-                for _ in range(args.rounds):
-                    for k, s in states.items():
-                        times[k].append(time_steps(s, args.steps, device))
-                med = {k: statistics.median(v) for k, v in times.items()}
+                med = median_times(states, args.rounds, args.steps, device)
                 base = med["non_private"]
                 print(json.dumps({"dataset": dataset, "family": family, "device": str(device),
                                   "non_private_ms": round(1000 * base, 2),
