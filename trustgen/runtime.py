@@ -44,7 +44,7 @@ def keep_freed_memory() -> bool:
     A training step allocates and frees the same large temporaries every step (a DP step's
     per-example gradients and Gram matrices: megabytes each). glibc serves such blocks with
     ``mmap``, or trims them off the heap when freed, so each step page-faults them in afresh:
-    measured on the 2-core CPU, 8% of a DP step of the diffusion UNet and 3-5% of a non-private
+    measured on the 2-core CPU, 8% of a DP step of the diffusion UNet and 2-4% of a non-private
     step (benchmarks/README.md, "DP overhead"). Raising the mmap and trim thresholds keeps freed
     blocks (up to 32 MB) for the next step. The price: the process holds on to its peak memory.
     Process-wide, done once; the trainer calls it for CPU training. Returns whether it took
