@@ -286,3 +286,32 @@ def test_conv_ghost_norms_match_the_norms_of_per_example_gradients(stride, paddi
     got = book_keeping._conv_ghost_norms(layer, [(x, g)], b, rows)
     per = book_keeping._per_example_conv(layer, x, g).reshape(b, rows, -1).sum(1)
     torch.testing.assert_close(got, per.square().sum(1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+@pytest.mark.parametrize("saved", [True, False])  # autograd's saved statistics, or recomputed
+def test_group_norm_per_example_gradients_match_a_loop(rows, saved):
+    """The weight gradient from rstd * (sum g x - mean * sum g), on inputs whose group means sit
+    far from zero (5 standard deviations: the subtraction must not lose the answer)."""
+    torch.manual_seed(4)
+    layer = nn.GroupNorm(3, 6)
+    nn.init.normal_(layer.weight)
+    b = 4
+    x = (torch.randn(b * rows, 6, 5, 5) + 5.0).requires_grad_()
+    out = layer(x)
+    stats = book_keeping._saved_statistics(layer, out)
+    assert len(stats) == 2 and stats[0].shape == (b * rows, 3), "autograd's GroupNorm statistics were not found"
+    g = torch.randn_like(out)
+    call = (x.detach(), g, *stats) if saved else (x.detach(), g)
+    parts = book_keeping._group_norm(layer, [call, call], b, rows)  # one layer called twice
+    for p in (layer.weight, layer.bias):
+        expected = []
+        for i in range(b):
+            rs = slice(i * rows, (i + 1) * rows)
+            (e,) = torch.autograd.grad((layer(x[rs].detach()) * g[rs]).sum(), [p])
+            expected.append(2 * e)
+        expected = torch.stack(expected)
+        norm2, total = parts[p]
+        torch.testing.assert_close(norm2, expected.square().sum(1), rtol=1e-4, atol=1e-5)
+        coefs = torch.rand(b)
+        torch.testing.assert_close(total(coefs), coefs @ expected, rtol=1e-4, atol=1e-5)

@@ -95,6 +95,7 @@ class _Record:
     x: torch.Tensor
     out: torch.Tensor
     version: int
+    saved: tuple = ()  # what the layer's rule reuses from autograd's own record (GroupNorm: mean, rstd)
 
 
 class BookKeeping:
@@ -119,7 +120,7 @@ class BookKeeping:
 
     def _record(self, layer: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
         if self.enabled and torch.is_grad_enabled() and out.requires_grad:
-            self.records.append(_Record(layer, inputs[0].detach(), out, out._version))
+            self.records.append(_Record(layer, inputs[0].detach(), out, out._version, _saved_statistics(layer, out)))
 
     def clear(self) -> None:
         self.records = []
@@ -145,7 +146,7 @@ class BookKeeping:
             if r.x.shape[0] != b * self.rows:
                 raise ConfigError(f"a {type(r.layer).__name__} ran on a batch of {r.x.shape[0]} rows; this step's "
                                   f"{b} examples of {self.rows} row(s) each make {b * self.rows}")
-            by_layer.setdefault(r.layer, []).append((r.x, g))
+            by_layer.setdefault(r.layer, []).append((r.x, g, *r.saved))
         index = {id(p): j for j, p in enumerate(params)}
         sq = torch.zeros(b, len(params), dtype=torch.float32, device=loss_per_example.device)
         finishers: list[tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = []
@@ -369,18 +370,48 @@ def _joined(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
 
 
+def _saved_statistics(layer: nn.Module, out: torch.Tensor) -> tuple:
+    """A GroupNorm's per-row, per-group mean and 1/std, ``([N, G], [N, G])``, as autograd saved
+    them for its own backward (taken now: the backward frees them), or ``()``."""
+    fn = out.grad_fn
+    if isinstance(layer, nn.GroupNorm) and type(fn).__name__ == "NativeGroupNormBackward0":
+        return fn._saved_result1, fn._saved_result2
+    return ()
+
+
 def _group_norm(layer: nn.GroupNorm, calls, b: int, rows: int) -> dict:
     # Per example and channel: d/dweight = sum over positions of g * xhat, d/dbias = sum of g.
-    flat = [(x.to(gr.dtype).reshape(*gr.shape[:2], -1), gr.reshape(*gr.shape[:2], -1)) for x, gr in calls]
+    # With xhat = (x - mean) * rstd per group, the first is rstd * (sum g x - mean * sum g): the
+    # formula of autograd's own GroupNorm backward, with the statistics it saved, so nothing is
+    # normalised again (2-3x faster than a second group_norm and a product, measured at 8x8).
+    groups = layer.num_groups
+    weights, biases = [], []
+    for x, g, *saved in calls:
+        n, ch = g.shape[:2]
+        g = g.reshape(n, ch, -1)
+        gb = g.sum(2)
+        biases.append(gb)
+        if layer.weight is not None:
+            x = x.to(g.dtype).reshape(n, ch, -1)
+            mean, rstd = saved if saved else _group_statistics(x, groups, layer.eps)
+            gx = torch.bmm(x.reshape(n * ch, 1, -1), g.reshape(n * ch, -1, 1)).view(n, groups, -1)
+            mean, rstd = mean.to(g.dtype).view(n, groups, 1), rstd.to(g.dtype).view(n, groups, 1)
+            weights.append(((gx - mean * gb.view(n, groups, -1)) * rstd).view(n, ch))
     out = {}
     if layer.weight is not None:
-        gw = _example_sums(_summed(
-            torch.linalg.vecdot(F.group_norm(x, layer.num_groups, None, None, layer.eps), g) for x, g in flat), b, rows)
+        gw = _example_sums(_summed(weights), b, rows)
         out[layer.weight] = (gw.square().sum(1), lambda c: c.to(gw) @ gw)
     if layer.bias is not None:
-        gb = _example_sums(_summed(g.sum(2) for _, g in flat), b, rows)
+        gb = _example_sums(_summed(biases), b, rows)
         out[layer.bias] = (gb.square().sum(1), lambda c: c.to(gb) @ gb)
     return out
+
+
+def _group_statistics(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, rstd)`` per row and group of ``x`` ``[N, C, L]``, as GroupNorm computes them
+    (for a forward whose statistics autograd did not save where we could read them)."""
+    var, mean = torch.var_mean(x.reshape(x.shape[0], groups, -1), dim=2, unbiased=False)
+    return mean, (var + eps).rsqrt()
 
 
 _LAYER_RULES = {nn.Linear: _linear, nn.Conv2d: _conv2d, nn.GroupNorm: _group_norm}
