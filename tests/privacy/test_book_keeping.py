@@ -31,9 +31,10 @@ class Net(nn.Module):
         self.c2 = nn.Conv2d(4, 6, 4, stride=2, padding=1, bias=False)  # strided: ghost norm
         self.c3 = nn.Conv2d(6, 6, 3, padding=2, dilation=2)            # dilated
         self.c4 = nn.Conv2d(6, 6, 3, stride=2, padding=1)              # called twice: ghost over both calls
-        self.c5 = nn.Conv2d(6, 6, 1)                                    # called twice: per-example, 6 -> 8 channels
+        self.c5 = nn.Conv2d(6, 6, 3, padding=1)                        # called twice: per-example, 6 -> 8 channels
         self.c6 = nn.Conv2d(6, 1, 3, padding=2, dilation=2)            # one output channel: depthwise
-        self.c7 = nn.Conv2d(6, 8, 1)                                    # 8 output channels: as they are
+        self.c7 = nn.Conv2d(6, 8, 3, padding=1)                        # 8 output channels: as they are
+        self.c8 = nn.Conv2d(6, 6, 1)                                    # 1x1, called twice: the linear rule
         self.seq = nn.Linear(6, 3)                                     # positions as a sequence
         self.twice = nn.Linear(3, 3)
         self.unused = nn.Linear(3, 1)
@@ -43,6 +44,7 @@ class Net(nn.Module):
         h = torch.tanh(self.c3(torch.tanh(self.c2(h))))               # [N, 6, 4, 4]
         h = h + torch.tanh(self.c5(h)) * self.c5(torch.sin(h))
         h = h + torch.tanh(self.c6(h)) + self.c7(h)[:, 2:]
+        h = h + torch.tanh(self.c8(h)) * self.c8(torch.cos(h))
         h = h + nn.functional.interpolate(self.c4(h) * self.c4(torch.cos(h)), scale_factor=2)
         s = self.seq(h.flatten(2).transpose(1, 2))                    # [N, 16, 3]
         s = self.twice(torch.tanh(self.twice(s)))
@@ -88,14 +90,17 @@ def test_every_layer_rule_matches_the_slow_loop(rows, keep_limit, monkeypatch):
 
 
 def test_both_conv_branches_are_taken(monkeypatch):
-    """The oracle above covers the ghost norm and the per-example gradients only if both run."""
-    seen = []
-    real = book_keeping._conv_ghost_norms
+    """The oracle above covers the ghost norm, the per-example gradients and the 1x1 convolution
+    as a linear layer only if all of them run."""
+    seen, linear = [], []
+    real, real_linear = book_keeping._conv_ghost_norms, book_keeping._linear
     monkeypatch.setattr(book_keeping, "_conv_ghost_norms", lambda *a: seen.append(a[0]) or real(*a))
+    monkeypatch.setattr(book_keeping, "_linear", lambda *a: linear.append(a[0]) or real_linear(*a))
     torch.manual_seed(0)
     net = Net()
     run_bookkeeping(net, torch.randn(B, 2, 8, 8))
-    assert net.c2 in seen and net.c4 in seen and not {net.c1, net.c5, net.c6, net.c7} & set(seen)
+    assert net.c2 in seen and net.c4 in seen and not {net.c1, net.c5, net.c6, net.c7, net.c8} & set(seen)
+    assert net.c8 in linear and not {net.c1, net.c2, net.c5, net.c7} & set(linear)
 
 
 @pytest.mark.parametrize("out_channels", [1, 3, 8, 9])  # depthwise, padded to 8, as they are
@@ -315,3 +320,30 @@ def test_group_norm_per_example_gradients_match_a_loop(rows, saved):
         torch.testing.assert_close(norm2, expected.square().sum(1), rtol=1e-4, atol=1e-5)
         coefs = torch.rand(b)
         torch.testing.assert_close(total(coefs), coefs @ expected, rtol=1e-4, atol=1e-5)
+
+
+# kernel, stride, padding, dilation on a 7x9 image, each axis its own: the offsets are summed
+# along both axes at once, along the width first, or along the height first (which one: the
+# first shape _offset_sums is asked for).
+@pytest.mark.parametrize("kernel, stride, padding, dilation, order", [
+    ((3, 3), (2, 2), (0, 0), (1, 1), "both"),
+    ((3, 2), (1, 2), (1, 0), (2, 1), "both"),
+    ((3, 3), (1, 2), (0, 0), (1, 1), "width first"),
+    ((3, 3), (2, 1), (0, 0), (1, 1), "height first"),
+    ((2, 3), (2, 1), (0, 2), (1, 2), "height first"),  # wider than "same": no offset reaches every output
+])
+@pytest.mark.parametrize("rows", [1, 2])
+def test_conv_ghost_norms_with_each_axis_its_own_shape(kernel, stride, padding, dilation, order, rows, monkeypatch):
+    torch.manual_seed(5)
+    layer = nn.Conv2d(3, 4, kernel, stride=stride, padding=padding, dilation=dilation)
+    b = 5
+    x = torch.randn(b * rows, 3, 7, 9)
+    g = torch.randn_like(layer(x))
+    shapes = []
+    real = book_keeping._offset_sums
+    monkeypatch.setattr(book_keeping, "_offset_sums", lambda a, parts, shape: shapes.append(shape) or real(a, parts, shape))
+    got = book_keeping._conv_ghost_norms(layer, [(x, g)], b, rows)
+    per = book_keeping._per_example_conv(layer, x, g).reshape(b, rows, -1).sum(1)
+    torch.testing.assert_close(got, per.square().sum(1), rtol=1e-4, atol=1e-5)
+    oh, ow = g.shape[2:]
+    assert shapes[0][1:3] == {"both": (oh, ow), "width first": (7, ow), "height first": (oh, 9)}[order]
