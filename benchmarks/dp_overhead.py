@@ -5,7 +5,8 @@ For each family on tabular data (breast_cancer's 30 numbers + label) and image d
 DP and with DP:
 
 * ``ratio_trustgen``: the clipping mode trustgen chooses (book-keeping), with the next step's
-  noise drawn ahead on a second thread (the default);
+  noise drawn ahead on a second thread where torch's threads leave a core free (the default:
+  ``trustgen.runtime.spare_core``; so on 2 cores only under ``OMP_NUM_THREADS=1``);
 * ``ratio_trustgen_one_thread``: the same with the noise drawn in the step (what one core costs);
 * ``ratio_opacus_ghost`` (one row per example only) and ``ratio_opacus_hooks``: plain Opacus;
 * ``ratio_secure_vs_mt_noise``: the chosen step with trustgen's secure noise (ChaCha20) against
@@ -52,7 +53,7 @@ class MersenneNoise(SecureRandom):
         return torch.randn(shape, generator=self.gen)
 
 
-def setup(family: str, dataset: str, mode: str | None, batch: int, device, noise=None, prefetch: bool = True):
+def setup(family: str, dataset: str, mode: str | None, batch: int, device, noise=None, prefetch: bool | None = None):
     data, schema = load_data(dataset)
     x, y = encode_tensors(data, schema)
     torch.manual_seed(0)
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
                 variants["opacus_ghost"] = "ghost"
             states = {k: setup(family, dataset, m, args.batch_size, device,
                                MersenneNoise() if k == "mt_noise" else None,
-                               prefetch=k == "trustgen") for k, m in variants.items()}
+                               prefetch=None if k == "trustgen" else False) for k, m in variants.items()}
             med = median_times(states, args.rounds, args.steps, device)
             base = med["non_private"]
             row = {"dataset": dataset, "family": family, "device": str(device), "batch_size": args.batch_size,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 import torch
@@ -61,6 +62,14 @@ def keep_freed_memory() -> bool:
             _freed_memory_kept = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and \
                 bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
     return _freed_memory_kept
+
+
+def spare_core() -> bool:
+    """Whether torch's intra-op threads leave this process a CPU core of its own to spare (for a
+    helper thread, e.g. the DP noise drawn ahead). Where they take every core, a helper thread
+    preempts one of them in the middle of each parallel operation and the others wait for it."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return torch.get_num_threads() < cores
 
 
 def dist_info() -> tuple[int, int]:

@@ -47,7 +47,7 @@ from torch import nn
 from trustgen.errors import ConfigError
 from trustgen.privacy.book_keeping import BookKeeping, unsupported_layers
 from trustgen.privacy.secure_random import SecureRandom
-from trustgen.runtime import dist_info
+from trustgen.runtime import dist_info, spare_core
 from trustgen.models.base import GenerativeModel
 
 ClippingMode = Literal["bookkeeping", "ghost", "hooks"]
@@ -120,11 +120,17 @@ class PrivateGradients:
             still has norm at most ``C``: the same sensitivity, the same noise, the same
             accounting. It keeps a small part (a classifier beside a generator) from being
             drowned by a large one whose gradients would otherwise take the whole norm.
+        prefetch_noise: draw the next step's noise on a thread of its own while this step's
+            clipping and the next forward run. ``None`` (the default): on a GPU, and on a CPU
+            where torch's threads leave a core free (:func:`trustgen.runtime.spare_core`). Not
+            where they take every core: with 2 threads on 2 cores the image VAE's DP step took
+            122 ms with the noise thread and 77 ms without (1.77x against 1.53x its non-private
+            step, measured), because the thread preempts one of torch's threads mid-operation.
     """
 
     def __init__(self, module: nn.Module, *, max_grad_norm: float, noise_multiplier: float,
                  expected_batch_size: float, mode: ClippingMode, rows_per_example: int = 1,
-                 noise: SecureRandom, step: int = 0, clip_groups=None, prefetch_noise: bool = True) -> None:
+                 noise: SecureRandom, step: int = 0, clip_groups=None, prefetch_noise: bool | None = None) -> None:
         from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 
         from trustgen.privacy import bayes_grad_sampler  # noqa: F401 - registers the Bayesian layers' sampler
@@ -144,6 +150,9 @@ class PrivateGradients:
             raise ConfigError("DP noise must come from a trustgen.privacy.secure_random.SecureRandom")
         self.noise = noise
         self.step = int(step)
+        if prefetch_noise is None:
+            on_cpu = all(p.device.type == "cpu" for p in module.parameters())
+            prefetch_noise = not on_cpu or spare_core()
         self.prefetch_noise = bool(prefetch_noise)
         self._pending = None  # (source, step, future) of the next step's noise, drawn ahead
         self._pool = None
