@@ -57,9 +57,9 @@ def choose_mode(model: GenerativeModel | nn.Module) -> ClippingMode:
     """The fastest correct clipping mode for ``model`` (what ``clipping="auto"`` means).
 
     Book-keeping (:mod:`trustgen.privacy.book_keeping`: one backward, no second pass, no
-    non-private weight gradients) costs 1.2-1.3x a non-private step on the table models and
-    1.25-1.55x on the conv image models, where Opacus ghost clipping costs 1.5-2.3x (tables) and
-    6-8x (images) and hooks 6-70x (benchmarks/dp_overhead.py, CPU). So:
+    non-private weight gradients) costs 1.2-1.75x a non-private step on the table models (most
+    of it the secure noise) and 1.25-1.57x on the conv image models, where Opacus ghost clipping
+    costs 1.5-3x (tables) and 4-8x (images) and hooks 5-120x (benchmarks/dp_overhead.py, CPU). So:
 
     * a trustgen model: book-keeping whenever every layer with parameters is one it supports
       (Linear, Conv2d, GroupNorm), which covers every family on tables and images, several rows
