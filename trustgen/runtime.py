@@ -67,7 +67,9 @@ def keep_freed_memory() -> bool:
 def spare_core() -> bool:
     """Whether torch's intra-op threads leave this process a CPU core of its own to spare (for a
     helper thread, e.g. the DP noise drawn ahead). Where they take every core, a helper thread
-    preempts one of them in the middle of each parallel operation and the others wait for it."""
+    preempts one of them in the middle of each parallel operation and the others wait for it.
+    Counts the cores this process may run on (its affinity), not a container's CPU quota: under
+    ``docker --cpus=2`` on a larger host it answers True; set ``prefetch_noise=False`` there."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return torch.get_num_threads() < cores
 
