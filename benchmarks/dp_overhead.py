@@ -79,7 +79,12 @@ def time_steps(state, steps: int, device) -> float:
         train_step(model, opts, xb, yb, gen, None, batch, dp)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
+    elapsed = time.perf_counter() - t0
+    if dp is not None and dp._pending is not None:
+        # The next step's noise, drawn ahead: in training it overlaps the next step (timed here);
+        # left running it would overlap the next variant's steps instead and slow them.
+        dp._pending[2].result()
+    return elapsed / steps
 
 
 def median_times(states: dict, rounds: int, steps: int, device) -> dict:
