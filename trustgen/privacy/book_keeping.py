@@ -148,14 +148,17 @@ class BookKeeping:
                                   f"{b} examples of {self.rows} row(s) each make {b * self.rows}")
             by_layer.setdefault(r.layer, []).append((r.x, g, *r.saved))
         index = {id(p): j for j, p in enumerate(params)}
-        sq = torch.zeros(b, len(params), dtype=torch.float32, device=loss_per_example.device)
+        columns: list[torch.Tensor | None] = [None] * len(params)  # each parameter's squared norms
         finishers: list[tuple[int, Callable[[torch.Tensor], torch.Tensor]]] = []
         for layer, calls in by_layer.items():
             parts = _LAYER_RULES[type(layer)](layer, calls, b, self.rows)
             for p, (norm2, total) in parts.items():
-                if p.requires_grad:
-                    sq[:, index[id(p)]] += norm2.float()
+                if p.requires_grad:  # one layer per parameter (tied weights are refused)
+                    columns[index[id(p)]] = norm2.float()
                     finishers.append((index[id(p)], total))
+        # One stack, not one indexed add per parameter (each a separate small operation).
+        zeros = torch.zeros(b, dtype=torch.float32, device=loss_per_example.device)
+        sq = torch.stack([zeros if col is None else col for col in columns], 1) if columns else zeros[:, None][:, :0]
 
         def summer(coefs: list[torch.Tensor]) -> None:
             sums: dict[int, torch.Tensor] = {}
