@@ -158,7 +158,8 @@ class BookKeeping:
                     finishers.append((index[id(p)], total))
         # One stack, not one indexed add per parameter (each a separate small operation).
         zeros = torch.zeros(b, dtype=torch.float32, device=loss_per_example.device)
-        sq = torch.stack([zeros if col is None else col for col in columns], 1) if columns else zeros[:, None][:, :0]
+        sq = (torch.stack([zeros if col is None else col for col in columns], 1) if columns
+              else torch.zeros(b, 0, device=zeros.device))
 
         def summer(coefs: list[torch.Tensor]) -> None:
             sums: dict[int, torch.Tensor] = {}
