@@ -99,6 +99,13 @@ def median_times(states: dict, rounds: int, steps: int, device) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def close_all(states: dict) -> None:
+    """Remove every variant's clipping hooks and stop its noise thread."""
+    for _, dp, *_ in states.values():
+        if dp is not None:
+            dp.close()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -133,9 +140,7 @@ def main(argv=None) -> int:
                    "ratio_secure_vs_mt_noise": round(med["trustgen_one_thread"] / med["mt_noise"], 3),
                    "noise_params": sum(p.numel() for p in states["mt_noise"][1].params)}
             print(json.dumps(row), flush=True)
-            for s in states.values():
-                if s[1] is not None:
-                    s[1].close()
+            close_all(states)
     return 0
 
 

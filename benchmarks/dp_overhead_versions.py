@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dp_overhead import median_times, setup  # noqa: E402
+from dp_overhead import close_all, median_times, setup  # noqa: E402
 
 from trustgen.privacy import dp_sgd  # noqa: E402
 from trustgen.runtime import keep_freed_memory, resolve_device  # noqa: E402
@@ -77,9 +77,7 @@ def main(argv=None) -> int:
                 print(json.dumps({"dataset": dataset, "family": family, "device": str(device),
                                   "non_private_ms": round(1000 * base, 2),
                                   **{f"ratio_{rev}": round(med[rev] / base, 3) for rev in modules}}), flush=True)
-                for s in states.values():
-                    if s[1] is not None:
-                        s[1].close()
+                close_all(states)
     return 0
 
 
