@@ -7,7 +7,7 @@ standard deviations) beside the real ones: their mean size, and their correlatio
 real differences (1: the relation learned as it is; 0: none; -1: backwards).
 
     python benchmarks/dp_label_dependence.py --family diffusion --epsilon 1 --runs 3 [--guidance 3] \
-        [--option noise_multiplicity=8]
+        [--option noise_multiplicity=8] [--steps 800] [--lr 3e-3]
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (diffusion)")
     ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: the family's)")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="a model option, e.g. noise_multiplicity=8 (repeatable; numbers are read as numbers)")
     args = ap.parse_args(argv)
@@ -53,14 +54,14 @@ def main(argv=None) -> int:
     options = {k: json.loads(v) if v.replace(".", "", 1).isdigit() else v
                for k, v in (o.split("=", 1) for o in args.option)}
     for r in range(args.runs):
-        run = train(tr, args.family, TrainConfig(steps=args.steps, batch_size=128, seed=0, progress=False),
+        run = train(tr, args.family, TrainConfig(steps=args.steps, batch_size=128, seed=0, lr=args.lr, progress=False),
                     schema=schema, privacy=PrivacyConfig(epsilon=args.epsilon), model_options=options)
         s = Sampler(run, config=config, marginal_fit=False).sample(2000, labels=np.arange(2000) % 2, seed=r).data
         gap = class_gap(s, label, pos, feats, scale)
         auc = tstr(s[feats], (s[label] == pos).to_numpy(), te[feats], (te[label] == pos).to_numpy(),
                    models={"lr": logreg()})["lr"]["roc_auc"]
         print(json.dumps({"family": args.family, "epsilon": args.epsilon, "run": r, "guidance": args.guidance,
-                          "options": options,
+                          "options": options, "steps": args.steps, "lr": args.lr,
                           "tstr_auc": round(auc, 3), "gap_size_synth": round(float(np.abs(gap).mean()), 3),
                           "gap_size_real": round(float(np.abs(real).mean()), 3),
                           "gap_correlation": round(float(np.corrcoef(real, gap)[0, 1]), 3)}), flush=True)
