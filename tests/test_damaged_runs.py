@@ -68,6 +68,15 @@ def plain_zip(p: Path) -> None:
         z.writestr("weights.txt", "0.1 0.2")
 
 
+def bad_name(p: Path) -> None:
+    """A zip whose directory claims UTF-8 names but holds a byte that is not (found by the fuzzer:
+    zipfile raises UnicodeDecodeError, not BadZipFile)."""
+    p.unlink()
+    with zipfile.ZipFile(p, "w") as z:
+        z.writestr("archive/d\u00e4ta.pkl", b"x")
+    p.write_bytes(p.read_bytes().replace("\u00e4".encode(), b"\xe1("))
+
+
 def with_code(p: Path) -> None:
     torch.save({"encoder.0.weight": NeverRun()}, p)
 
@@ -81,6 +90,7 @@ DAMAGE = {
     random_bytes: "is not a torch file written by trustgen",
     empty: "is empty (0 bytes)",
     plain_zip: "is a zip archive but not a torch file",
+    bad_name: "is damaged (a zip archive whose directory cannot be read)",
     with_code: "refers to Python objects or code (builtins.print) that trustgen never loads",
     plain_pickle: "is not a torch file written by trustgen",
 }

@@ -378,7 +378,7 @@ def _torch_file_problem(p: Path) -> str:
     try:
         with zipfile.ZipFile(p) as z:
             torch_zip = any(n.endswith("/data.pkl") for n in z.namelist())
-    except (OSError, zipfile.BadZipFile):
+    except (OSError, zipfile.BadZipFile, UnicodeDecodeError):  # a damaged name in the directory: not UTF-8
         return "is damaged (a zip archive whose directory cannot be read)"
     if not torch_zip:
         return "is a zip archive but not a torch file"

@@ -124,6 +124,7 @@ def test_to_json_missing_directory(tmp_path):
         (lambda d: d.update(version=2), "version"),
         (lambda d: d.update(epsilon="lots"), "epsilon"),
         (lambda d: d.update(epsilon=None), "epsilon"),
+        (lambda d: d.update(epsilon=10 ** 400), "epsilon must be a number"),  # beyond a float (the fuzzer's)
         (lambda d: d.update(steps=1.5), "steps"),
         (lambda d: d.update(delta=0.0), "delta"),
         (lambda d: d.update(sampling_scheme="random"), "sampling_scheme"),

@@ -68,6 +68,20 @@ _LATER_FIELDS = ("label_budget", "label_epsilon", "label_noise_multiplier", "mar
                  "marginal_noise_multiplier", "marginal_pairs")
 
 
+def _as_float(value) -> float:
+    """``value`` as a float, NaN where it has none (an integer beyond the float range)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.nan
+
+
+def _short(value) -> str:
+    """``repr(value)`` cut to 40 characters: a damaged file's number can have thousands of digits."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 @dataclass(kw_only=True)
 class PrivacyReport:
     """The (epsilon, delta) guarantee of one training run, with its settings and caveats.
@@ -303,8 +317,8 @@ class PrivacyReport:
             value = getattr(self, name)
             if value is None and name in _OPTIONAL_FIELDS:
                 continue
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-                raise PrivacyError(f"PrivacyReport.{name} must be a number, got {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(_as_float(value)):
+                raise PrivacyError(f"PrivacyReport.{name} must be a number, got {_short(value)}.")
             setattr(self, name, float(value))  # normalise numpy / int to a Python float
         if isinstance(self.steps, bool) or not isinstance(self.steps, numbers.Integral) or self.steps < 0:
             raise PrivacyError(f"PrivacyReport.steps must be an integer >= 0, got {self.steps!r}.")
