@@ -25,8 +25,9 @@ LABEL_BUDGET_HELP = ("share of epsilon in [0, 1) for DP label frequencies (a Gau
                      "DP-SGD; default 0.2 on labelled data; 0: uniform labels)")
 MARGINAL_BUDGET_HELP = ("share of epsilon in [0, 1) for the DP 1-way marginals of the feature columns (and, on "
                         "narrow tables with enough records, every pair of columns' 2-way table), which "
-                        "sampling corrects the samples towards (composed with DP-SGD; default 0.25 on tables; 0: none; "
-                        "nothing is spent where the noise would correct no column)")
+                        "sampling corrects the samples towards (composed with DP-SGD; default: 0.25, or up to 0.5 "
+                        "where a small table needs more; 0: none; nothing is spent where the noise would correct no "
+                        "column)")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -121,14 +122,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _privacy_config(args: argparse.Namespace):
     """The PrivacyConfig of the DP flags (None without --epsilon), validated before any work."""
-    from trustgen.privacy.config import DEFAULT_LABEL_BUDGET, DEFAULT_MARGINAL_BUDGET, PrivacyConfig
+    from trustgen.privacy.config import DEFAULT_LABEL_BUDGET, PrivacyConfig
 
     if args.epsilon is None:
         return None
     label_budget = DEFAULT_LABEL_BUDGET if args.label_budget is None else args.label_budget
-    marginal_budget = DEFAULT_MARGINAL_BUDGET if args.marginal_budget is None else args.marginal_budget
     privacy = PrivacyConfig(args.epsilon, args.delta, args.max_grad_norm, args.accountant, args.clipping,
-                            label_budget=label_budget, marginal_budget=marginal_budget)
+                            label_budget=label_budget, marginal_budget=args.marginal_budget)
     privacy.validate()
     return privacy
 

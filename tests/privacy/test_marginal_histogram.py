@@ -15,8 +15,8 @@ from trustgen.data.encoders import make_encoder
 from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
 from trustgen.errors import PrivacyError, RunError
 from trustgen.pipeline import train
-from trustgen.privacy.accounting import epsilon_of_history
-from trustgen.privacy.config import DEFAULT_LABEL_BUDGET, PrivacyConfig
+from trustgen.privacy.accounting import calibrate_noise, default_delta, epsilon_of_history
+from trustgen.privacy.config import AUTO_MARGINAL_BUDGETS, DEFAULT_LABEL_BUDGET, DEFAULT_MARGINAL_BUDGET, PrivacyConfig
 from trustgen.privacy.marginal_histogram import (
     BINS, NOISE_LIMIT, PAIR_COLUMNS, PAIR_WEIGHT, expected_noise_tv, marginal_counts, marginal_layout, noise_stds,
     noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing,
@@ -108,24 +108,58 @@ def test_a_dp_run_composes_labels_marginals_and_steps_into_one_epsilon(tmp_path)
 
 
 def test_a_release_too_noisy_to_correct_anything_gives_its_share_back_to_training():
-    """300 records, 4 columns, 0.4 of epsilon: the expected noise (about 0.08 of a 3-bin column)
+    """40 records, 4 columns, 0.2 of epsilon 2: the expected noise (about 0.6 of a 3-bin column)
     exceeds NOISE_LIMIT everywhere, so nothing is released and DP-SGD gets the whole budget."""
     from tests.privacy.test_plan import StubModel
 
     from trustgen.privacy.plan import plan_privacy
 
     bins = tuple(c.bins for c in marginal_layout(SCHEMA))
-    asked = plan_privacy(PrivacyConfig(2.0, marginal_budget=0.2, accountant="rdp"), n=300, batch_size=30,
+    asked = plan_privacy(PrivacyConfig(2.0, marginal_budget=0.2, accountant="rdp"), n=40, batch_size=10,
                          steps=50, model=StubModel(), marginal_bins=bins)
-    plain = plan_privacy(PrivacyConfig(2.0, accountant="rdp"), n=300, batch_size=30, steps=50, model=StubModel())
+    plain = plan_privacy(PrivacyConfig(2.0, marginal_budget=0.0, accountant="rdp"), n=40, batch_size=10, steps=50,
+                         model=StubModel())
+    assert expected_noise_tv(3, calibrate_noise(0.4, default_delta(40), 1.0, 1, "rdp") * 2, 40) > NOISE_LIMIT
     assert asked.marginal_noise_multiplier is None and asked.noise_multiplier == plain.noise_multiplier
     many = plan_privacy(PrivacyConfig(2.0, marginal_budget=0.2, accountant="rdp"), n=30_000, batch_size=300,
                         steps=50, model=StubModel(), marginal_bins=bins)
-    plain_many = plan_privacy(PrivacyConfig(2.0, accountant="rdp"), n=30_000, batch_size=300, steps=50,
-                              model=StubModel())
+    plain_many = plan_privacy(PrivacyConfig(2.0, marginal_budget=0.0, accountant="rdp"), n=30_000, batch_size=300,
+                              steps=50, model=StubModel())
     # released: training's noise grows, as the composition keeps the total at 2
     assert many.marginal_noise_multiplier is not None and many.noise_multiplier > plain_many.noise_multiplier
     assert expected_noise_tv(3, many.marginal_noise_multiplier * 2, 30_000) <= NOISE_LIMIT
+
+
+def test_the_plan_chooses_a_larger_share_only_where_a_small_table_needs_it():
+    """marginal_budget=None: the default share on a large table; on a small one the first larger
+    share whose release is worth making (never beyond the last, nor where the label's share leaves
+    too little for training); on a tiny one none. A share the user states is never raised."""
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.marginal_histogram import worth_releasing
+    from trustgen.privacy.plan import plan_privacy
+
+    bins = (10,) * 30
+
+    def plan(n, **kw):
+        return plan_privacy(PrivacyConfig(1.0, **kw), n=n, batch_size=min(128, n), steps=50, model=StubModel(),
+                            marginal_bins=bins, n_classes=2)
+
+    assert plan(30_000).marginal_budget == DEFAULT_MARGINAL_BUDGET
+    small = plan(398)  # breast_cancer's training rows and columns
+    assert DEFAULT_MARGINAL_BUDGET < small.marginal_budget <= AUTO_MARGINAL_BUDGETS[-1]
+    assert worth_releasing(list(bins), small.marginal_noise_multiplier, 398)
+    below = [b for b in AUTO_MARGINAL_BUDGETS if b < small.marginal_budget]
+    assert below and not any(worth_releasing(list(bins), calibrate_noise(b, default_delta(398), 1.0, 1, "prv"), 398)
+                             for b in below)
+    assert small.marginal_noise_multiplier == calibrate_noise(small.marginal_budget, default_delta(398), 1.0, 1, "prv")
+    stated = plan(398, marginal_budget=DEFAULT_MARGINAL_BUDGET)
+    assert stated.marginal_noise_multiplier is None and stated.marginal_budget == 0.0  # given back, not raised
+    assert stated.noise_multiplier < small.noise_multiplier  # training keeps what no release spends
+    tiny = plan(60)
+    assert tiny.marginal_noise_multiplier is None and tiny.marginal_budget == 0.0
+    # with most of epsilon on the label, the plan takes no share that would leave training little
+    assert plan(398, label_budget=0.6).marginal_noise_multiplier is None
 
 
 def test_without_a_marginal_budget_nothing_is_released_under_dp():

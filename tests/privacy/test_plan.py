@@ -57,7 +57,8 @@ def test_plan_is_what_the_trainer_computed():
     q, d = 50 / 2_000, default_delta(2_000)
     assert plan.to_dict() == {"sample_rate": q, "delta": d, "noise_multiplier": calibrate_noise(3.0, d, q, 400, "rdp"),
                               "steps": 400, "mode": "bookkeeping", "label_noise_multiplier": None,
-                              "marginal_noise_multiplier": None, "marginal_pairs": 0}  # no labels, no marginals: no histogram
+                              "marginal_noise_multiplier": None, "marginal_pairs": 0,
+                              "marginal_budget": 0.0}  # no labels, no marginals: no histogram
     assert 0.995 * 3.0 <= epsilon_for(plan.noise_multiplier, q, 400, d, "rdp") <= 3.0
 
 
@@ -144,8 +145,8 @@ def test_plan_round_trips_through_a_weights_only_checkpoint():
     plan = PrivacyPlan(np.float64(0.01), np.float64(1e-5), np.float64(1.3), np.int64(200), "hooks")
     d = plan.to_dict()
     assert list(d) == ["sample_rate", "delta", "noise_multiplier", "steps", "mode", "label_noise_multiplier",
-                       "marginal_noise_multiplier", "marginal_pairs"]
-    assert [type(v) for v in d.values()] == [float, float, float, int, str, type(None), type(None), int]
+                       "marginal_noise_multiplier", "marginal_pairs", "marginal_budget"]
+    assert [type(v) for v in d.values()] == [float, float, float, int, str, type(None), type(None), int, float]
     buf = io.BytesIO()
     torch.save({"plan": d}, buf)
     buf.seek(0)

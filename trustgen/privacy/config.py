@@ -35,9 +35,16 @@ DEFAULT_LABEL_BUDGET: float = 0.2
 #: Default share of epsilon for the 1-way marginals of the feature columns. Measured at epsilon 1
 #: on a 10,000-row table with banded, skewed and rare values (benchmarks/fidelity.py, "rare"): at
 #: 0.25 the corrected DP-VAE's mean 2-way distance on a holdout was 0.063-0.067 (0.091 at 0.1,
-#: 0.147 uncorrected; AIM 0.067) with TSTR no lower. On a table too small for it (breast_cancer:
-#: 398 records, 30 columns) the plan releases nothing and training keeps the share.
+#: 0.147 uncorrected; AIM 0.067) with TSTR no lower.
 DEFAULT_MARGINAL_BUDGET: float = 0.25
+#: With ``marginal_budget=None`` (the default) the plan takes the first of these shares whose
+#: release is worth making (:func:`~trustgen.privacy.marginal_histogram.worth_releasing`): the
+#: default where the table has records enough for it, more on a small table, none beyond the last.
+#: Measured on breast_cancer at epsilon 1 (398 records, 30 columns; DP-VAE, split seeds 0-2, 2-way
+#: distance on a holdout): 0.449 at 0.25 (no better than releasing nothing, 0.453, and TSTR lower),
+#: 0.345 at 0.4, 0.309 at 0.5, 0.293 at 0.6 with TSTR 0.03-0.07 lower (benchmarks/README.md,
+#: "Small tables").
+AUTO_MARGINAL_BUDGETS: tuple[float, ...] = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
 
 
 @dataclass
@@ -63,8 +70,10 @@ class PrivacyConfig:
             columns (one Gaussian histogram of every column's bins, and where the table is narrow
             and the noise small enough every pair of columns' cells,
             :mod:`trustgen.privacy.marginal_histogram`), composed the same way; sampling then
-            corrects the samples towards them. 0 releases none. Unused for images, and when the
-            noise would leave no column worth correcting (the plan then gives the share back).
+            corrects the samples towards them. 0 releases none. None (default): the first of
+            :data:`AUTO_MARGINAL_BUDGETS` whose noise leaves a column worth correcting. Unused for
+            images, and when the noise would leave no column worth correcting (the plan then gives
+            the share back).
     """
 
     epsilon: float
@@ -74,7 +83,7 @@ class PrivacyConfig:
     clipping: ClippingChoice = "auto"
     secret_seed: int | None = None
     label_budget: float = DEFAULT_LABEL_BUDGET
-    marginal_budget: float = DEFAULT_MARGINAL_BUDGET
+    marginal_budget: float | None = None
 
     def validate(self) -> None:
         """Raise :class:`PrivacyError` (or :class:`ConfigError` for the clipping mode) on a bad setting."""
@@ -89,11 +98,13 @@ class PrivacyConfig:
             raise PrivacyError(f"label_budget must be a share of epsilon in [0, 1) (e.g. 0.2; 0: uniform labels), "
                                f"got {b!r}")
         m = self.marginal_budget
-        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not (math.isfinite(m) and 0 <= m < 1):
-            raise PrivacyError(f"marginal_budget must be a share of epsilon in [0, 1) (e.g. 0.1; 0: no marginals), "
-                               f"got {m!r}")
+        if m is not None and (isinstance(m, bool) or not isinstance(m, numbers.Real)
+                              or not (math.isfinite(m) and 0 <= m < 1)):
+            raise PrivacyError(f"marginal_budget must be a share of epsilon in [0, 1) (e.g. 0.1; 0: no marginals; "
+                               f"None: chosen by the plan), got {m!r}")
         if self.clipping not in CLIPPING_CHOICES:
             raise ConfigError(f"unknown clipping mode {self.clipping!r} (known: auto, bookkeeping, ghost, hooks)")
 
 
-__all__ = ["CLIPPING_CHOICES", "ClippingChoice", "DEFAULT_LABEL_BUDGET", "DEFAULT_MARGINAL_BUDGET", "PrivacyConfig"]
+__all__ = ["AUTO_MARGINAL_BUDGETS", "CLIPPING_CHOICES", "ClippingChoice", "DEFAULT_LABEL_BUDGET", "DEFAULT_MARGINAL_BUDGET",
+           "PrivacyConfig"]

@@ -40,12 +40,15 @@ from trustgen.privacy.accounting import (
     check_sample_rate,
     default_delta,
 )
-from trustgen.privacy.config import PrivacyConfig
+from trustgen.privacy.config import AUTO_MARGINAL_BUDGETS, PrivacyConfig
 from trustgen.privacy.book_keeping import unsupported_layers
 from trustgen.privacy.dp_sgd import ClippingMode, choose_mode
 from trustgen.privacy.marginal_histogram import pairs_worth_releasing, worth_releasing
 
 CLIPPING_MODES: tuple[str, ...] = ("bookkeeping", "ghost", "hooks")
+#: A share chosen by the plan (``marginal_budget=None``) leaves DP-SGD at least this much of
+#: epsilon beside the label histogram's share (the shares' epsilons alone, as they are stated).
+AUTO_TRAINING_LEFT = 0.25
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class PrivacyPlan:
             when none is released.
         marginal_pairs: the number of pair tables counted in that release beside the 1-way
             marginals (0: none; the noise is then ``sigma * sqrt(d + PAIR_WEIGHT^2 P)``).
+        marginal_budget: the share of epsilon that release spends alone (the user's, or the one
+            the plan chose); 0 when none is released.
     """
 
     sample_rate: float
@@ -77,6 +82,7 @@ class PrivacyPlan:
     label_noise_multiplier: float | None = None
     marginal_noise_multiplier: float | None = None
     marginal_pairs: int = 0
+    marginal_budget: float = 0.0
 
     def __post_init__(self) -> None:
         # Normalise to plain Python (a checkpoint loaded with weights_only refuses numpy scalars).
@@ -98,6 +104,13 @@ class PrivacyPlan:
             raise PrivacyError(f"PrivacyPlan.marginal_pairs must be an integer >= 0 (0 without a marginal "
                                f"histogram), got {self.marginal_pairs!r}.")
         object.__setattr__(self, "marginal_pairs", int(self.marginal_pairs))
+        m = self.marginal_budget
+        # (0 with a histogram: a plan written before the share was stored)
+        if isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0 <= m < 1 \
+                or (m > 0 and self.marginal_noise_multiplier is None):
+            raise PrivacyError(f"PrivacyPlan.marginal_budget must be a share in [0, 1), 0 without a marginal "
+                               f"histogram, got {m!r}")
+        object.__setattr__(self, "marginal_budget", float(m))
 
     @property
     def label_segment(self) -> Segment | None:
@@ -133,8 +146,11 @@ class PrivacyPlan:
         # A checkpoint written before the label histogram existed had no label noise.
         # ... and one written before the marginal histogram, no marginal noise; before pair
         # tables, none.
+        # ... and one written before the plan chose the marginal share, none (a plan with a
+        # marginal histogram then no longer equals today's: such a run is trained again).
         missing = [k for k in names if k not in data and k not in ("label_noise_multiplier",
-                                                                    "marginal_noise_multiplier", "marginal_pairs")]
+                                                                    "marginal_noise_multiplier", "marginal_pairs",
+                                                                    "marginal_budget")]
         unknown = sorted(set(data) - set(names))
         if missing or unknown:
             raise PrivacyError(
@@ -224,14 +240,22 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
     bins = list(marginal_bins)
     if any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in bins):
         raise ConfigError(f"marginal_bins must be positive integers, got {marginal_bins!r}")
-    marginal_sigma = None
-    if bins and config.marginal_budget > 0:
-        if label_sigma is not None and config.label_budget + config.marginal_budget >= 1:
+    marginal_sigma, marginal_share = None, 0.0
+    label_share = config.label_budget if label_sigma is not None else 0.0
+    if not bins:
+        shares = []
+    elif config.marginal_budget is None:  # the plan's choice: the first share worth releasing
+        shares = [s for s in AUTO_MARGINAL_BUDGETS if label_share + s <= 1 - AUTO_TRAINING_LEFT]
+    else:
+        if config.marginal_budget > 0 and label_share + config.marginal_budget >= 1:
             raise PrivacyError(f"label_budget {config.label_budget:g} and marginal_budget {config.marginal_budget:g} "
                                "leave nothing of epsilon for training: together they must stay below 1")
-        marginal_sigma = calibrate_noise(config.marginal_budget * config.epsilon, delta, 1.0, 1, config.accountant)
-        if not worth_releasing(bins, marginal_sigma, n):
-            marginal_sigma = None
+        shares = [config.marginal_budget] if config.marginal_budget > 0 else []
+    for share in shares:
+        sigma_m = calibrate_noise(share * config.epsilon, delta, 1.0, 1, config.accountant)
+        if worth_releasing(bins, sigma_m, n):
+            marginal_sigma, marginal_share = sigma_m, float(share)
+            break
     cells = list(pair_cells)
     if any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in cells):
         raise ConfigError(f"pair_cells must be positive integers, got {pair_cells!r}")
@@ -240,7 +264,7 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
     sigma = calibrate_noise(config.epsilon, delta, q, steps, config.accountant, prior=prior)
     return PrivacyPlan(sample_rate=q, delta=delta, noise_multiplier=sigma, steps=steps, mode=mode,
                        label_noise_multiplier=label_sigma, marginal_noise_multiplier=marginal_sigma,
-                       marginal_pairs=pairs)
+                       marginal_pairs=pairs, marginal_budget=marginal_share)
 
 
 def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:

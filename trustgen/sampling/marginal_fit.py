@@ -23,14 +23,12 @@ The weights come from raking (iterative proportional fitting, :data:`RAKING_ROUN
 over the tables), capped at :data:`WEIGHT_CAP` times the mean: no row can be kept more than
 once, so a weight above that would ask for more than the pool holds.
 
-Under DP the stored counts carry Gaussian noise; the target of each column is the nearest
-distribution of the ``n`` training records to them (:func:`simplex`: bins whose counts are
+Under DP the stored counts carry Gaussian noise; the target of each column is its noisy counts
+weighed against the pool's own marginal by how far the noise explains their difference
+(:mod:`trustgen.sampling.marginal_shrinkage`: a prior fitted to all columns at once), projected
+onto the distributions of the ``n`` training records (:func:`simplex`: bins whose counts are
 noise alone come out empty). ``n`` is public in the privacy plan. All of this is
 post-processing of the DP release and of the DP model's own samples: it costs no privacy.
-
-A column is corrected only where the noise is expected to move its marginal by at most
-:data:`~trustgen.privacy.marginal_histogram.NOISE_LIMIT` (total variation, from the public
-noise and record count); elsewhere the model's own marginal stands.
 
 The label is raked to the run's label prior (which labels are drawn from anyway). Explicit
 labels (a class, or one per sample) switch the correction off: the pool could not keep them.
@@ -40,31 +38,22 @@ from __future__ import annotations
 
 import torch
 
-from trustgen.privacy.marginal_histogram import NOISE_LIMIT, MarginalColumn, expected_noise_tv, marginal_layout, pair_layout
+from trustgen.privacy.marginal_histogram import MarginalColumn, marginal_layout, pair_layout
+from trustgen.sampling.marginal_shrinkage import pool_shares, shrunk_targets, simplex
 
 OVERSAMPLE = 4
 RAKING_ROUNDS = 25
 WEIGHT_CAP = float(OVERSAMPLE)
 
 
-def column_targets(marginals: dict, records: int) -> list[torch.Tensor]:
-    """Each column's target probabilities: its stored counts projected by :func:`simplex`."""
-    return [simplex(torch.tensor(counts, dtype=torch.float64), records) for counts in marginals["counts"]]
-
-
-def simplex(counts: torch.Tensor, records: int) -> torch.Tensor:
-    """The probabilities closest (in L2) to noisy ``counts`` of ``records`` records: the counts
-    lowered by one common amount, those below 0 set to 0, so that they sum to ``records``. Under
-    noise this empties the bins whose counts are noise alone, where setting negatives to 0 and
-    normalising keeps every positive draw."""
-    c = counts.double()
-    if records <= 0 or not bool((c > 0).any()):
-        return torch.full_like(c, 1.0 / len(c))
-    s = torch.sort(c, descending=True).values
-    tau = (torch.cumsum(s, 0) - records) / torch.arange(1, len(s) + 1, dtype=torch.float64)
-    k = int((s > tau).nonzero().max())  # the largest k with s_k above its threshold
-    p = (c - tau[k]).clamp(min=0.0)
-    return p / p.sum()
+def column_targets(marginals: dict, records: int, pool: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """Each column's target probabilities: its stored counts projected by :func:`simplex`, or,
+    given the pool's own shares of every column and noisy counts, the two combined by
+    :func:`~trustgen.sampling.marginal_shrinkage.shrunk_targets`."""
+    counts = [torch.tensor(c, dtype=torch.float64) for c in marginals["counts"]]
+    if pool is None:
+        return [simplex(c, records) for c in counts]
+    return shrunk_targets(counts, pool, records, float(marginals["noise_std"]))
 
 
 def rake(codes: list[torch.Tensor], targets: list[torch.Tensor], rounds: int = RAKING_ROUNDS,
@@ -202,9 +191,6 @@ class MarginalFit:
         self.layout = marginal_layout(run.schema)
         self.marginals = run.marginals
         self.records = int(run.marginals["records"])
-        std = float(run.marginals["noise_std"])
-        self.reliable = [i for i, c in enumerate(self.layout)
-                         if expected_noise_tv(c.bins, std, self.records) <= NOISE_LIMIT]
         self.pairs = pair_layout(run.schema) if "pair_counts" in run.marginals else []
         self.pair_counts = [torch.tensor(c, dtype=torch.float64) for c in run.marginals.get("pair_counts", [])]
         self.pair_std = float(run.marginals.get("pair_noise_std", 0.0))
@@ -215,7 +201,10 @@ class MarginalFit:
         """The ``m`` rows of the pool ``x`` to keep, and those rows with every numeric column
         quantile-mapped onto its target (``move=False``: the rows as generated)."""
         flat = x.reshape(len(x), -1)
-        targets = column_targets(self.marginals, self.records)
+        counts = [torch.tensor(c, dtype=torch.float64) for c in self.marginals["counts"]]
+
+        shares = pool_shares(flat, self.layout, counts, self.records, float(self.marginals["noise_std"]))
+        targets = column_targets(self.marginals, self.records, shares)
         pairs = [(t, c) for t, c in zip(self.pairs, self.pair_counts) if t.second is not None or y is not None]
         parents: dict = {}
         if move and pairs:
@@ -224,16 +213,15 @@ class MarginalFit:
             # along the tree of the pairs furthest from their targets, within its parent's bins.
             flat = self._move(flat.clone(), y, targets, {}, generator)
             pair_targets, misfit = self._pair_targets(flat, y, pairs, targets)
-            parents = condition_tree(self.layout, self.reliable, pair_targets, misfit)
+            parents = condition_tree(self.layout, pair_targets, misfit)
             flat = self._move(flat, y, targets, parents, generator, only_tree=True)
         codes = [c.codes(flat) for c in self.layout]
         # numbers that will be quantile-mapped need no weight (and a target the pool cannot
-        # meet would only distort the other columns' weights); a column whose noise exceeds the
-        # limit keeps the model's own marginal
+        # meet would only distort the other columns' weights)
         # The pair tables first: the last tables of each raking round are met best, and a pair
         # table the pool cannot meet (a model that never makes some joint bins) must not cost
         # the columns' own marginals or the label's.
-        chosen = [i for i in self.reliable if not (move and self.layout[i].numeric)]
+        chosen = [i for i, c in enumerate(self.layout) if not (move and c.numeric)]
         codes_all, targets_all = [], []
         for t, target in self._pair_targets(flat, y, pairs, targets)[0]:
             codes_all.append(t.codes(flat, y))
@@ -272,12 +260,9 @@ class MarginalFit:
             misfit.append(0.5 * float((target - pool).abs().sum()))
         return out, misfit
 
-    def _margin(self, column: MarginalColumn, index: dict, targets: list[torch.Tensor]) -> torch.Tensor | None:
-        """A pair column's 1-way target in its (coarse) bins, or None where the column's own
-        release is too noisy to trust."""
+    def _margin(self, column: MarginalColumn, index: dict, targets: list[torch.Tensor]) -> torch.Tensor:
+        """A pair column's 1-way target in its (coarse) bins."""
         i = index[column.name]
-        if i not in self.reliable:
-            return None
         own = self.layout[i]
         if own.bins == column.bins:
             return targets[i]
@@ -287,7 +272,7 @@ class MarginalFit:
 
     def _move(self, flat: torch.Tensor, y: torch.Tensor | None, targets: list[torch.Tensor], parents: dict,
               generator: torch.Generator, only_tree: bool = False) -> torch.Tensor:
-        """Every reliable number of ``flat`` quantile-mapped: within its parent's bins where
+        """Every number of ``flat`` quantile-mapped: within its parent's bins where
         ``parents`` names one (in the tree's order, so a parent is final first), else onto its
         1-way target (``only_tree``: the tree's numbers alone)."""
         index = {c.name: i for i, c in enumerate(self.layout)}
@@ -295,8 +280,7 @@ class MarginalFit:
             i = index[name]
             flat[:, self.layout[i].start] = conditional_map(flat, y, t, target, self.layout[i], targets[i], generator)
         if not only_tree:
-            for i in self.reliable:
-                c = self.layout[i]
+            for i, c in enumerate(self.layout):
                 if c.numeric and c.name not in parents:
                     flat[:, c.start] = quantile_map(flat[:, c.start], targets[i], c, generator)
         return flat
@@ -322,7 +306,7 @@ def fit_margins(table: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tens
 CONDITION_MISFIT = 0.05
 
 
-def condition_tree(layout: list[MarginalColumn], reliable: list[int], pair_targets: list, misfit: list[float]) -> dict:
+def condition_tree(layout: list[MarginalColumn], pair_targets: list, misfit: list[float]) -> dict:
     """Which numeric column to move within the bins of which other one: ``{name: (pair, target)}``.
 
     Greedy, as a maximum spanning tree grows: the categorical columns and the label stay as
@@ -330,7 +314,7 @@ def condition_tree(layout: list[MarginalColumn], reliable: list[int], pair_targe
     is furthest from its target (at least :data:`CONDITION_MISFIT`) is mapped within that
     column's bins, and is placed. Each number has at most one parent, so the map of one never
     undoes another's. Where none is far off, the numbers get their 1-way map."""
-    numeric = {layout[i].name for i in reliable if layout[i].numeric}
+    numeric = {c.name for c in layout if c.numeric}
     placed = {c.name for c in layout if not c.numeric} | {"label"}
     parents: dict = {}
     while numeric - set(parents):

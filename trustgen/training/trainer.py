@@ -294,7 +294,7 @@ class Trainer:
             label_noise_multiplier=self.plan.label_noise_multiplier,
             label_budget=0.0 if self.plan.label_segment is None else p.label_budget,
             marginal_noise_multiplier=self.plan.marginal_noise_multiplier,
-            marginal_budget=0.0 if self.plan.marginal_segment is None else p.marginal_budget,
+            marginal_budget=self.plan.marginal_budget,
             marginal_pairs=self.plan.marginal_pairs,
             sampling_scheme="poisson", private_modules=[type(self.model.private_module()).__name__],
             caveats=dp_sgd_caveats(mode=self.plan.mode, max_grad_norm=p.max_grad_norm,
