@@ -182,6 +182,10 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
             marginal histogram, unless its noise would leave no column worth correcting
             (:func:`~trustgen.privacy.marginal_histogram.worth_releasing`: few records, many
             columns); then its share goes back to training, and the report says none was released.
+            With ``config.marginal_budget=None`` it takes the first share of
+            :data:`~trustgen.privacy.config.AUTO_MARGINAL_BUDGETS` worth releasing that leaves
+            training :data:`AUTO_TRAINING_LEFT` beside the label's share (none if none does);
+            ``PrivacyPlan.marginal_budget`` is the share taken.
         pair_cells: the cells of every pair table that may be counted in the same release
             (:func:`~trustgen.privacy.marginal_histogram.pair_layout`); they are, where
             :func:`~trustgen.privacy.marginal_histogram.pairs_worth_releasing` says so (the
