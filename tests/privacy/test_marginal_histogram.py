@@ -19,7 +19,7 @@ from trustgen.privacy.accounting import calibrate_noise, default_delta, epsilon_
 from trustgen.privacy.config import AUTO_MARGINAL_BUDGETS, DEFAULT_LABEL_BUDGET, DEFAULT_MARGINAL_BUDGET, PrivacyConfig
 from trustgen.privacy.marginal_histogram import (
     BINS, NOISE_LIMIT, PAIR_COLUMNS, PAIR_WEIGHT, expected_noise_tv, marginal_counts, marginal_layout, noise_stds,
-    noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing,
+    noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing, worth_releasing,
 )
 from trustgen.privacy.plan import PrivacyPlan
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed
@@ -136,7 +136,6 @@ def test_the_plan_chooses_a_larger_share_only_where_a_small_table_needs_it():
     too little for training); on a tiny one none. A share the user states is never raised."""
     from tests.privacy.test_plan import StubModel
 
-    from trustgen.privacy.marginal_histogram import worth_releasing
     from trustgen.privacy.plan import plan_privacy
 
     bins = (10,) * 30
@@ -160,6 +159,41 @@ def test_the_plan_chooses_a_larger_share_only_where_a_small_table_needs_it():
     assert tiny.marginal_noise_multiplier is None and tiny.marginal_budget == 0.0
     # with most of epsilon on the label, the plan takes no share that would leave training little
     assert plan(398, label_budget=0.6).marginal_noise_multiplier is None
+
+
+def test_one_binary_column_does_not_make_thirty_noisy_numbers_worth_releasing():
+    """The release is judged on the columns' mean expected noise: breast_cancer's 30 numbers with
+    one 2-category column beside them still need more than the 0.25 share (found in review: with
+    the best column alone deciding, the binary column made 0.25 pass)."""
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.plan import plan_privacy
+
+    bins = (10,) * 30 + (2,)
+    sigma = calibrate_noise(0.25, default_delta(398), 1.0, 1, "prv")
+    assert expected_noise_tv(2, sigma * math.sqrt(31), 398) <= NOISE_LIMIT < expected_noise_tv(10, sigma * math.sqrt(31), 398)
+    assert not worth_releasing(list(bins), sigma, 398)
+    plan = plan_privacy(PrivacyConfig(1.0), n=398, batch_size=128, steps=50, model=StubModel(), marginal_bins=bins,
+                        n_classes=2)
+    assert plan.marginal_budget > DEFAULT_MARGINAL_BUDGET
+
+
+def test_a_checkpoint_plan_from_before_the_share_was_stored_still_resumes():
+    """A plan dict without ``marginal_budget`` (written before it existed) matches today's plan
+    where its marginal noise does; a different noise, or any other field, still does not."""
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.plan import plan_matches, plan_privacy
+
+    plan = plan_privacy(PrivacyConfig(1.0), n=398, batch_size=128, steps=50, model=StubModel(),
+                        marginal_bins=(10,) * 30, n_classes=2)
+    assert plan.marginal_budget > 0
+    old = plan.to_dict()
+    del old["marginal_budget"]
+    assert plan_matches(old, plan) and plan_matches(plan.to_dict(), plan)
+    assert not plan_matches({**old, "marginal_noise_multiplier": plan.marginal_noise_multiplier * 2}, plan)
+    assert not plan_matches({**old, "steps": 51}, plan)
+    assert not plan_matches({**plan.to_dict(), "marginal_budget": 0.3}, plan)
 
 
 def test_without_a_marginal_budget_nothing_is_released_under_dp():

@@ -146,8 +146,8 @@ class PrivacyPlan:
         # A checkpoint written before the label histogram existed had no label noise.
         # ... and one written before the marginal histogram, no marginal noise; before pair
         # tables, none.
-        # ... and one written before the plan chose the marginal share, none (a plan with a
-        # marginal histogram then no longer equals today's: such a run is trained again).
+        # ... and one written before the marginal share was stored, none (plan_matches
+        # compares such a plan by its noise).
         missing = [k for k in names if k not in data and k not in ("label_noise_multiplier",
                                                                     "marginal_noise_multiplier", "marginal_pairs",
                                                                     "marginal_budget")]
@@ -271,6 +271,16 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
                        marginal_pairs=pairs, marginal_budget=marginal_share)
 
 
+def plan_matches(saved: Mapping[str, Any], plan: PrivacyPlan) -> bool:
+    """Whether the plan a checkpoint stored (:meth:`PrivacyPlan.to_dict`) is ``plan``. A plan
+    written before the marginal share was stored has none; its noise multiplier says the same, so
+    it matches where everything else does (such a run resumes rather than being refused)."""
+    old = PrivacyPlan.from_dict(saved)
+    if "marginal_budget" not in saved and old.marginal_noise_multiplier == plan.marginal_noise_multiplier:
+        old = dataclasses.replace(old, marginal_budget=plan.marginal_budget)
+    return old == plan
+
+
 def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:
     """Why a plain ``nn.Module`` cannot be trained with DP-SGD in ``mode`` (empty if it can).
 
@@ -309,4 +319,4 @@ def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:
     return issues
 
 
-__all__ = ["CLIPPING_MODES", "PrivacyPlan", "module_issues", "plan_privacy"]
+__all__ = ["AUTO_TRAINING_LEFT", "CLIPPING_MODES", "PrivacyPlan", "module_issues", "plan_matches", "plan_privacy"]

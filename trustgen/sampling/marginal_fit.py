@@ -46,14 +46,15 @@ RAKING_ROUNDS = 25
 WEIGHT_CAP = float(OVERSAMPLE)
 
 
-def column_targets(marginals: dict, records: int, pool: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+def column_targets(marginals: dict, records: int, pool: list[torch.Tensor] | None = None,
+                   pool_rows: int | None = None) -> list[torch.Tensor]:
     """Each column's target probabilities: its stored counts projected by :func:`simplex`, or,
-    given the pool's own shares of every column and noisy counts, the two combined by
-    :func:`~trustgen.sampling.marginal_shrinkage.shrunk_targets`."""
+    given the pool's own shares of every column (from ``pool_rows`` rows) and noisy counts, the
+    two combined by :func:`~trustgen.sampling.marginal_shrinkage.shrunk_targets`."""
     counts = [torch.tensor(c, dtype=torch.float64) for c in marginals["counts"]]
     if pool is None:
         return [simplex(c, records) for c in counts]
-    return shrunk_targets(counts, pool, records, float(marginals["noise_std"]))
+    return shrunk_targets(counts, pool, records, float(marginals["noise_std"]), pool_rows)
 
 
 def rake(codes: list[torch.Tensor], targets: list[torch.Tensor], rounds: int = RAKING_ROUNDS,
@@ -204,7 +205,7 @@ class MarginalFit:
         counts = [torch.tensor(c, dtype=torch.float64) for c in self.marginals["counts"]]
 
         shares = pool_shares(flat, self.layout, counts, self.records, float(self.marginals["noise_std"]))
-        targets = column_targets(self.marginals, self.records, shares)
+        targets = column_targets(self.marginals, self.records, shares, len(flat))
         pairs = [(t, c) for t, c in zip(self.pairs, self.pair_counts) if t.second is not None or y is not None]
         parents: dict = {}
         if move and pairs:

@@ -141,13 +141,24 @@ def prior_basis(q: torch.Tensor, records: int, mix: float) -> tuple[torch.Tensor
     return values.clamp(min=0.0), vectors
 
 
-def fit_prior(counts: list[torch.Tensor], pool: list[torch.Tensor], records: int, noise_std: float) -> tuple[float, float]:
+def prior_scale(kappa, pool_rows: int | None):
+    """The factor on :func:`prior_basis`'s covariance: ``1 / (kappa + 1)`` for the truth's scatter
+    about the model, plus ``1 / pool_rows`` for the pool's own sampling noise in ``q`` (a small
+    pool is a weak prior however close it looks)."""
+    return 1.0 / (kappa + 1.0) + (0.0 if pool_rows is None else 1.0 / max(int(pool_rows), 1))
+
+
+def fit_prior(counts: list[torch.Tensor], pool: list[torch.Tensor], records: int, noise_std: float,
+              pool_rows: int | None = None) -> tuple[float, float]:
     """The ``(kappa, mix)`` of :data:`KAPPAS` x :data:`MIXES` under which all ``counts`` together
-    are most likely (each column's ``y - R q'`` Gaussian with covariance
-    ``A / (kappa + 1) + noise_std^2 I``)."""
+    are most likely: each column's ``y - R q`` Gaussian with covariance
+    ``A_mix * prior_scale(kappa, pool_rows) + noise_std^2 I`` (``A_mix`` from :func:`prior_basis`).
+    The shift-and-scale of a number's ``q`` was fitted to the same ``y`` (two numbers against ten
+    or more counts), which makes the model look a little closer than it is: ``kappa`` comes out
+    somewhat too strong on such columns."""
     s2 = noise_std ** 2
     best, arg = -math.inf, (float(KAPPAS[-1]), 0.0)
-    scale = 1.0 / (KAPPAS + 1.0)  # [g]
+    scale = prior_scale(KAPPAS, pool_rows)  # [g]
     for mix in MIXES:
         total = torch.zeros(len(KAPPAS), dtype=torch.float64)
         for y, q in zip(counts, pool):
@@ -162,24 +173,28 @@ def fit_prior(counts: list[torch.Tensor], pool: list[torch.Tensor], records: int
 
 
 def posterior_counts(y: torch.Tensor, q: torch.Tensor, records: int, noise_std: float, kappa: float,
-                     mix: float) -> torch.Tensor:
+                     mix: float, pool_rows: int | None = None) -> torch.Tensor:
     """The posterior mean of a column's counts ``R p`` given its noisy ``y``, under the prior
-    ``(kappa, mix)`` around the pool's shares ``q``."""
+    ``(kappa, mix)`` around the pool's shares ``q`` (of ``pool_rows`` rows; None: exact)."""
     values, vectors = prior_basis(q, records, mix)
-    prior = values / (kappa + 1.0)
+    prior = values * prior_scale(kappa, pool_rows)
     gain = prior / (prior + noise_std ** 2)
     return records * q.double() + vectors @ (gain * (vectors.T @ (y.double() - records * q.double())))
 
 
 def shrunk_targets(counts: list[torch.Tensor], pool: list[torch.Tensor], records: int,
-                   noise_std: float) -> list[torch.Tensor]:
+                   noise_std: float, pool_rows: int | None = None) -> list[torch.Tensor]:
     """Every column's target shares: its noisy ``counts`` and the pool's shares ``pool``
     combined by :func:`posterior_counts` under the prior :func:`fit_prior` picks for all of
-    them, each projected onto the simplex of ``records`` records. Without noise: the counts."""
+    them, each projected onto the simplex of ``records`` records. Without noise: the counts.
+    ``pool_rows``: how many rows the pool's shares come from (a sampling batch's pool: a small
+    last batch has a weak prior; None: shares known exactly)."""
     if noise_std <= 0 or not counts:
         return [simplex(c.double(), records) for c in counts]
-    kappa, mix = fit_prior(counts, pool, records, noise_std)
-    return [simplex(posterior_counts(y, q, records, noise_std, kappa, mix), records) for y, q in zip(counts, pool)]
+    kappa, mix = fit_prior(counts, pool, records, noise_std, pool_rows)
+    return [simplex(posterior_counts(y, q, records, noise_std, kappa, mix, pool_rows), records)
+            for y, q in zip(counts, pool)]
 
 
-__all__ = ["GRID", "KAPPAS", "MIXES", "SCALES", "SHIFTS", "fit_prior", "location_scale_shares", "pool_shares", "posterior_counts", "prior_basis", "shrunk_targets", "simplex"]
+__all__ = ["GRID", "KAPPAS", "MIXES", "SCALES", "SHIFTS", "fit_prior", "location_scale_shares", "pool_shares",
+           "posterior_counts", "prior_basis", "prior_scale", "shrunk_targets", "simplex"]
