@@ -196,6 +196,24 @@ def test_a_checkpoint_plan_from_before_the_share_was_stored_still_resumes():
     assert not plan_matches({**plan.to_dict(), "marginal_budget": 0.3}, plan)
 
 
+def test_a_share_the_plan_chose_is_composed_and_reported_like_a_stated_one(tmp_path):
+    """80 records of SCHEMA at epsilon 2: the plan takes 0.4 (0.25 would be too noisy). The report
+    names that share, the histogram alone spends it, and the whole history composes to the
+    report's epsilon, within the target."""
+    cfg = PrivacyConfig(epsilon=2.0, secret_seed=1, accountant="rdp")
+    run = train(table(80), "vae", TrainConfig(steps=10, batch_size=16, progress=False), schema=SCHEMA, privacy=cfg,
+                out=tmp_path / "run")
+    r = run.privacy
+    assert r.marginal_budget == 0.4 and run.marginals is not None
+    assert r.marginal_epsilon == pytest.approx(epsilon_of_history([(r.marginal_noise_multiplier, 1.0, 1)], r.delta,
+                                                                  "rdp"))
+    assert 0.39 * 2.0 <= r.marginal_epsilon <= 0.4 * 2.0
+    history = [(r.label_noise_multiplier, 1.0, 1), (r.marginal_noise_multiplier, 1.0, 1),
+               (r.noise_multiplier, r.sample_rate, r.steps)]
+    assert epsilon_of_history(history, r.delta, "rdp") == pytest.approx(r.epsilon, rel=1e-9) and r.epsilon <= 2.0
+    assert Run.load(tmp_path / "run").privacy.marginal_budget == 0.4
+
+
 def test_without_a_marginal_budget_nothing_is_released_under_dp():
     cfg = PrivacyConfig(epsilon=2.0, secret_seed=1, accountant="rdp", marginal_budget=0.0)
     run = train(table(3000), "vae", TrainConfig(steps=5, batch_size=32, progress=False), schema=SCHEMA, privacy=cfg)
