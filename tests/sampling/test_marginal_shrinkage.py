@@ -192,3 +192,16 @@ def test_a_small_pool_is_a_weak_prior():
         counted += [tv(t, p) for t, p in zip(shrunk_targets(counts, pool, 398, 39.0, pool_rows=4), truth)]
         alone += [tv(simplex(c, 398), p) for c, p in zip(counts, truth)]
     assert sum(counted) < 0.98 * sum(alone)
+
+
+def test_the_shift_and_scale_fit_bins_values_on_edges_as_the_release_counts_them():
+    """Values on the bins' edges (in float32, as sampled) fall in the same bins for the
+    shift-and-scale search (a binary search over moved-back edges) as for the release."""
+    from trustgen.sampling.marginal_shrinkage import _shares_after
+
+    col = MarginalColumn("years", 0, 1, 10, True, False)
+    x = (torch.arange(0, 51, dtype=torch.float64) / 25.0 - 1.0).float()  # 0, 0.5, ..., 25 in 0-25
+    got = _shares_after(torch.sort(x.double()).values, col, torch.zeros(1, dtype=torch.float64),
+                        torch.ones(1, dtype=torch.float64))[0]
+    want = torch.bincount(col.codes(x[:, None]), minlength=10).double() / len(x)
+    assert torch.equal(got, want)

@@ -37,7 +37,7 @@ import math
 
 import torch
 
-from trustgen.privacy.marginal_histogram import MarginalColumn
+from trustgen.privacy.marginal_histogram import EDGE_SLACK, MarginalColumn
 
 #: The prior strengths tried (pseudo-records behind the model's shares), log-spaced.
 KAPPAS = torch.logspace(-1.0, 5.0, 61, dtype=torch.float64)
@@ -71,7 +71,7 @@ def _edges(column: MarginalColumn) -> torch.Tensor:
     """The inner bin edges of a numeric column in the encoded range ``[-1, 1]`` (as
     :meth:`MarginalColumn.codes` bins: equal bins, or a whole value's rounding interval)."""
     k = torch.arange(1, column.bins, dtype=torch.float64)
-    u = (k - 0.5) / (column.bins - 1) if column.whole else k / column.bins
+    u = (k - 0.5) / (column.bins - 1) if column.whole else (k - EDGE_SLACK) / column.bins
     return 2.0 * u - 1.0
 
 
