@@ -173,3 +173,19 @@ def test_category_index_is_the_label_index_map_of_columns_and_schemas():
     assert category_index(SCHEMA.classes) == SCHEMA.label_column.index_of() == {"0": 0, "1": 1}
     assert category_index(ImageSchema(1, 8, 8, classes=("a", "b")).classes) == {"a": 0, "b": 1}
     assert category_index(None) == {}  # an unconditional schema has no classes
+
+
+def test_an_integer_column_decodes_within_the_whole_values_of_its_bounds():
+    """Bounds [0.5, 3.5] hold 1, 2, 3: the range's ends decode to 1 and 3 (clipping, then
+    rounding half to even, gave 0 and 4, outside the bounds)."""
+    enc = make_encoder(TabularSchema([NumericColumn("q", 0.5, 3.5, integer=True)]))
+    assert enc.inverse_transform(np.array([[-1.0], [0.0], [1.0]]))["q"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("low, high, reason", [(0, 1e20, "2\\^53"), (-1e19, 0, "2\\^53"), (0.2, 0.8, "no whole number")])
+def test_an_integer_column_a_float_cannot_hold_or_without_whole_values_is_refused(low, high, reason):
+    """Beyond 2^53 an integer column's values wrapped to -2^63 when decoded; bounds holding no
+    whole number cannot hold an integer column's values. Both are refused when declared."""
+    with pytest.raises(SchemaError, match=reason):
+        NumericColumn("n", low, high, integer=True)
+    NumericColumn("n", low, high)  # as a plain number: fine

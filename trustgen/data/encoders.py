@@ -230,7 +230,8 @@ class TabularEncoder:
             if isinstance(c, NumericColumn):
                 v = (np.clip(x[:, b.start], -1.0, 1.0) + 1.0) / 2.0 * (c.high - c.low) + c.low
                 v = np.clip(v, c.low, c.high)
-                cols[c.name] = np.round(v).astype(np.int64) if c.integer else v
+                # rounded, then kept within the whole values of the bounds ([0.5, 3.5] holds 1..3)
+                cols[c.name] = np.clip(np.round(v), *c.whole_bounds).astype(np.int64) if c.integer else v
             else:
                 codes = np.argmax(x[:, b.start:b.start + b.size], axis=1)
                 cols[c.name] = [c.categories[i] for i in codes]

@@ -57,6 +57,22 @@ class NumericColumn:
                 f"column {self.name!r}: bounds must be finite with low < high (and a span a float can hold), got "
                 f"[{self.low}, {self.high}]. Declare the public range the value can take."
             )
+        if self.integer:
+            if max(abs(self.low), abs(self.high)) > MAX_EXACT_INTEGER:
+                raise SchemaError(f"column {self.name!r}: an integer column's bounds must lie within +-2^53 (whole "
+                                  f"numbers a float holds exactly), got [{self.low}, {self.high}]; make it numeric")
+            if math.ceil(self.low) > math.floor(self.high):
+                raise SchemaError(f"column {self.name!r}: no whole number lies in [{self.low}, {self.high}]")
+
+    @property
+    def whole_bounds(self) -> tuple[int, int]:
+        """An integer column's smallest and largest whole values, ``ceil(low)`` and ``floor(high)``."""
+        return math.ceil(self.low), math.floor(self.high)
+
+
+#: The largest magnitude an integer column's bounds may have: every whole number up to it is a
+#: float64 exactly, and it converts to int64 (beyond, decoded values wrapped to -2^63).
+MAX_EXACT_INTEGER = 2.0 ** 53
 
 
 @dataclass(frozen=True)
