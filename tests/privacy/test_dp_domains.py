@@ -32,6 +32,16 @@ def test_quantile_probabilities_equal_the_closed_form():
     assert quantile_probabilities(x, grid, q, eps) == pytest.approx([v / sum(w) for v in w], rel=1e-12)
 
 
+def test_a_point_mass_at_the_minimum_gives_the_minimum_as_the_low_bound():
+    """A 0/1 column, half zeros: the low (1%) quantile's candidates in [0, 1) all had
+    #{x <= c} = n/2, so the low bound fell anywhere in [0, 1) (0.66-0.81 in three runs, a
+    fuzzer's find). Counting #{x < c} for a low quantile puts nearly all of it on 0."""
+    x = np.concatenate([np.zeros(1000), np.ones(1000)])
+    grid = np.linspace(0.0, 1.0, 101)
+    assert quantile_probabilities(x, grid, 0.01, 1.0)[0] > 0.99
+    assert quantile_probabilities(-x, -grid[::-1], 0.99, 1.0)[-1] > 0.99  # the same at the top, as before
+
+
 def test_pick_inverts_the_cumulative_distribution():
     p = np.array([0.2, 0.5, 0.3])
     assert [pick(p, u) for u in (1e-9, 0.19, 0.21, 0.69, 0.71, 1 - 1e-9)] == [0, 0, 1, 1, 2, 2]

@@ -8,7 +8,8 @@ Mechanisms (each pure epsilon-DP under add/remove of one row; no delta):
 
 * **Numeric bounds**: the exponential mechanism picks the low (1%) and the high (99%) quantile
   from a data-independent candidate grid, with utility ``-|rank(c) - q n|`` where
-  ``rank(c) = #{x <= c}``. Adding a row changes ``rank`` by at most 1 and ``q n`` by ``q``, so the
+  ``rank(c) = #{x <= c}`` (``#{x < c}`` for the low one, so that a point mass at the minimum
+  gives the minimum). Adding a row changes ``rank`` by at most 1 and ``q n`` by ``q``, so the
   utility's sensitivity is at most 1 and ``P(c) ~ exp(eps * u(c) / 2)`` is eps-DP. The grid is
   :data:`DEFAULT_GRID` (0 and log-spaced magnitudes of both signs) or, for a public range
   ``[lo, hi]``, :data:`RANGE_GRID_POINTS` evenly spaced points. Integer columns round outward.
@@ -82,7 +83,8 @@ FALSE_KEEP = 0.05
 def quantile_probabilities(values: np.ndarray, candidates: Sequence[float], q: float, epsilon: float) -> np.ndarray:
     """Selection probabilities of the exponential-mechanism ``q``-quantile over ``candidates``.
 
-    ``P(c) ~ exp(epsilon * u(c) / 2)`` with ``u(c) = -|#{x <= c} - q n|`` (sensitivity 1).
+    ``P(c) ~ exp(epsilon * u(c) / 2)`` with ``u(c) = -|#{x <= c} - q n|`` (sensitivity 1;
+    ``#{x < c}`` for a low quantile, ``q < 0.5``).
 
     Example:
         >>> p = quantile_probabilities(np.array([1.0, 2.0]), [0.0, 1.5, 3.0], 0.5, 2.0)
@@ -90,7 +92,11 @@ def quantile_probabilities(values: np.ndarray, candidates: Sequence[float], q: f
         [0.2119, 0.5761, 0.2119]
     """
     x = np.sort(np.asarray(values, dtype=np.float64))
-    rank = np.searchsorted(x, np.asarray(candidates, dtype=np.float64), side="right")
+    # A low quantile counts the values below a candidate, a high one those at or below it: with
+    # half the values on the minimum, #{x <= c} is n/2 for every candidate from the minimum on,
+    # and the low bound came out anywhere in the range (a fuzzer's find); #{x < c} picks the
+    # minimum. Either count changes by at most 1 when a row is added or removed.
+    rank = np.searchsorted(x, np.asarray(candidates, dtype=np.float64), side="left" if q < 0.5 else "right")
     logits = -0.5 * epsilon * np.abs(rank - q * len(x))
     w = np.exp(logits - logits.max())  # shifted by the max: no overflow, same distribution
     return w / w.sum()
