@@ -31,7 +31,7 @@ from trustgen.io import directory_lock, missing_ancestors, recover_directory, re
 from trustgen.models import build_model, split_sampling_options
 from trustgen.models.nets import DataSpec
 from trustgen.privacy.config import PrivacyConfig
-from trustgen.privacy.marginal_histogram import PAIR_WEIGHT, exact_marginals, marginal_layout, pair_layout
+from trustgen.privacy.marginal_histogram import NOISE_LIMIT, PAIR_WEIGHT, exact_marginals, marginal_layout, pair_layout
 from trustgen.privacy.report import PrivacyReport
 from trustgen.run import Run, TrainingData
 from trustgen.runtime import barrier, is_main_process
@@ -103,6 +103,16 @@ def _marginal_caveat(marginals: dict | None, report: PrivacyReport | None) -> li
             f"sqrt(columns + {PAIR_WEIGHT:g}^2 pairs); epsilon {report.marginal_epsilon:.4g} alone, "
             f"marginal_budget {report.marginal_budget:g} of the target), "
             "composed with DP-SGD in the same accountant, so epsilon covers it; stored in run.json."]
+
+
+def _unspent_share_caveat(privacy: PrivacyConfig | None, report: PrivacyReport | None) -> list[str]:
+    """A share of epsilon the user stated for the marginals that the plan did not spend."""
+    stated = None if privacy is None else privacy.marginal_budget
+    if report is None or not stated or report.marginal_budget > 0:
+        return []
+    return [f"The stated marginal_budget {stated:g} was not spent: on this table its noise would move the "
+            f"columns' marginals by more than {NOISE_LIMIT:g} on average (total variation, from public "
+            "inputs), so nothing was released and DP-SGD kept that share of epsilon."]
 
 
 PRIVATE_STATE_DIR = ".private"  # resume state: owner-only, never part of what a run releases
@@ -300,7 +310,7 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
     caveats += _label_prior_caveat(y, result.privacy)
     # the marginals sampling corrects towards: the DP release, or without DP the empirical ones
     marginals = result.marginals if privacy is not None else (exact_marginals(x, layout, y, pairs) if layout else None)
-    caveats += _marginal_caveat(marginals, result.privacy)
+    caveats += _marginal_caveat(marginals, result.privacy) + _unspent_share_caveat(privacy, result.privacy)
     n = len(x)
     if result.privacy is not None:
         report = result.privacy

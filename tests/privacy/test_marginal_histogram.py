@@ -131,6 +131,17 @@ def test_a_release_too_noisy_to_correct_anything_gives_its_share_back_to_trainin
     assert expected_noise_tv(3, many.marginal_noise_multiplier * 2, 30_000) <= NOISE_LIMIT
 
 
+def test_a_stated_share_not_spent_is_a_caveat_of_the_run():
+    """A share the user states but the plan gives back (40 records: too noisy) is said in the
+    report's caveats, not only as marginal_budget 0 in privacy.json; a spent one is not."""
+    def caveats(n):
+        cfg = PrivacyConfig(epsilon=2.0, marginal_budget=0.2, accountant="rdp")
+        run = train(table(n), "vae", TrainConfig(steps=3, batch_size=10, progress=False), schema=SCHEMA, privacy=cfg)
+        return [c for c in run.privacy.caveats if "marginal_budget 0.2 was not spent" in c]
+
+    assert len(caveats(40)) == 1 and not caveats(10_000)
+
+
 def test_the_plan_chooses_a_larger_share_only_where_a_small_table_needs_it():
     """marginal_budget=None: the default share on a large table; on a small one the first larger
     share whose release is worth making (never beyond the last, nor where the label's share leaves
