@@ -194,3 +194,16 @@ def test_every_option_of_every_command_has_a_help_text_that_shows_its_default():
             checked += 1
         assert "usage:" in text
     assert checked > 60  # every command's options were seen
+
+
+def test_ctrl_c_is_a_line_and_exit_130_not_a_traceback(monkeypatch, capsys):
+    """Ctrl-C during a command: one line on stderr and the shell's code for an interrupt."""
+    from trustgen import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_check_paths", interrupted)
+    assert main(["privacy", "somewhere"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("trustgen: interrupted") and err.count("\n") == 1 and "Traceback" not in err

@@ -641,9 +641,9 @@ def _add_privacy_arguments(parser: argparse.ArgumentParser, audited: bool = Fals
     parser.add_argument("--accountant", choices=("prv", "rdp"), default="prv", help="privacy accountant")
     parser.add_argument("--clipping", choices=("auto", "bookkeeping", "ghost", "hooks"), default="auto",
                         help="per-example clipping: auto (book-keeping for trustgen models), or one by name")
-    parser.add_argument("--label-budget", type=bounded_number(float, 0, 1), metavar="SHARE",
+    parser.add_argument("--label-budget", type=bounded_number(float, 0, 1, high_open=True), metavar="SHARE",
                         help=LABEL_BUDGET_HELP)
-    parser.add_argument("--marginal-budget", type=bounded_number(float, 0, 1), metavar="SHARE",
+    parser.add_argument("--marginal-budget", type=bounded_number(float, 0, 1, high_open=True), metavar="SHARE",
                         help=MARGINAL_BUDGET_HELP)
 
 
@@ -924,6 +924,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TrustgenError, _Fail) as e:
         print(f"trustgen: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback; what was being written is not left half-done
+        print("trustgen: interrupted (an output is written whole or not at all)", file=sys.stderr)
+        return 130
     except OSError as e:  # the system refused mid-way (a full disk, a file removed under us): not a usage error
         where = f" ({e.filename})" if e.filename else ""
         print(f"trustgen: error: {e.strerror or e}{where} (an output is written whole or not at all)",

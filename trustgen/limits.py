@@ -22,19 +22,21 @@ MAX_AUDIT_STEP_BYTES = 4e9  # memory of one white-box audit step (a dense batch 
 MAX_NUMPY_SEED = 2**32 - 1  # evaluation seeds numpy and scikit-learn, which take 32-bit seeds
 
 
-def bounded_number(kind: type, low: float, high: float, *, low_open: bool = False):
-    """An argparse ``type``: a finite ``kind`` (int or float) in [low, high] ((low, high] when
-    ``low_open``), so a bad value is an argparse error (exit 2, one line) before any work."""
+def bounded_number(kind: type, low: float, high: float, *, low_open: bool = False, high_open: bool = False):
+    """An argparse ``type``: a finite ``kind`` (int or float) in [low, high] (open at ``low``
+    or ``high`` where asked), so a bad value is an argparse error (exit 2, one line) before any
+    work."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
                                              f"got {text!r}") from None
-        ok = value == value and (low < value if low_open else low <= value) and value <= high
+        ok = value == value and (low < value if low_open else low <= value) and (value < high if high_open
+                                                                                  else value <= high)
         if not ok:
             fmt = (lambda v: f"{v:,}") if kind is int else (lambda v: f"{v:g}")
-            span = f"({fmt(low)}, {fmt(high)}]" if low_open else f"[{fmt(low)}, {fmt(high)}]"
+            span = f"{'(' if low_open else '['}{fmt(low)}, {fmt(high)}{')' if high_open else ']'}"
             raise argparse.ArgumentTypeError(f"must be in {span}, got {text}")
         return value
 

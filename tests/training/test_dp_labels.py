@@ -214,8 +214,8 @@ def test_dp_positive_rate_is_within_the_bound_sigma_gives():
 
 # -- the command line -------------------------------------------------------------------------------
 
-# 1 passes the parser's range [0, 1] and is refused by PrivacyConfig.validate ([0, 1) is the share).
-BAD_BUDGETS = [("1", "label_budget must be a share"), ("1.5", "--label-budget: must be in [0, 1]"),
+# The share's range is [0, 1): 1 is refused by the parser as it says (it used to pass a stated [0, 1]).
+BAD_BUDGETS = [("1", "--label-budget: must be in [0, 1), got 1"), ("1.5", "--label-budget: must be in [0, 1)"),
                ("-0.1", "--label-budget: must be in"), ("nan", "--label-budget: must be in"),
                ("inf", "--label-budget: must be in"), ("abc", "--label-budget: expected a number")]
 

@@ -322,3 +322,23 @@ def test_a_dp_run_on_a_data_derived_schema_claims_no_guarantee(tmp_path, capsys)
     assert main(["privacy", str(tmp_path / "run")]) == 0
     text = capsys.readouterr().out
     assert "Guarantee: NONE" in text and "-differential privacy, privacy unit" not in text
+
+
+def test_resuming_under_another_privacy_plan_names_what_differs(tmp_path):
+    """A checkpoint resumed with another epsilon is refused naming the fields that differ (the
+    message used to print both plans whole)."""
+    x, y = data()
+    cfg = dict(steps=8, batch_size=20, seed=2, checkpoint_every=4, progress=False)
+
+    def kill(trainer, step, logs):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    ckpt = tmp_path / "ck.pt"
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(fresh("vae"), TrainConfig(**cfg), callbacks=(kill,),
+                privacy=PrivacyConfig(epsilon=5.0, delta=1e-4)).fit(x, y, checkpoint=ckpt)
+    with pytest.raises(RunError, match=r"differs from this run's \(noise_multiplier [\d.]+ in the checkpoint, "
+                                       r"[\d.]+ now, label_noise_multiplier [\d.]+ in the checkpoint, [\d.]+ now\)"):
+        Trainer(fresh("vae"), TrainConfig(**cfg), privacy=PrivacyConfig(epsilon=4.0, delta=1e-4)).fit(
+            x, y, checkpoint=ckpt, resume=True)

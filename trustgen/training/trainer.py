@@ -160,7 +160,11 @@ class Trainer:
                                                    private=self.dp is not None)
             if self.dp is not None:
                 if not plan_matches(saved_privacy["plan"], self.plan):
-                    raise RunError(f"checkpoint privacy plan {saved_privacy['plan']} differs from {self.plan}")
+                    now = self.plan.to_dict()
+                    differ = ", ".join(f"{k} {saved_privacy['plan'].get(k)!r} in the checkpoint, {v!r} now"
+                                       for k, v in now.items() if saved_privacy["plan"].get(k) != v)
+                    raise RunError(f"the checkpoint's privacy plan differs from this run's ({differ}): resume with "
+                                   "the settings it was trained with, or train afresh")
                 if "key" not in saved_privacy:
                     raise RunError(f"checkpoint {str(ckpt)!r} was written by an older trustgen whose DP noise "
                                    "was not cryptographically secure: it cannot be resumed; train again")
