@@ -105,11 +105,14 @@ def _marginal_caveat(marginals: dict | None, report: PrivacyReport | None) -> li
             "composed with DP-SGD in the same accountant, so epsilon covers it; stored in run.json."]
 
 
-def _unspent_share_caveat(privacy: PrivacyConfig | None, report: PrivacyReport | None) -> list[str]:
+def _unspent_share_caveat(privacy: PrivacyConfig | None, report: PrivacyReport | None, layout: list) -> list[str]:
     """A share of epsilon the user stated for the marginals that the plan did not spend."""
     stated = None if privacy is None else privacy.marginal_budget
     if report is None or not stated or report.marginal_budget > 0:
         return []
+    if not layout:
+        return [f"The stated marginal_budget {stated:g} was not spent: this data has no counted columns "
+                "(images), so DP-SGD kept that share of epsilon."]
     return [f"The stated marginal_budget {stated:g} was not spent: on this table its noise would move the "
             f"columns' marginals by more than {NOISE_LIMIT:g} on average (total variation, from public "
             "inputs), so nothing was released and DP-SGD kept that share of epsilon."]
@@ -310,7 +313,7 @@ def _train(data: str | Path | Data, family: str, config: TrainConfig | None, *, 
     caveats += _label_prior_caveat(y, result.privacy)
     # the marginals sampling corrects towards: the DP release, or without DP the empirical ones
     marginals = result.marginals if privacy is not None else (exact_marginals(x, layout, y, pairs) if layout else None)
-    caveats += _marginal_caveat(marginals, result.privacy) + _unspent_share_caveat(privacy, result.privacy)
+    caveats += _marginal_caveat(marginals, result.privacy) + _unspent_share_caveat(privacy, result.privacy, layout)
     n = len(x)
     if result.privacy is not None:
         report = result.privacy

@@ -189,3 +189,10 @@ def test_an_integer_column_a_float_cannot_hold_or_without_whole_values_is_refuse
     with pytest.raises(SchemaError, match=reason):
         NumericColumn("n", low, high, integer=True)
     NumericColumn("n", low, high)  # as a plain number: fine
+
+
+def test_a_drafted_schema_makes_integers_beyond_2_to_53_plain_numbers():
+    """Nanosecond timestamps (int64 near 1.7e18) are drafted as numbers, not refused."""
+    s = infer_schema(pd.DataFrame({"t": 1_700_000_000_000_000_000 + np.arange(50, dtype=np.int64) * 10**9,
+                                   "k": np.arange(50)}))
+    assert not s.column("t").integer and s.column("k").integer

@@ -211,6 +211,7 @@ def test_a_histogram_gets_at_least_the_least_noise_the_accountant_composes_in_fi
 
     assert calibrate_noise(250.0, 1e-5, 1.0, 1, "prv") < HISTOGRAM_SIGMA_MIN
     assert _histogram_noise("the marginal histogram", 0.25, 1000.0, 1e-5, "prv") == HISTOGRAM_SIGMA_MIN
+    assert _histogram_noise("the marginal histogram", 0.25, 1e4, 1e-5, "rdp") == HISTOGRAM_SIGMA_MIN  # huge too
     assert _histogram_noise("the marginal histogram", 0.25, 1.0, 1e-5, "prv") == calibrate_noise(0.25, 1e-5, 1.0, 1,
                                                                                                     "prv")
 

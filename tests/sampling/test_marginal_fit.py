@@ -323,3 +323,13 @@ def test_pick_by_class_keeps_the_drawn_label_rate_whatever_the_weights():
                                   gen)] == 0).sum()) == 5
     ones = sum(int(classes[pick_by_class(weights, 1, classes, shares, gen)]) for _ in range(4000))
     assert abs(ones - 2800) <= 5 * np.sqrt(4000 * 0.21)
+
+
+def test_values_at_the_top_of_the_range_stay_there():
+    """A top-coded column (300 values at the range's end) mapped onto a target that keeps them
+    in the last bin: they stay on the bound (the edge rule applies below inner edges only)."""
+    c = marginal_layout(TABLE)[0]
+    v = torch.cat([torch.ones(300), torch.linspace(-0.9, 0.7, 700)])
+    target = torch.tensor([0.1] * 7 + [0.0, 0.0, 0.3], dtype=torch.float64)
+    out = quantile_map(v, target / target.sum(), c)
+    assert int((out == 1.0).sum()) == 300

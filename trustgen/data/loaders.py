@@ -215,7 +215,7 @@ def infer_schema(data: Data, label: str | None = None, max_categories: int = 20)
     ``"declared"`` once you have. Training with a data-derived schema records a caveat.
     """
     from trustgen.data.datasets import round_up_bound
-    from trustgen.data.schema import CategoricalColumn, NumericColumn
+    from trustgen.data.schema import MAX_EXACT_INTEGER, CategoricalColumn, NumericColumn
 
     if isinstance(data, ImageData):
         x = np.asarray(data.x)
@@ -245,5 +245,7 @@ def infer_schema(data: Data, label: str | None = None, max_categories: int = 20)
             hi = round_up_bound(hi) if hi > 0 else 0.0
             if hi <= lo:
                 hi = lo + 1.0
-            cols.append(NumericColumn(name, lo, hi, integer=pd.api.types.is_integer_dtype(col)))
+            # integers beyond 2^53 (timestamps, 64-bit ids) are drafted as plain numbers: a float holds them only roughly
+            whole = pd.api.types.is_integer_dtype(col) and max(abs(lo), abs(hi)) <= MAX_EXACT_INTEGER
+            cols.append(NumericColumn(name, lo, hi, integer=whole))
     return TabularSchema(cols, label, "data-derived")

@@ -32,6 +32,7 @@ import pandas as pd
 
 from trustgen.data.schema import NumericColumn, TabularSchema, category_key
 from trustgen.errors import DataError
+from trustgen.privacy.marginal_histogram import EDGE_SLACK
 
 BINS = 10
 
@@ -45,7 +46,8 @@ def binned(df: pd.DataFrame, schema: TabularSchema) -> dict[str, tuple[np.ndarra
         if isinstance(c, NumericColumn):
             v = pd.to_numeric(df[c.name]).to_numpy(dtype=np.float64)
             u = np.clip((v - c.low) / (c.high - c.low), 0.0, 1.0)
-            out[c.name] = (np.minimum((u * BINS).astype(np.int64), BINS - 1), BINS)
+            # the release's rule (EDGE_SLACK): a value a float32 rounding put just below an edge counts above it
+            out[c.name] = (np.minimum(np.floor(u * BINS + EDGE_SLACK).astype(np.int64), BINS - 1), BINS)
         else:
             idx = c.index_of()
             out[c.name] = (np.array([idx[category_key(v)] for v in df[c.name]], dtype=np.int64), len(c.categories))

@@ -8,8 +8,8 @@ Mechanisms (each pure epsilon-DP under add/remove of one row; no delta):
 
 * **Numeric bounds**: the exponential mechanism picks the low (1%) and the high (99%) quantile
   from a data-independent candidate grid, with utility ``-|rank(c) - q n|`` where
-  ``rank(c) = #{x <= c}`` (``#{x < c}`` for the low one, so that a point mass at the minimum
-  gives the minimum). Adding a row changes ``rank`` by at most 1 and ``q n`` by ``q``, so the
+  ``rank(c) = #{x <= c}`` (``#{x < c}`` for the low one, so that a point mass at the minimum of a
+  public range gives the minimum; candidates below all the data still tie). Adding a row changes ``rank`` by at most 1 and ``q n`` by ``q``, so the
   utility's sensitivity is at most 1 and ``P(c) ~ exp(eps * u(c) / 2)`` is eps-DP. The grid is
   :data:`DEFAULT_GRID` (0 and log-spaced magnitudes of both signs) or, for a public range
   ``[lo, hi]``, :data:`RANGE_GRID_POINTS` evenly spaced points. Integer columns round outward.

@@ -39,6 +39,7 @@ from trustgen.privacy.accounting import (
     check_noise_multiplier,
     check_sample_rate,
     default_delta,
+    epsilon_of_history,
 )
 from trustgen.privacy.config import AUTO_MARGINAL_BUDGETS, PrivacyConfig
 from trustgen.privacy.book_keeping import unsupported_layers
@@ -289,6 +290,8 @@ def _histogram_noise(what: str, share: float, epsilon: float, delta: float, acco
     """The noise multiplier of one full-data Gaussian release spending ``share * epsilon``
     alone (at least :data:`HISTOGRAM_SIGMA_MIN`); a share too small to calibrate is refused
     naming the share, not DP-SGD's steps."""
+    if epsilon_of_history([(HISTOGRAM_SIGMA_MIN, 1.0, 1)], delta, accountant) <= share * epsilon:
+        return HISTOGRAM_SIGMA_MIN  # the least noise already spends no more than the share
     try:
         return max(calibrate_noise(share * epsilon, delta, 1.0, 1, accountant), HISTOGRAM_SIGMA_MIN)
     except PrivacyError:

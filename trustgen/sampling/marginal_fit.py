@@ -168,8 +168,9 @@ def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalCol
             if len(there) >= WITHIN_MIN:  # fewer: their quantiles would pile every row onto them
                 rows = b == k
                 inside[rows] = torch.quantile(there, inside[rows])
-        # kept off the bin's upper edge, which counts in the next bin
-        pos = (b.double() + inside.clamp(max=1.0 - 2.0 * EDGE_SLACK)) / column.bins
+        # kept off a bin's upper edge, which counts in the next bin (the last bin's is the range's end)
+        top = torch.where(b < column.bins - 1, torch.full_like(inside, 1.0 - 2.0 * EDGE_SLACK), torch.ones_like(inside))
+        pos = (b.double() + torch.minimum(inside, top)) / column.bins
     out = torch.empty(m, dtype=torch.float64)
     out[order] = 2.0 * pos - 1.0
     return out.to(values.dtype)
