@@ -81,7 +81,7 @@ def test_cli_train_sample_on_a_user_csv(tmp_path, capsys):
     assert code == 0 and json.loads(out)["family"] == "diffusion"
     code, out, _ = cli("sample", tmp_path / "run", "-n", 25, "--label", "yes", "--seed", 1,
                        "--out", tmp_path / "s.csv", "--json", capsys=capsys)
-    assert code == 0 and json.loads(out)["label_counts"] == {"1": 25}
+    assert code == 0 and json.loads(out)["label_counts"] == {"yes": 25}
     s = pd.read_csv(tmp_path / "s.csv")
     assert list(s.columns) == ["dose", "visits", "arm", "cured"] and len(s) == 25 and (s["cured"] == "yes").all()
     assert s["visits"].between(0, 10).all() and s["dose"].between(0, 5).all()

@@ -347,7 +347,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         batches = _tally_reports(batches, reports)
         written = write_stream(batches, out, schema=run.schema, n=args.n, title=f"{run.family} samples",
                                reference=reference)
-    counts = {str(k): v for k, v in written.label_counts.items()}
+    counts = _named_counts(written.label_counts, run.schema.classes)
     marked = "" if key is None else f" (watermarked with key {key.key_id})"
     summary = _constraint_summary(reports)
     ruled = "" if summary is None else (
@@ -359,6 +359,15 @@ def cmd_sample(args: argparse.Namespace) -> int:
                  "watermark_key_id": None if key is None else key.key_id, "constraints": summary},
           f"wrote {written.n} samples to {out}{marked}{ruled}")
     return 0
+
+
+def _named_counts(counts: dict[int, int], classes: tuple | None) -> dict[str, int]:
+    """Label counts keyed by class name (``--label yes`` reads back as ``{"yes": 25}``), by index
+    where the schema has no names or two names print alike."""
+    names = None if classes is None else [str(c) for c in classes]
+    if names is None or len(set(names)) < len(names):
+        return {str(k): v for k, v in counts.items()}
+    return {names[k]: v for k, v in counts.items()}
 
 
 def cmd_score(args: argparse.Namespace) -> int:

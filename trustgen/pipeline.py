@@ -82,7 +82,7 @@ def _label_prior_caveat(y: torch.Tensor | None, report: PrivacyReport | None) ->
     if report.label_noise_multiplier > 0:
         return [f"The label prior used for sampling is a DP histogram of the class counts (Gaussian noise, "
                 f"noise multiplier {report.label_noise_multiplier:.4g}, L2 sensitivity 1; epsilon "
-                f"{report.label_epsilon:.4g} alone, label_budget {report.label_budget:g} of the target), composed "
+                f"{report.label_epsilon:.4g} alone, label_budget {report.share_text('label')}), composed "
                 "with DP-SGD in the same accountant, so epsilon covers it. Noisy counts below 0 are set to 0 (a "
                 "rare class may get probability 0), then normalised."]
     return ["Labels are sampled uniformly: the class frequencies of the private data are not released "
@@ -101,7 +101,7 @@ def _marginal_caveat(marginals: dict | None, report: PrivacyReport | None) -> li
     return [f"Sampling corrects the samples towards a DP histogram of the columns' {what} "
             f"(Gaussian noise, noise multiplier {report.marginal_noise_multiplier:.4g} on sensitivity "
             f"sqrt(columns + {PAIR_WEIGHT:g}^2 pairs); epsilon {report.marginal_epsilon:.4g} alone, "
-            f"marginal_budget {report.marginal_budget:g} of the target), "
+            f"marginal_budget {report.share_text('marginal')}), "
             "composed with DP-SGD in the same accountant, so epsilon covers it; stored in run.json."]
 
 

@@ -209,7 +209,7 @@ def test_from_accountant():
 
 
 def _labelled(**overrides) -> PrivacyReport:
-    return _report(**{"label_budget": 0.05, "label_epsilon": 0.3, "label_noise_multiplier": 16.0, **overrides})
+    return _report(**{"label_budget": 0.0375, "label_epsilon": 0.3, "label_noise_multiplier": 16.0, **overrides})
 
 
 def test_a_privacy_json_from_before_the_label_fields_still_reads(tmp_path):
@@ -228,10 +228,26 @@ def test_label_fields_round_trip_and_show_in_the_summary(tmp_path):
     assert PrivacyReport.from_json(r.to_json(tmp_path / "privacy.json")) == r
     text = r.summary()
     line = next(ln for ln in text.splitlines() if ln.startswith("Label frequencies"))
-    assert "noise multiplier 16" in line and "epsilon 0.3 alone" in line and "0.05 of the target" in line
+    assert "noise multiplier 16" in line and "epsilon 0.3 alone" in line and "0.0375 of the target" in line
     assert "PRV composition" in line and "not a sum" in line
     # the label histogram does not touch the (pure-DP, additive) preprocessing line
     assert "preprocessing epsilon 0.1 (" in text and "basic composition" in text
+
+
+def test_a_share_held_at_the_noise_floor_is_not_reported_as_spent():
+    """A 0.9 share of epsilon 1000 would need noise below HISTOGRAM_SIGMA_MIN; the plan holds
+    the noise there, so the histogram spends far less than 900. The summary must say what it
+    spent, not echo the stated share (a review's find)."""
+    from trustgen.privacy.accounting import epsilon_of_history
+    from trustgen.privacy.plan import HISTOGRAM_SIGMA_MIN
+
+    spent = epsilon_of_history([(HISTOGRAM_SIGMA_MIN, 1.0, 1)], 1e-5, "prv")
+    assert spent < 0.5 * 900
+    r = _labelled(target_epsilon=1000.0, epsilon=999.0, label_budget=0.9, label_epsilon=spent,
+                  label_noise_multiplier=HISTOGRAM_SIGMA_MIN)
+    line = next(ln for ln in r.summary().splitlines() if ln.startswith("Label frequencies"))
+    assert "0.9 of the target" not in line and "below the stated share 0.9" in line
+    assert f"{spent / 1000:.3g} of the target" in line
 
 
 @pytest.mark.parametrize("overrides, fragment", [

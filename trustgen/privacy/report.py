@@ -475,6 +475,16 @@ class PrivacyReport:
 
     # -- human-readable -------------------------------------------------------------------------
 
+    def share_text(self, part: Literal["label", "marginal"]) -> str:
+        """What the ``part`` histogram's share bought, in words (``"0.25 of the target"``). A share so large that its noise would fall
+        below the plan's floor (``HISTOGRAM_SIGMA_MIN``) spends less than stated; saying "0.9 of
+        the target" there would overstate what the release cost."""
+        share, epsilon_alone = getattr(self, f"{part}_budget"), getattr(self, f"{part}_epsilon")
+        if self.target_epsilon is not None and epsilon_alone < 0.99 * share * self.target_epsilon:
+            return (f"{epsilon_alone / self.target_epsilon:.3g} of the target, below the stated share {share:.3g}: "
+                    "its noise is held at the least a histogram gets")
+        return f"{share:.3g} of the target"
+
     def summary(self) -> str:
         """Multi-line text: the guarantee, what it covers, and what it does not.
 
@@ -514,7 +524,7 @@ class PrivacyReport:
             lines.append(
                 f"Label frequencies: a Gaussian histogram of the class counts (noise multiplier "
                 f"{self.label_noise_multiplier:.4g}) spends epsilon {self.label_epsilon:.4g} alone "
-                f"({self.label_budget:.3g} of the target); the training epsilon {self.epsilon:.4g} is the "
+                f"({self.share_text('label')}); the training epsilon {self.epsilon:.4g} is the "
                 f"{self.accountant.upper()} composition of it with the DP-SGD steps (not a sum).")
         if self.marginal_noise_multiplier > 0:
             lines.append(
@@ -522,7 +532,7 @@ class PrivacyReport:
                 + (f" and of the cells of {self.marginal_pairs} pairs of columns" if self.marginal_pairs else "")
                 + f" (noise multiplier "
                 f"{self.marginal_noise_multiplier:.4g}) spends epsilon {self.marginal_epsilon:.4g} alone "
-                f"({self.marginal_budget:.3g} of the target), composed in the same accountant; sampling corrects "
+                f"({self.share_text('marginal')}), composed in the same accountant; sampling corrects "
                 "the samples towards it (post-processing).")
         lines.append(
             f"Training: {self.steps} steps of DP-SGD, sample rate {self.sample_rate:g} "
