@@ -119,6 +119,18 @@ def test_one_model_value_in_a_bin_does_not_take_every_row_mapped_there():
     assert WITHIN_MIN > 1 and len(first) == 50 and len(torch.unique(first)) == 50
 
 
+def test_a_small_batch_keeps_the_points_the_model_puts_values_on():
+    """Three samples on two points (2.5 twice, 7.5 once), mapped onto a target that puts half
+    on each of their bins: each bin has as many model values as rows, so the rows take those
+    values rather than spreading over the bins (a review's find: fewer than WITHIN_MIN model
+    values, as every bin of a small batch has, spread genuine point masses)."""
+    c = marginal_layout(TABLE)[0]
+    target = torch.zeros(10, dtype=torch.float64)
+    target[2] = target[7] = 0.5
+    out = quantile_map(torch.tensor([-0.5, 0.5, -0.5]), target, c)
+    assert set(out.tolist()) <= {-0.5, 0.5} and int((out == -0.5).sum()) == 2
+
+
 def test_values_on_bin_edges_come_out_in_their_bins():
     """A table whose values sit on the public bins' edges (30% at 2.5 in 0-25 cut in ten):
     without DP the run stores its exact marginals, and the fitted samples meet them as the

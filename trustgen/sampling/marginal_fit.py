@@ -146,7 +146,7 @@ def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalCol
     draw from the target rather than its median.
     Within a bin of a continuous column a value takes the same quantile of the model's own values
     in that bin (so values the model puts on a few points stay on them), linearly where the model
-    put fewer than :data:`WITHIN_MIN`; a whole-valued column's bin is its value. The order of the samples is kept, so the
+    put fewer than :data:`WITHIN_MIN` values there and fewer than the rows mapped there; a whole-valued column's bin is its value. The order of the samples is kept, so the
     column's relations to the others stay the model's."""
     m = len(values)
     order = torch.argsort(values, stable=True)
@@ -165,8 +165,10 @@ def quantile_map(values: torch.Tensor, target: torch.Tensor, column: MarginalCol
         own_bin = (own + EDGE_SLACK).floor().clamp(max=column.bins - 1)  # as MarginalColumn.codes bins
         for k in torch.unique(b).tolist():
             there = (own[own_bin == k] - k).clamp(min=0.0)
-            if len(there) >= WITHIN_MIN:  # fewer: their quantiles would pile every row onto them
-                rows = b == k
+            rows = b == k
+            # Few model values taking many more rows would pile the rows onto them; as many values
+            # as rows (a small batch) pile nothing, so a point the model puts values on stays put.
+            if len(there) >= min(WITHIN_MIN, int(rows.sum())):
                 inside[rows] = torch.quantile(there, inside[rows])
         # kept off a bin's upper edge, which counts in the next bin (the last bin's is the range's end)
         top = torch.where(b < column.bins - 1, torch.full_like(inside, 1.0 - 2.0 * EDGE_SLACK), torch.ones_like(inside))
