@@ -251,6 +251,22 @@ def test_a_checkpoint_plan_from_before_the_share_was_stored_still_resumes():
     assert not plan_matches({**plan.to_dict(), "marginal_budget": 0.3}, plan)
 
 
+def test_a_refused_legacy_plan_names_only_the_fields_that_differ():
+    """A plan from before the pair tables and the share were stored, refused for its steps:
+    the reason names the steps alone, not the fields it never had as ``None`` (a review's
+    find: the message compared raw dicts)."""
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.plan import plan_differences, plan_privacy
+
+    plan = plan_privacy(PrivacyConfig(1.0), n=398, batch_size=128, steps=50, model=StubModel(),
+                        marginal_bins=(10,) * 30, n_classes=2)
+    old = {k: v for k, v in plan.to_dict().items() if k not in ("marginal_budget", "marginal_pairs")}
+    old["steps"] = 51
+    assert plan.marginal_pairs == 0
+    assert plan_differences(old, plan) == ["steps 51 in the checkpoint, 50 now"]
+
+
 def test_a_share_the_plan_chose_is_composed_and_reported_like_a_stated_one(tmp_path):
     """80 records of SCHEMA at epsilon 2: the plan takes 0.4 (0.25 would be too noisy). The report
     names that share, the histogram alone spends it, and the whole history composes to the

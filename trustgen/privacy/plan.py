@@ -300,14 +300,23 @@ def _histogram_noise(what: str, share: float, epsilon: float, delta: float, acco
                            "the share.") from None
 
 
-def plan_matches(saved: Mapping[str, Any], plan: PrivacyPlan) -> bool:
-    """Whether the plan a checkpoint stored (:meth:`PrivacyPlan.to_dict`) is ``plan``. A plan
-    written before the marginal share was stored has none; its noise multiplier says the same, so
-    it matches where everything else does (such a run resumes rather than being refused)."""
+def plan_differences(saved: Mapping[str, Any], plan: PrivacyPlan) -> list[str]:
+    """How the plan a checkpoint stored (:meth:`PrivacyPlan.to_dict`) differs from ``plan``,
+    one ``"field <saved> in the checkpoint, <now> now"`` per field (empty: they match). Fields
+    an older checkpoint did not store take their defaults, as :meth:`PrivacyPlan.from_dict`
+    reads them, rather than showing as ``None``. A plan written before the marginal share was
+    stored has none; its noise multiplier says the same, so it matches where everything else
+    does (such a run resumes rather than being refused)."""
     old = PrivacyPlan.from_dict(saved)
     if "marginal_budget" not in saved and old.marginal_noise_multiplier == plan.marginal_noise_multiplier:
         old = dataclasses.replace(old, marginal_budget=plan.marginal_budget)
-    return old == plan
+    was, now = old.to_dict(), plan.to_dict()
+    return [f"{k} {was[k]!r} in the checkpoint, {v!r} now" for k, v in now.items() if was[k] != v]
+
+
+def plan_matches(saved: Mapping[str, Any], plan: PrivacyPlan) -> bool:
+    """Whether the plan a checkpoint stored is ``plan`` (see :func:`plan_differences`)."""
+    return not plan_differences(saved, plan)
 
 
 def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:
@@ -348,4 +357,4 @@ def module_issues(module: nn.Module, mode: ClippingMode) -> list[str]:
     return issues
 
 
-__all__ = ["AUTO_TRAINING_LEFT", "CLIPPING_MODES", "HISTOGRAM_SIGMA_MIN", "PrivacyPlan", "module_issues", "plan_matches", "plan_privacy"]
+__all__ = ["AUTO_TRAINING_LEFT", "CLIPPING_MODES", "HISTOGRAM_SIGMA_MIN", "PrivacyPlan", "module_issues", "plan_differences", "plan_matches", "plan_privacy"]

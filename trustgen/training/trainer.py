@@ -33,7 +33,7 @@ from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
 from trustgen.privacy.label_histogram import private_label_prior
 from trustgen.privacy.marginal_histogram import marginal_counts, noisy_marginals, pair_counts
-from trustgen.privacy.plan import PrivacyPlan, plan_matches, plan_privacy
+from trustgen.privacy.plan import PrivacyPlan, plan_differences, plan_privacy
 from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
 from trustgen.runtime import broadcast_bytes, dist_info, keep_freed_memory, resolve_device
@@ -159,11 +159,9 @@ class Trainer:
                                                    noise_gen=noise_gen, n=n_local, total=total,
                                                    private=self.dp is not None)
             if self.dp is not None:
-                if not plan_matches(saved_privacy["plan"], self.plan):
-                    now = self.plan.to_dict()
-                    differ = ", ".join(f"{k} {saved_privacy['plan'].get(k)!r} in the checkpoint, {v!r} now"
-                                       for k, v in now.items() if saved_privacy["plan"].get(k) != v)
-                    raise RunError(f"the checkpoint's privacy plan differs from this run's ({differ}): resume with "
+                differ = plan_differences(saved_privacy["plan"], self.plan)
+                if differ:
+                    raise RunError(f"the checkpoint's privacy plan differs from this run's ({', '.join(differ)}): resume with "
                                    "the settings it was trained with, or train afresh")
                 if "key" not in saved_privacy:
                     raise RunError(f"checkpoint {str(ckpt)!r} was written by an older trustgen whose DP noise "
