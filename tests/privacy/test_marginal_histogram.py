@@ -19,8 +19,8 @@ from trustgen.pipeline import train
 from trustgen.privacy.accounting import calibrate_noise, default_delta, epsilon_of_history
 from trustgen.privacy.config import AUTO_MARGINAL_BUDGETS, DEFAULT_LABEL_BUDGET, DEFAULT_MARGINAL_BUDGET, PrivacyConfig
 from trustgen.privacy.marginal_histogram import (
-    BINS, NOISE_LIMIT, PAIR_COLUMNS, PAIR_WEIGHT, expected_noise_tv, marginal_counts, marginal_layout, noise_stds,
-    noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing, worth_releasing,
+    BINS, NOISE_LIMIT, PAIR_COLUMNS, PAIR_WEIGHT, PRECISE_NOISE, expected_noise_tv, marginal_counts, marginal_layout,
+    mean_expected_noise, noise_stds, noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing, worth_releasing,
 )
 from trustgen.privacy.plan import PrivacyPlan
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed
@@ -143,9 +143,10 @@ def test_a_stated_share_not_spent_is_a_caveat_of_the_run():
 
 
 def test_the_plan_chooses_a_larger_share_only_where_a_small_table_needs_it():
-    """marginal_budget=None: the default share on a large table; on a small one the first larger
-    share whose release is worth making (never beyond the last, nor where the label's share leaves
-    too little for training); on a tiny one none. A share the user states is never raised."""
+    """marginal_budget=None: the default share on a large table; on a small one a larger share
+    whose release is worth making, none smaller being so (never beyond the last, nor where the
+    label's share leaves too little for training); on a tiny one none. A share the user states is
+    never raised."""
     from tests.privacy.test_plan import StubModel
 
     from trustgen.privacy.plan import plan_privacy
@@ -171,6 +172,33 @@ def test_the_plan_chooses_a_larger_share_only_where_a_small_table_needs_it():
     assert tiny.marginal_noise_multiplier is None and tiny.marginal_budget == 0.0
     # with most of epsilon on the label, the plan takes no share that would leave training little
     assert plan(398, label_budget=0.6).marginal_noise_multiplier is None
+
+
+def test_the_plan_spends_more_until_the_release_is_precise_and_no_more():
+    """A middle-sized table (anes96's 9 columns): every share is worth releasing, so the old rule
+    took the first, 0.25, whose noise (0.20 on average) cost the 2-way distances most of what the
+    release gave. Now the plan takes the first precise share (PRECISE_NOISE), or the largest one."""
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.plan import plan_privacy
+
+    bins = [10, 8, 7, 7, 7, 7, 7, 10, 10]
+
+    def plan(n):
+        return plan_privacy(PrivacyConfig(1.0), n=n, batch_size=min(128, n), steps=50, model=StubModel(),
+                            marginal_bins=bins, n_classes=2)
+
+    def noise(share, n):
+        return mean_expected_noise(bins, calibrate_noise(share, default_delta(n), 1.0, 1, "prv"), n)
+
+    assert all(PRECISE_NOISE < noise(s, 661) <= NOISE_LIMIT for s in AUTO_MARGINAL_BUDGETS)
+    assert plan(661).marginal_budget == AUTO_MARGINAL_BUDGETS[-1]
+    # where a middle share is the first precise one, the plan takes exactly it
+    n = 1_000
+    first = next(s for s in AUTO_MARGINAL_BUDGETS if noise(s, n) <= PRECISE_NOISE)
+    assert AUTO_MARGINAL_BUDGETS[0] < first < AUTO_MARGINAL_BUDGETS[-1]
+    assert plan(n).marginal_budget == first
+    assert plan(30_000).marginal_budget == AUTO_MARGINAL_BUDGETS[0] == DEFAULT_MARGINAL_BUDGET
 
 
 def test_values_on_bin_edges_are_counted_in_the_bin_the_schema_puts_them_in():
@@ -268,21 +296,21 @@ def test_a_refused_legacy_plan_names_only_the_fields_that_differ():
 
 
 def test_a_share_the_plan_chose_is_composed_and_reported_like_a_stated_one(tmp_path):
-    """80 records of SCHEMA at epsilon 2: the plan takes 0.4 (0.25 would be too noisy). The report
-    names that share, the histogram alone spends it, and the whole history composes to the
-    report's epsilon, within the target."""
+    """80 records of SCHEMA at epsilon 2: the plan takes 0.5 (0.25 would be too noisy to release,
+    0.4 not precise). The report names that share, the histogram alone spends it, and the whole
+    history composes to the report's epsilon, within the target."""
     cfg = PrivacyConfig(epsilon=2.0, secret_seed=1, accountant="rdp")
     run = train(table(80), "vae", TrainConfig(steps=10, batch_size=16, progress=False), schema=SCHEMA, privacy=cfg,
                 out=tmp_path / "run")
     r = run.privacy
-    assert r.marginal_budget == 0.4 and run.marginals is not None
+    assert r.marginal_budget == 0.5 and run.marginals is not None
     assert r.marginal_epsilon == pytest.approx(epsilon_of_history([(r.marginal_noise_multiplier, 1.0, 1)], r.delta,
                                                                   "rdp"))
-    assert 0.39 * 2.0 <= r.marginal_epsilon <= 0.4 * 2.0
+    assert 0.49 * 2.0 <= r.marginal_epsilon <= 0.5 * 2.0
     history = [(r.label_noise_multiplier, 1.0, 1), (r.marginal_noise_multiplier, 1.0, 1),
                (r.noise_multiplier, r.sample_rate, r.steps)]
     assert epsilon_of_history(history, r.delta, "rdp") == pytest.approx(r.epsilon, rel=1e-9) and r.epsilon <= 2.0
-    assert Run.load(tmp_path / "run").privacy.marginal_budget == 0.4
+    assert Run.load(tmp_path / "run").privacy.marginal_budget == 0.5
     # and re-derived by another code base (Google's dp_accounting, RDP at the same orders)
     dp_accounting = pytest.importorskip("dp_accounting")
     from trustgen.privacy.accounting import RDP_ORDERS

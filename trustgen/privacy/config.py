@@ -38,8 +38,9 @@ DEFAULT_LABEL_BUDGET: float = 0.2
 #: 0.147 uncorrected; AIM 0.067) with TSTR no lower.
 DEFAULT_MARGINAL_BUDGET: float = 0.25
 #: With ``marginal_budget=None`` (the default) the plan takes the first of these shares whose
-#: release is worth making (:func:`~trustgen.privacy.marginal_histogram.worth_releasing`): the
-#: default where the table has records enough for it, more on a small table, none beyond the last.
+#: release is precise (:func:`~trustgen.privacy.marginal_histogram.precise_release`), else the
+#: largest worth making (:func:`~trustgen.privacy.marginal_histogram.worth_releasing`): the
+#: default where the table has records enough for it, more on a smaller table, none beyond the last.
 #: Measured on breast_cancer at epsilon 1 (398 records, 30 columns; DP-VAE, split seeds 0-2, 2-way
 #: distance on a holdout): 0.449 at 0.25 (no better than releasing nothing, 0.453, and TSTR lower),
 #: 0.345 at 0.4, 0.309 at 0.5, 0.293 at 0.6 with TSTR 0.03-0.07 lower (benchmarks/README.md,
@@ -71,9 +72,9 @@ class PrivacyConfig:
             and the noise small enough every pair of columns' cells,
             :mod:`trustgen.privacy.marginal_histogram`), composed the same way; sampling then
             corrects the samples towards them. 0 releases none. None (default): the first of
-            :data:`AUTO_MARGINAL_BUDGETS` whose noise leaves a column worth correcting. Unused for
-            images, and when the noise would leave no column worth correcting (the plan then gives
-            the share back).
+            :data:`AUTO_MARGINAL_BUDGETS` whose release is precise, else the largest whose noise
+            leaves the columns worth correcting. Unused for images, and when the noise would
+            leave no column worth correcting (the plan then gives the share back).
     """
 
     epsilon: float

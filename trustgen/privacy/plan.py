@@ -44,7 +44,7 @@ from trustgen.privacy.accounting import (
 from trustgen.privacy.config import AUTO_MARGINAL_BUDGETS, PrivacyConfig
 from trustgen.privacy.book_keeping import unsupported_layers
 from trustgen.privacy.dp_sgd import ClippingMode, choose_mode
-from trustgen.privacy.marginal_histogram import pairs_worth_releasing, worth_releasing
+from trustgen.privacy.marginal_histogram import pairs_worth_releasing, precise_release, worth_releasing
 
 CLIPPING_MODES: tuple[str, ...] = ("bookkeeping", "ghost", "hooks")
 #: A share chosen by the plan (``marginal_budget=None``) leaves DP-SGD at least this much of
@@ -184,9 +184,11 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
             (:func:`~trustgen.privacy.marginal_histogram.worth_releasing`: few records, many
             columns); then its share goes back to training, and the report says none was released.
             With ``config.marginal_budget=None`` it takes the first share of
-            :data:`~trustgen.privacy.config.AUTO_MARGINAL_BUDGETS` worth releasing that leaves
-            training :data:`AUTO_TRAINING_LEFT` beside the label's share (none if none does);
-            ``PrivacyPlan.marginal_budget`` is the share taken.
+            :data:`~trustgen.privacy.config.AUTO_MARGINAL_BUDGETS` whose release is precise
+            (:func:`~trustgen.privacy.marginal_histogram.precise_release`), else the largest
+            worth releasing, among those that leave training :data:`AUTO_TRAINING_LEFT` beside
+            the label's share (none if none is worth it); ``PrivacyPlan.marginal_budget`` is the
+            share taken.
         pair_cells: the cells of every pair table that may be counted in the same release
             (:func:`~trustgen.privacy.marginal_histogram.pair_layout`); they are, where
             :func:`~trustgen.privacy.marginal_histogram.pairs_worth_releasing` says so (the
@@ -250,7 +252,7 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
     label_share = config.label_budget if label_sigma is not None else 0.0
     if not bins:
         shares = []
-    elif config.marginal_budget is None:  # the plan's choice: the first share worth releasing
+    elif config.marginal_budget is None:  # the plan's choice, in increasing order (below)
         shares = [s for s in AUTO_MARGINAL_BUDGETS if label_share + s <= 1 - AUTO_TRAINING_LEFT]
     else:
         if config.marginal_budget > 0 and label_share + config.marginal_budget >= 1:
@@ -266,7 +268,10 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
             continue  # the plan's own choice: a share too small to calibrate is not worth releasing
         if worth_releasing(bins, sigma_m, n):
             marginal_sigma, marginal_share = sigma_m, float(share)
-            break
+            # Choosing, the plan goes on to a larger share (less noise) until the release is
+            # precise; past the last, the largest worth releasing stays.
+            if config.marginal_budget is not None or precise_release(bins, sigma_m, n):
+                break
     cells = list(pair_cells)
     if any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in cells):
         raise ConfigError(f"pair_cells must be positive integers, got {pair_cells!r}")
