@@ -342,3 +342,48 @@ def test_resuming_under_another_privacy_plan_names_what_differs(tmp_path):
                                        r"[\d.]+ now, label_noise_multiplier [\d.]+ in the checkpoint, [\d.]+ now\)"):
         Trainer(fresh("vae"), TrainConfig(**cfg), privacy=PrivacyConfig(epsilon=4.0, delta=1e-4)).fit(
             x, y, checkpoint=ckpt, resume=True)
+
+
+def test_a_run_whose_share_the_plan_chose_under_the_old_rule_resumes_with_that_share_stated(tmp_path, monkeypatch):
+    """The plan's rule for the marginal share changed (it now spends until the release is
+    precise). A run checkpointed under the old rule (0.25 on 700 records of 9 columns) is refused
+    on resume naming the share to state, and resumes with it stated."""
+    import numpy as np
+    import pandas as pd
+
+    from trustgen.data.encoders import make_encoder
+    from trustgen.data.schema import CategoricalColumn, NumericColumn, TabularSchema
+    from trustgen.models import build_model
+    from trustgen.models.nets import DataSpec
+    from trustgen.pipeline import encode_tensors
+    from trustgen.privacy import plan as plan_module
+    from trustgen.privacy.marginal_histogram import marginal_layout
+
+    schema = TabularSchema([NumericColumn(f"x{i}", 0, 1) for i in range(9)] + [CategoricalColumn("y", ("a", "b"))],
+                           label="y", source="declared")
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({f"x{i}": rng.random(700) for i in range(9)} | {"y": rng.choice(["a", "b"], 700)})
+    x, y = encode_tensors(df, schema)
+    cfg = TrainConfig(steps=8, batch_size=64, seed=1, checkpoint_every=4, progress=False)
+
+    def model():
+        torch.manual_seed(0)
+        return build_model("vae", DataSpec.from_encoder(make_encoder(schema)), private=True)
+
+    def fit(privacy, resume=False, callbacks=()):
+        return Trainer(model(), cfg, privacy=privacy, callbacks=callbacks).fit(
+            x, y, checkpoint=tmp_path / "ck.pt", resume=resume, marginal_layout=marginal_layout(schema))
+
+    def kill(trainer, step, logs):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(plan_module, "precise_release", lambda *a: True)  # the old rule: the first share worth it
+        with pytest.raises(KeyboardInterrupt):
+            fit(PrivacyConfig(epsilon=1.0), callbacks=(kill,))
+    with pytest.raises(RunError, match=r"marginal_budget 0.25 in the checkpoint, 0.5 now.*state the old one, "
+                                       r"--marginal-budget 0.25\)$"):
+        fit(PrivacyConfig(epsilon=1.0), resume=True)
+    resumed = fit(PrivacyConfig(epsilon=1.0, marginal_budget=0.25), resume=True)
+    assert resumed.privacy.marginal_budget == 0.25 and resumed.steps == 8

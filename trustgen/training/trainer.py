@@ -162,7 +162,8 @@ class Trainer:
                 differ = plan_differences(saved_privacy["plan"], self.plan)
                 if differ:
                     raise RunError(f"the checkpoint's privacy plan differs from this run's ({', '.join(differ)}): resume with "
-                                   "the settings it was trained with, or train afresh")
+                                   "the settings it was trained with, or train afresh"
+                                   + self._chosen_share_hint(saved_privacy["plan"]))
                 if "key" not in saved_privacy:
                     raise RunError(f"checkpoint {str(ckpt)!r} was written by an older trustgen whose DP noise "
                                    "was not cryptographically secure: it cannot be resumed; train again")
@@ -176,6 +177,15 @@ class Trainer:
         finally:
             if self.dp is not None:
                 self.dp.close()
+
+    def _chosen_share_hint(self, saved: dict) -> str:
+        """How to resume a run whose marginal share the plan chose, where this version's plan
+        chooses another (its rule changed): state the share the checkpoint was trained with."""
+        was = PrivacyPlan.from_dict(saved).marginal_budget
+        if self.privacy.marginal_budget is not None or "marginal_budget" not in saved or was == self.plan.marginal_budget:
+            return ""
+        return (f" (the plan chose the marginal share, {was:g} then and {self.plan.marginal_budget:g} now: "
+                f"state the old one, --marginal-budget {was:g})")
 
     def _checked_optimizers(self, model: GenerativeModel) -> dict:
         """The optimisers, one per parameter group, each updating only its group's parameters."""
