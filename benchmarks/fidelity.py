@@ -22,7 +22,10 @@ STACK-NOTES), MST and AIM run through benchmarks/marginal_peers.py on the same s
 and epsilon.
 
     python benchmarks/fidelity.py --tables rare randhie breast_cancer --families vae gan diffusion \
-        --epsilons 1 10 --seeds 0 1 2 [--peers-python /path/to/snsynth/bin/python] [--smoke]
+        --epsilons 1 10 --seeds 0 1 2 [--peers-python /path/to/snsynth/bin/python] [--rows N] [--smoke]
+
+``--rows N`` first draws N rows of each table (one fixed draw, stratified by the label): a
+smaller table of the same kind, where the plan chooses a larger marginal share.
 
 Prints one JSON line per run, then mean and spread (sd over seeds) per table, method, epsilon.
 """
@@ -168,6 +171,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--marginal-budget", type=float, default=None, help="default: PrivacyConfig's")
     ap.add_argument("--peers-python", help="python of smartnoise-synth's virtualenv: adds MST and AIM")
+    ap.add_argument("--rows", type=int, help="first draw this many rows of each table (stratified by the label, "
+                    "one fixed draw): a smaller table of the same kind, for the regime where a plan's choices change")
     ap.add_argument("--smoke", action="store_true", help="a few steps, one table row count (CI)")
     args = ap.parse_args(argv)
     rows = []
@@ -178,13 +183,17 @@ def main(argv=None) -> int:
 
     for name in args.tables:
         data, schema = table(name)
+        shown = name if not args.rows or args.rows >= len(data) else f"{name} ({args.rows} rows)"
+        if args.rows and args.rows < len(data):
+            data, _ = train_test_split(data, train_size=args.rows, random_state=12345, stratify=data[schema.label])
+            data = data.reset_index(drop=True)
         if args.smoke:
             data = pd.concat([g.head(200) for _, g in data.groupby(schema.label)]).reset_index(drop=True)
         for seed in args.seeds:
             tr, te = train_test_split(data, test_size=0.3, random_state=seed, stratify=data[schema.label])
             tr, te = tr.reset_index(drop=True), te.reset_index(drop=True)
             n = max(2000, len(te))
-            emit({"table": name, "method": "real (training rows)", "epsilon": None, "seed": seed,
+            emit({"table": shown, "method": "real (training rows)", "epsilon": None, "seed": seed,
                   **measure(tr.sample(n, replace=len(tr) < n, random_state=seed), te, schema)})
             for eps in args.epsilons:
                 for fam in args.families:
@@ -196,7 +205,7 @@ def main(argv=None) -> int:
                     t1 = time.time()
                     for fit in ((False, True) if run.marginals is not None else (False,)):
                         synth = Sampler(run, marginal_fit=fit).sample(n, seed=seed).data
-                        emit({"table": name, "method": f"trustgen {fam}" + (" + marginal fit" if fit else ""),
+                        emit({"table": shown, "method": f"trustgen {fam}" + (" + marginal fit" if fit else ""),
                               "epsilon": eps, "seed": seed, "epsilon_spent": round(run.privacy.epsilon, 4),
                               "marginal_epsilon": round(run.privacy.marginal_epsilon, 4),
                               "train_s": round(t1 - t0, 1), **measure(synth, te, schema)})
@@ -204,7 +213,7 @@ def main(argv=None) -> int:
                     for synth_name in ("mst", "aim"):
                         t0 = time.time()
                         synth = peer(args.peers_python, synth_name, tr, schema, eps, n, seed)
-                        emit({"table": name, "method": synth_name.upper(), "epsilon": eps, "seed": seed,
+                        emit({"table": shown, "method": synth_name.upper(), "epsilon": eps, "seed": seed,
                               "train_s": round(time.time() - t0, 1), **measure(synth, te, schema)})
     summary = pd.DataFrame(rows).fillna({"epsilon": -1}).groupby(["table", "method", "epsilon"], sort=False)
     keys = ["one_way", "two_way", "label_gap_pp", "tstr_lr", "tstr_gb"]
