@@ -25,7 +25,8 @@ and epsilon.
         --epsilons 1 10 --seeds 0 1 2 [--peers-python /path/to/snsynth/bin/python] [--rows N] [--smoke]
 
 ``--rows N`` first draws N rows of each table (one fixed draw, stratified by the label): a
-smaller table of the same kind, where the plan chooses a larger marginal share.
+smaller table of the same kind, where the plan chooses a larger marginal share. It keeps the
+table's steps and batch size.
 
 Prints one JSON line per run, then mean and spread (sd over seeds) per table, method, epsilon.
 """
@@ -163,6 +164,13 @@ def peer(python: str, synth: str, tr: pd.DataFrame, schema, eps: float, n: int, 
         return pd.read_csv(d / "synth.csv")
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tables", nargs="+", default=["rare", "randhie", "breast_cancer"])
@@ -171,7 +179,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--marginal-budget", type=float, default=None, help="default: PrivacyConfig's")
     ap.add_argument("--peers-python", help="python of smartnoise-synth's virtualenv: adds MST and AIM")
-    ap.add_argument("--rows", type=int, help="first draw this many rows of each table (stratified by the label, "
+    ap.add_argument("--rows", type=positive_int, help="first draw this many rows of each table (stratified by the label, "
                     "one fixed draw): a smaller table of the same kind, for the regime where a plan's choices change")
     ap.add_argument("--smoke", action="store_true", help="a few steps, one table row count (CI)")
     args = ap.parse_args(argv)

@@ -20,7 +20,8 @@ from trustgen.privacy.accounting import calibrate_noise, default_delta, epsilon_
 from trustgen.privacy.config import AUTO_MARGINAL_BUDGETS, DEFAULT_LABEL_BUDGET, DEFAULT_MARGINAL_BUDGET, PrivacyConfig
 from trustgen.privacy.marginal_histogram import (
     BINS, NOISE_LIMIT, PAIR_COLUMNS, PAIR_WEIGHT, PRECISE_NOISE, expected_noise_tv, marginal_counts, marginal_layout,
-    mean_expected_noise, noise_stds, noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing, worth_releasing,
+    mean_expected_noise, noise_stds, noisy_marginals, pair_counts, pair_layout, pairs_worth_releasing, precise_release,
+    worth_releasing,
 )
 from trustgen.privacy.plan import PrivacyPlan
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed
@@ -143,10 +144,10 @@ def test_a_stated_share_not_spent_is_a_caveat_of_the_run():
 
 
 def test_the_plan_chooses_a_larger_share_only_where_a_small_table_needs_it():
-    """marginal_budget=None: the default share on a large table; on a small one a larger share
-    whose release is worth making, none smaller being so (never beyond the last, nor where the
-    label's share leaves too little for training); on a tiny one none. A share the user states is
-    never raised."""
+    """marginal_budget=None: the default share on a large table; on a small one (breast_cancer's
+    398 records of 30 columns, where no share below the chosen one is worth releasing) a larger
+    share (never beyond the last, nor where the label's share leaves too little for training); on
+    a tiny one none. A share the user states is never raised."""
     from tests.privacy.test_plan import StubModel
 
     from trustgen.privacy.plan import plan_privacy
@@ -199,6 +200,29 @@ def test_the_plan_spends_more_until_the_release_is_precise_and_no_more():
     assert AUTO_MARGINAL_BUDGETS[0] < first < AUTO_MARGINAL_BUDGETS[-1]
     assert plan(n).marginal_budget == first
     assert plan(30_000).marginal_budget == AUTO_MARGINAL_BUDGETS[0] == DEFAULT_MARGINAL_BUDGET
+    # the climb stops where the label's share leaves training too little: 1 - 0.25 - 0.45
+    capped = plan_privacy(PrivacyConfig(1.0, label_budget=0.45), n=661, batch_size=128, steps=50, model=StubModel(),
+                          marginal_bins=bins, n_classes=2)
+    assert capped.marginal_budget == 0.3
+
+
+def test_at_the_noise_floor_the_plan_stops_climbing():
+    """At a huge epsilon every share from some point on gets the least noise multiplier
+    (HISTOGRAM_SIGMA_MIN): a larger share would buy the same release and report more spent, so
+    the plan stops at the first that reaches the floor, precise or not (a review's find: it went
+    on to 0.5, reporting 150 of epsilon 300 where the release spent 96)."""
+    from tests.privacy.test_plan import StubModel
+
+    from trustgen.privacy.plan import HISTOGRAM_SIGMA_MIN, plan_privacy
+
+    bins = [10] * 50
+    p = plan_privacy(PrivacyConfig(300.0), n=20, batch_size=10, steps=5, model=StubModel(), marginal_bins=bins,
+                     n_classes=2)
+    assert p.marginal_noise_multiplier == HISTOGRAM_SIGMA_MIN and not precise_release(bins, HISTOGRAM_SIGMA_MIN, 20)
+    below = [s for s in AUTO_MARGINAL_BUDGETS if s < p.marginal_budget]
+    assert below and all(calibrate_noise(s * 300.0, default_delta(20), 1.0, 1, "prv") > HISTOGRAM_SIGMA_MIN
+                         for s in below)
+    assert p.marginal_budget < AUTO_MARGINAL_BUDGETS[-1]
 
 
 def test_values_on_bin_edges_are_counted_in_the_bin_the_schema_puts_them_in():

@@ -382,8 +382,12 @@ def test_a_run_whose_share_the_plan_chose_under_the_old_rule_resumes_with_that_s
         m.setattr(plan_module, "precise_release", lambda *a: True)  # the old rule: the first share worth it
         with pytest.raises(KeyboardInterrupt):
             fit(PrivacyConfig(epsilon=1.0), callbacks=(kill,))
-    with pytest.raises(RunError, match=r"marginal_budget 0.25 in the checkpoint, 0.5 now.*state the old one, "
-                                       r"--marginal-budget 0.25\)$"):
+    with pytest.raises(RunError, match=r"marginal_budget 0.25 in the checkpoint, 0.5 now.*state the checkpoint's, "
+                                       r"marginal_budget=0.25 or --marginal-budget 0.25\)$"):
         fit(PrivacyConfig(epsilon=1.0), resume=True)
+    # where stating the share would not give the checkpoint's plan (another epsilon too), no hint
+    with pytest.raises(RunError, match="differs from this run's") as refused:
+        fit(PrivacyConfig(epsilon=2.0), resume=True)
+    assert "--marginal-budget" not in str(refused.value)
     resumed = fit(PrivacyConfig(epsilon=1.0, marginal_budget=0.25), resume=True)
     assert resumed.privacy.marginal_budget == 0.25 and resumed.steps == 8

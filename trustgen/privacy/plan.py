@@ -269,8 +269,9 @@ def plan_privacy(config: PrivacyConfig, *, n: int, batch_size: int, steps: int,
         if worth_releasing(bins, sigma_m, n):
             marginal_sigma, marginal_share = sigma_m, float(share)
             # Choosing, the plan goes on to a larger share (less noise) until the release is
-            # precise; past the last, the largest worth releasing stays.
-            if config.marginal_budget is not None or precise_release(bins, sigma_m, n):
+            # precise; past the last, the largest worth releasing stays. At the noise floor a
+            # larger share would buy the same release and report more spent: it stops there.
+            if precise_release(bins, sigma_m, n) or sigma_m <= HISTOGRAM_SIGMA_MIN:
                 break
     cells = list(pair_cells)
     if any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 for k in cells):

@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -33,7 +33,7 @@ from trustgen.privacy.config import PrivacyConfig
 from trustgen.privacy.dp_sgd import PrivateGradients, poisson_batch
 from trustgen.privacy.label_histogram import private_label_prior
 from trustgen.privacy.marginal_histogram import marginal_counts, noisy_marginals, pair_counts
-from trustgen.privacy.plan import PrivacyPlan, plan_differences, plan_privacy
+from trustgen.privacy.plan import PrivacyPlan, plan_differences, plan_matches, plan_privacy
 from trustgen.privacy.report import PrivacyReport, dp_sgd_caveats
 from trustgen.privacy.secure_random import SecureRandom, key_from_seed, new_key
 from trustgen.runtime import broadcast_bytes, dist_info, keep_freed_memory, resolve_device
@@ -75,12 +75,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ privacy plan
     def plan_privacy(self, n: int, n_classes: int = 0, marginal_bins: tuple[int, ...] = (),
-                     pair_cells: tuple[int, ...] = ()) -> PrivacyPlan:
+                     pair_cells: tuple[int, ...] = (), privacy: PrivacyConfig | None = None) -> PrivacyPlan:
         """Sample rate, delta and the noise multiplier calibrated so that the planned steps
         (with the label histogram when ``n_classes >= 2`` and the marginal histogram of columns
         of ``marginal_bins`` and pair tables of ``pair_cells``) reach the target epsilon exactly
-        (never more)."""
-        return plan_privacy(self.privacy, n=n, batch_size=self.config.batch_size,
+        (never more). ``privacy``: another configuration than the trainer's (default)."""
+        return plan_privacy(privacy or self.privacy, n=n, batch_size=self.config.batch_size,
                             steps=self.config.total_steps(n), model=self.model, n_classes=n_classes,
                             marginal_bins=marginal_bins, pair_cells=pair_cells)
 
@@ -137,9 +137,9 @@ class Trainer:
         total = c.total_steps(n)
         self.dp = self.accountant = self.plan = None
         if self.privacy is not None:
-            self.plan = self.plan_privacy(n, 0 if y is None else self.model.spec.n_classes,
-                                          tuple(col.bins for col in marginal_layout or ()),
-                                          tuple(t.cells for t in pair_layout or ()))
+            plan_inputs = (n, 0 if y is None else self.model.spec.n_classes,
+                           tuple(col.bins for col in marginal_layout or ()), tuple(t.cells for t in pair_layout or ()))
+            self.plan = self.plan_privacy(*plan_inputs)
             if self.plan.label_segment is not None and label_prior is not None:
                 raise ConfigError("under DP with label_budget > 0 the label prior is the DP label histogram: "
                                   "pass label_prior=None, or set label_budget=0 to use your own prior")
@@ -163,7 +163,7 @@ class Trainer:
                 if differ:
                     raise RunError(f"the checkpoint's privacy plan differs from this run's ({', '.join(differ)}): resume with "
                                    "the settings it was trained with, or train afresh"
-                                   + self._chosen_share_hint(saved_privacy["plan"]))
+                                   + self._stated_share_hint(saved_privacy["plan"], plan_inputs))
                 if "key" not in saved_privacy:
                     raise RunError(f"checkpoint {str(ckpt)!r} was written by an older trustgen whose DP noise "
                                    "was not cryptographically secure: it cannot be resumed; train again")
@@ -178,14 +178,21 @@ class Trainer:
             if self.dp is not None:
                 self.dp.close()
 
-    def _chosen_share_hint(self, saved: dict) -> str:
-        """How to resume a run whose marginal share the plan chose, where this version's plan
-        chooses another (its rule changed): state the share the checkpoint was trained with."""
+    def _stated_share_hint(self, saved: dict, plan_inputs: tuple) -> str:
+        """How to resume a checkpoint whose marginal share differs from the one this run's plan
+        chooses (the plan's rule changed: it used to take the first share worth releasing), where
+        stating the checkpoint's share would give its plan exactly; else nothing."""
         was = PrivacyPlan.from_dict(saved).marginal_budget
-        if self.privacy.marginal_budget is not None or "marginal_budget" not in saved or was == self.plan.marginal_budget:
+        if self.privacy.marginal_budget is not None or "marginal_budget" not in saved or was in (0, self.plan.marginal_budget):
             return ""
-        return (f" (the plan chose the marginal share, {was:g} then and {self.plan.marginal_budget:g} now: "
-                f"state the old one, --marginal-budget {was:g})")
+        try:
+            stated = self.plan_privacy(*plan_inputs, privacy=replace(self.privacy, marginal_budget=was))
+        except (ConfigError, PrivacyError):
+            return ""
+        if not plan_matches(saved, stated):
+            return ""
+        return (f" (the checkpoint's marginal share was {was:g}, this run's plan chooses {self.plan.marginal_budget:g}: "
+                f"state the checkpoint's, marginal_budget={was:g} or --marginal-budget {was:g})")
 
     def _checked_optimizers(self, model: GenerativeModel) -> dict:
         """The optimisers, one per parameter group, each updating only its group's parameters."""
